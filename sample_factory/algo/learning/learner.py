@@ -1,0 +1,328 @@
+"""The learner: pure training logic (no processes, no queues), testable on a batch in memory.
+
+`train(batch)` takes trajectories shaped `[B, T+1, ...]` (as copied out of the shared buffers),
+computes GAE or V-trace targets with the current model, and runs `num_epochs` passes of
+minibatch SGD on the PPO clipped objective. Minibatches are made of whole sequences of
+`recurrence` steps so that an RNN core is trained from its stored initial state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sample_factory.algo.learning.losses import entropy_loss, kl_loss, ppo_policy_loss, value_loss
+from sample_factory.algo.utils.rl_utils import (
+    calculate_gae,
+    calculate_vtrace,
+    explained_variance,
+    masked_mean,
+    normalize_advantages,
+)
+from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
+
+log = logging.getLogger(__name__)
+
+
+def effective_recurrence(cfg) -> int:
+    if cfg.recurrence > 0:
+        return cfg.recurrence
+    return cfg.rollout if cfg.use_rnn else 1
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint restores besides model and optimizer."""
+
+    policy_version: int = 0
+    train_step: int = 0
+    env_steps: int = 0
+    learning_rate: float = 0.0
+
+
+class Learner:
+    def __init__(self, cfg, env_info, policy_id: int, device: torch.device):
+        self.cfg = cfg
+        self.env_info = env_info
+        self.policy_id = policy_id
+        self.device = device
+        self.recurrence = effective_recurrence(cfg)
+        self.rnn_size = rnn_state_size_for(cfg)
+        self.model = create_actor_critic(cfg, env_info.obs_space, env_info.action_space).to(device)
+        self.model.train()
+        self.state = TrainingState(learning_rate=cfg.learning_rate)
+        self.optimizer = self._make_optimizer()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        betas = (cfg.adam_beta1, cfg.adam_beta2)
+        return torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_eps)
+
+    # --- learning rate ------------------------------------------------------------------------
+
+    def _set_lr(self, lr: float):
+        self.state.learning_rate = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _scheduled_lr(self) -> float:
+        cfg = self.cfg
+        if cfg.lr_schedule == "linear_decay":
+            progress = min(1.0, self.state.env_steps / max(cfg.train_for_env_steps, 1))
+            return cfg.learning_rate * max(1.0 - progress, 0.0)
+        return self.state.learning_rate
+
+    def _adapt_lr_to_kl(self, kl: float):
+        """KL-adaptive schedule (as in rl_games/SF2): shrink the step when the policy moves too much."""
+        cfg = self.cfg
+        lr = self.state.learning_rate
+        if kl > 2.0 * cfg.lr_schedule_kl_threshold:
+            lr = max(lr / 1.5, cfg.lr_adaptive_min)
+        elif kl < 0.5 * cfg.lr_schedule_kl_threshold:
+            lr = min(lr * 1.5, cfg.lr_adaptive_max)
+        self._set_lr(lr)
+
+    # --- the forward pass over sequences --------------------------------------------------------
+
+    def _forward_sequences(self, obs: dict, rnn_init: Tensor, resets: Tensor, action_mask: Tensor | None):
+        """obs [N, L, ...], rnn_init [N, S], resets [N, L] -> values [N, L], action_logits [N, L, P]."""
+        n, length = resets.shape
+        flat_obs = {k: v.reshape((n * length,) + v.shape[2:]) for k, v in obs.items()}
+        head = self.model.forward_head(flat_obs)
+        if self.rnn_size > 0:
+            head_seq = head.reshape(n, length, -1).transpose(0, 1)
+            core_seq, _ = self.model.forward_core_sequence(head_seq, rnn_init[:, : self.rnn_size], resets.transpose(0, 1))
+            core = core_seq.transpose(0, 1).reshape(n * length, -1)
+        else:
+            core, _ = self.model.forward_core(head, rnn_init.new_zeros(n * length, 0))
+        flat_mask = None if action_mask is None else action_mask.reshape(n * length, -1)
+        out = self.model.forward_tail(core, values_only=False, sample_actions=False, action_mask=flat_mask)
+        values = out["values"].reshape(n, length)
+        logits = out["action_logits"].reshape(n, length, -1)
+        return values, logits
+
+    @staticmethod
+    def _resets_from_dones(dones: Tensor) -> Tensor:
+        """State before step t is zeroed when step t-1 ended an episode (step 0 uses the stored state)."""
+        resets = torch.zeros_like(dones, dtype=torch.float32)
+        resets[:, 1:] = dones[:, :-1].float()
+        return resets
+
+    # --- one training iteration ----------------------------------------------------------------
+
+    def train(self, batch: dict) -> dict:
+        """One iteration on trajectories `[B, T+1, ...]`; returns scalar stats."""
+        cfg = self.cfg
+        device = self.device
+        batch = _to_device(batch, device)
+        rollout = batch["rewards"].shape[1] - 1
+        num_traj = batch["rewards"].shape[0]
+
+        obs = self.model.normalize_obs(batch["obs"], update_stats=True)
+        action_mask = obs.pop("action_mask", None)
+
+        rewards = batch["rewards"][:, :rollout] * cfg.reward_scale
+        rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
+        dones = batch["dones"][:, :rollout]
+        time_outs = batch["time_outs"][:, :rollout]
+        behaviour_values = batch["values"][:, :rollout]
+        if cfg.value_bootstrap:
+            # The obs after a truncation is not stored (the env was reset); V(s_t) stands in for V(s_{t+1}).
+            rewards = rewards + cfg.gamma * behaviour_values * time_outs.float()
+        dones_f = dones.float()
+
+        lag = self.state.policy_version - batch["policy_version"][:, :rollout]
+        valids = batch["valids"][:, :rollout] & (lag <= cfg.max_policy_lag)
+        num_dropped_for_lag = int((batch["valids"][:, :rollout] & (lag > cfg.max_policy_lag)).sum())
+
+        actions = batch["actions"][:, :rollout]
+        old_log_prob = batch["log_prob_actions"][:, :rollout]
+        rnn_states = batch["rnn_states"]
+        resets_full = self._resets_from_dones(batch["dones"])
+
+        stats = {}
+        lr = self._scheduled_lr()
+        if lr != self.state.learning_rate:
+            self._set_lr(lr)
+
+        for epoch in range(cfg.num_epochs):
+            advantages, targets, values_now = self._targets(
+                obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout
+            )
+            if epoch == 0:
+                stats["explained_variance"] = float(explained_variance(values_now, targets, valids))
+            if self.model.returns_normalizer is not None:
+                if epoch == 0:
+                    self.model.returns_normalizer.update(targets[valids])
+                targets_n = self.model.normalize_values(targets)
+            else:
+                targets_n = targets
+            old_values_n = self.model.normalize_values(behaviour_values)
+            advantages = normalize_advantages(advantages, valids)
+
+            epoch_stats = self._sgd_epoch(
+                dict(
+                    obs=obs,
+                    action_mask=action_mask,
+                    rnn_states=rnn_states,
+                    dones=dones,
+                    actions=actions,
+                    old_log_prob=old_log_prob,
+                    old_logits=batch["action_logits"][:, :rollout],
+                    advantages=advantages,
+                    targets=targets_n,
+                    old_values=old_values_n,
+                    valids=valids,
+                ),
+                rollout,
+            )
+            if cfg.lr_schedule == "kl_adaptive_epoch":
+                self._adapt_lr_to_kl(epoch_stats["approx_kl"])
+            stats.update(epoch_stats)
+
+        self.state.train_step += 1
+        self.state.policy_version += 1
+        stats.update(
+            lr=self.state.learning_rate,
+            num_trajectories=num_traj,
+            samples=int(valids.sum()),
+            dropped_for_lag=num_dropped_for_lag,
+            lag_min=float(lag.min()),
+            lag_avg=float(lag.float().mean()),
+            lag_max=float(lag.max()),
+            adv_mean=float(advantages.mean()),
+            returns_mean=float(targets.mean()),
+        )
+        return stats
+
+    @torch.no_grad()
+    def _targets(self, obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout):
+        """Values of all T+1 observations under the current model -> (advantages, value targets, values)."""
+        num_traj = rewards.shape[0]
+        values_n, logits = self._forward_sequences(obs, rnn_states[:, 0], resets_full, action_mask)
+        values = self.model.denormalize_values(values_n)
+        if self.cfg.with_vtrace:
+            mask = None if action_mask is None else action_mask[:, :rollout].reshape(num_traj * rollout, -1)
+            dist = self.model.action_distribution(logits[:, :rollout].reshape(num_traj * rollout, -1), mask)
+            log_prob = dist.log_prob(actions.reshape((num_traj * rollout,) + actions.shape[2:])).reshape(num_traj, rollout)
+            vs, advantages = calculate_vtrace(
+                rewards, dones_f, values, log_prob - old_log_prob, self.cfg.gamma, self.cfg.vtrace_rho, self.cfg.vtrace_c
+            )
+            return advantages, vs, values[:, :rollout]
+        advantages, returns = calculate_gae(rewards, dones_f, values, self.cfg.gamma, self.cfg.gae_lambda)
+        return advantages, returns, values[:, :rollout]
+
+    def _sgd_epoch(self, data: dict, rollout: int) -> dict:
+        """One pass of minibatch SGD over `data` (tensors [B, T, ...]); returns averaged stats."""
+        cfg = self.cfg
+        r = self.recurrence
+        num_chunks = data["actions"].shape[0] * (rollout // r)
+        device = data["valids"].device
+
+        def chunked(x: Tensor) -> Tensor:
+            """[B, T, ...] -> [B * T/r, r, ...]: sequences of `recurrence` steps."""
+            return x[:, :rollout].reshape((num_chunks, r) + x.shape[2:])
+
+        obs_c = {k: chunked(v) for k, v in data["obs"].items()}
+        mask_c = None if data["action_mask"] is None else chunked(data["action_mask"])
+        rnn_init_c = data["rnn_states"][:, :rollout:r].reshape(num_chunks, -1)
+        # Each sequence starts from its stored state; a done inside it resets the state after it.
+        resets_c = self._resets_from_dones(chunked(data["dones"]))
+        per_step = {k: chunked(data[k]) for k in ("actions", "old_log_prob", "old_logits", "advantages", "targets", "old_values", "valids")}
+
+        chunks_per_minibatch = max(1, cfg.batch_size // r)
+        if cfg.shuffle_minibatches:
+            order = torch.randperm(num_chunks, device=device)
+        else:
+            order = torch.arange(num_chunks, device=device)
+        totals: dict[str, float] = {}
+        num_minibatches = 0
+        for start in range(0, num_chunks, chunks_per_minibatch):
+            idx = order[start : start + chunks_per_minibatch]
+            n = len(idx) * r
+            mb_mask_c = None if mask_c is None else mask_c[idx]
+            values_n, logits = self._forward_sequences({k: v[idx] for k, v in obs_c.items()}, rnn_init_c[idx], resets_c[idx], mb_mask_c)
+            mb = {k: v[idx].reshape((n,) + v.shape[2:]) for k, v in per_step.items()}
+            mb_mask = None if mb_mask_c is None else mb_mask_c.reshape(n, -1)
+            dist = self.model.action_distribution(logits.reshape(n, -1), mb_mask)
+            valid = mb["valids"]
+
+            policy_loss, policy_metrics = ppo_policy_loss(
+                dist.log_prob(mb["actions"]), mb["old_log_prob"], mb["advantages"], cfg.ppo_clip_ratio, valid
+            )
+            critic_loss, critic_metrics = value_loss(values_n.reshape(n), mb["old_values"], mb["targets"], cfg.ppo_clip_value, valid)
+            exploration, exploration_metrics = entropy_loss(dist.entropy(), valid)
+            loss = policy_loss + cfg.value_loss_coeff * critic_loss + cfg.exploration_loss_coeff * exploration
+            if cfg.kl_loss_coeff > 0:
+                behaviour = self.model.action_distribution(mb["old_logits"], mb_mask)
+                kl, _ = kl_loss(behaviour.kl_divergence(dist), valid)
+                loss = loss + cfg.kl_loss_coeff * kl
+
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = _grad_norm(self.model.parameters())
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+
+            mb_stats = {
+                "loss": float(loss),
+                "policy_loss": float(policy_loss),
+                "value_loss": float(critic_loss),
+                "grad_norm": grad_norm,
+                **{k: float(v) for k, v in policy_metrics.items()},
+                **{k: float(v) for k, v in critic_metrics.items()},
+                **{k: float(v) for k, v in exploration_metrics.items()},
+            }
+            if cfg.lr_schedule == "kl_adaptive_minibatch":
+                self._adapt_lr_to_kl(mb_stats["approx_kl"])
+            for k, v in mb_stats.items():
+                totals[k] = totals.get(k, 0.0) + v
+            num_minibatches += 1
+        return {k: v / num_minibatches for k, v in totals.items()}
+
+    # --- state for checkpoints ----------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "training_state": dict(self.state.__dict__),
+        }
+
+    def load_state_dict(self, state: dict):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.state = TrainingState(**state["training_state"])
+        self._set_lr(self.state.learning_rate)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    out = {}
+    for k, v in batch.items():
+        out[k] = _to_device(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True)
+    return out
+
+
+def _grad_norm(parameters) -> float:
+    norms = [p.grad.detach().norm() for p in parameters if p.grad is not None]
+    if not norms:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+
+def check_recurrence(cfg) -> list[str]:
+    """Config errors about sequence lengths (used by the config validation)."""
+    errors = []
+    r = effective_recurrence(cfg)
+    if cfg.rollout % r != 0:
+        errors.append(f"--recurrence={cfg.recurrence}: the rollout ({cfg.rollout}) must be a multiple of it")
+    if cfg.batch_size % r != 0:
+        errors.append(f"--batch_size={cfg.batch_size}: must be a multiple of the recurrence ({r})")
+    if math.gcd(cfg.rollout, r) == 0:
+        errors.append("--rollout must be positive")
+    return errors

@@ -1,0 +1,117 @@
+"""The learner's process shell: batches finished trajectories, trains, publishes, checkpoints.
+
+Slots:   on_trajectory_ready(policy_id, slots), on_stop()
+Signals: report(policy_id, stats), stopped(policy_id)
+
+In async mode the trajectory slots go back to the pool as soon as the batch is copied out,
+so sampling continues while the learner trains. In sync mode (`--async_rl=False`) they go
+back only after the new weights are published: sampling waits, and the policy lag is 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from sample_factory.algo.learning.learner import Learner
+from sample_factory.algo.utils.context import set_global_model_factory
+from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
+from sample_factory.utils.checkpoint import checkpoint_dir, load_latest_checkpoint, save_checkpoint
+from sample_factory.utils.device import policy_device
+
+log = logging.getLogger(__name__)
+
+
+def trajectories_per_iteration(cfg) -> int:
+    return cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
+
+
+class LearnerWorker(EventLoopObject):
+    report = signal()
+    stopped = signal()
+
+    def __init__(self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str):
+        super().__init__(event_loop, f"learner_p{policy_id}")
+        self.policy_id = policy_id
+        self.cfg = cfg
+        self.env_info = env_info
+        self.shared = shared
+        self.model_factory = model_factory
+        self.experiment_dir = experiment_dir
+        self.learner: Learner | None = None
+        self._pending: list[list[int]] = []
+        self._num_pending = 0
+        self._env_steps_per_trajectory = cfg.rollout * env_info.frameskip
+
+    def on_loop_started(self):
+        set_global_model_factory(self.model_factory)
+        device = policy_device(self.cfg)
+        self.learner = Learner(self.cfg, self.env_info, self.policy_id, device)
+        restored = load_latest_checkpoint(checkpoint_dir(self.experiment_dir, self.policy_id), device)
+        if restored is not None:
+            state, path = restored
+            self.learner.load_state_dict(state)
+            log.info("Policy %d: resumed from %s (env steps %d)", self.policy_id, path, self.learner.state.env_steps)
+        self._publish()
+        self._last_save = time.monotonic()
+        Timer(self.event_loop, max(1.0, float(self.cfg.save_every_sec)), self._save_checkpoint)
+        self.event_loop.add_idle_callback(self._train_when_ready)
+
+    @property
+    def env_steps(self) -> int:
+        return self.learner.state.env_steps if self.learner else 0
+
+    def on_trajectory_ready(self, policy_id: int, slots: list[int]):
+        self._pending.append(slots)
+        self._num_pending += len(slots)
+        self.learner.state.env_steps += len(slots) * self._env_steps_per_trajectory
+
+    def _publish(self):
+        self.shared.policy_states[self.policy_id].publish(self.learner.model, self.learner.state.policy_version)
+
+    def _train_when_ready(self):
+        needed = trajectories_per_iteration(self.cfg)
+        while self.learner is not None and self._num_pending >= needed:
+            groups, taken = [], 0
+            while taken < needed:
+                group = self._pending.pop(0)
+                groups.append(group)
+                taken += len(group)
+            self._num_pending -= taken
+            slots = torch.tensor([s for g in groups for s in g], dtype=torch.int64)
+            batch = self.shared.buffers.gather(slots)
+            pool = self.shared.slot_pools[self.policy_id]
+            if self.cfg.async_rl:
+                for group in groups:
+                    pool.release(group)
+
+            started = time.monotonic()
+            stats = self.learner.train(batch)
+            self._publish()
+            if not self.cfg.async_rl:
+                for group in groups:
+                    pool.release(group)
+            stats["train_sec"] = time.monotonic() - started
+            stats["env_steps"] = self.learner.state.env_steps
+            stats["policy_version"] = self.learner.state.policy_version
+            self.report.emit(self.policy_id, stats)
+
+    def _save_checkpoint(self):
+        if self.learner is None:
+            return
+        st = self.learner.state
+        path = save_checkpoint(
+            self.learner.state_dict(),
+            checkpoint_dir(self.experiment_dir, self.policy_id),
+            st.train_step,
+            st.env_steps,
+            self.cfg.keep_checkpoints,
+        )
+        log.debug("Saved %s", path)
+
+    def on_stop(self):
+        self._save_checkpoint()
+        self.stopped.emit(self.policy_id)
+        self.event_loop.stop()

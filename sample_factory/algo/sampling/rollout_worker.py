@@ -1,0 +1,212 @@
+"""Rollout worker: steps its envs in splits and writes every step into shared trajectory slots.
+
+While the inference worker computes actions for one split, the CPU steps another
+(double-buffered sampling, `--worker_num_splits`). All agents of a split step in lockstep, so
+a split has one step counter `t` and all its trajectories complete together.
+
+Signals (per policy p / per worker, names made at run time):
+  inference_requested_p{p}(worker_idx, split_idx, t, slots)   -> inference worker
+  trajectory_ready_p{p}(policy_id, slots)                     -> learner p, runner
+  episodes_finished(list of episode stats)                    -> runner
+Slots:
+  on_actions_ready(split_idx)   one per policy that the split asked
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import numpy as np
+import torch
+
+from sample_factory.algo.sampling.env_runners import PerEnvRunner, VectorEnvRunner
+from sample_factory.envs.env_utils import restore_env_registry
+from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
+
+log = logging.getLogger(__name__)
+
+
+class SplitState:
+    """Bookkeeping of one split: its envs, its slots, and per-agent episode accumulators."""
+
+    def __init__(self, env_runner, num_policies: int):
+        self.env_runner = env_runner
+        n = env_runner.num_agents
+        self.num_agents = n
+        self.t = 0
+        self.slots = torch.full((n,), -1, dtype=torch.int64)
+        self.policy_of_agent = np.zeros(n, np.int64)
+        self.next_policy_of_agent = np.zeros(n, np.int64)
+        self.policy_groups: list[tuple[int, np.ndarray, list[int]]] = []  # (policy, agent indices, slots)
+        self.pending_responses = 0
+        self.episode_return = np.zeros(n, np.float64)
+        self.episode_len = np.zeros(n, np.int64)
+        self.num_policies = num_policies
+
+
+class RolloutWorker(EventLoopObject):
+    episodes_finished = signal()
+
+    def __init__(self, event_loop, worker_idx: int, cfg, env_info, shared, env_registry: dict):
+        super().__init__(event_loop, f"rollout_worker_{worker_idx}")
+        self.worker_idx = worker_idx
+        self.cfg = cfg
+        self.env_info = env_info
+        self.shared = shared
+        self.env_registry = env_registry
+        self.splits: list[SplitState] = []
+        self.num_splits = cfg.worker_num_splits
+        self.rollout = cfg.rollout
+        self.rng = random.Random(None if cfg.seed is None else cfg.seed * 7919 + worker_idx)
+
+    def on_loop_started(self):
+        restore_env_registry(self.env_registry)
+        torch.set_num_threads(1)
+        cfg = self.cfg
+        envs_per_split = cfg.num_envs_per_worker // self.num_splits
+        runner_cls = VectorEnvRunner if cfg.batched_sampling else PerEnvRunner
+        for split_idx in range(self.num_splits):
+            runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, envs_per_split)
+            self.splits.append(SplitState(runner, cfg.num_policies))
+        if cfg.decorrelate_experience_max_seconds > 0:
+            time.sleep(self.rng.uniform(0, cfg.decorrelate_experience_max_seconds))
+        for split_idx, split in enumerate(self.splits):
+            obs = split.env_runner.reset()
+            self._assign_policies(split, np.arange(split.num_agents))
+            split.policy_of_agent[:] = split.next_policy_of_agent
+            if not self._start_trajectories(split):
+                return
+            buffers = self.shared.buffers
+            for key, arr in obs.items():
+                buffers.obs[key][split.slots, 0] = torch.from_numpy(arr)
+            buffers.rnn_states[split.slots, 0] = 0.0
+            self._request_actions(split_idx, split)
+
+    # --- policy assignment -------------------------------------------------------------------
+
+    def _assign_policies(self, split: SplitState, agents: np.ndarray):
+        """Draws the policy of each finished agent; it takes effect at the next trajectory."""
+        if self.cfg.num_policies == 1:
+            return
+        if self.cfg.pbt_mix_policies_in_one_env:
+            for a in agents:
+                split.next_policy_of_agent[a] = self.rng.randrange(self.cfg.num_policies)
+        else:
+            per_env = self.env_info.num_agents
+            for a in agents:
+                env_first_agent = (a // per_env) * per_env
+                if a == env_first_agent:
+                    split.next_policy_of_agent[a : a + per_env] = self.rng.randrange(self.cfg.num_policies)
+
+    def _start_trajectories(self, split: SplitState) -> bool:
+        """Takes fresh slots for every agent of the split; False if the run is stopping."""
+        split.policy_of_agent[:] = split.next_policy_of_agent
+        split.policy_groups = []
+        for policy_id in range(self.cfg.num_policies):
+            agents = np.flatnonzero(split.policy_of_agent == policy_id)
+            if len(agents) == 0:
+                continue
+            slots = self.shared.slot_pools[policy_id].acquire(len(agents), self.shared.stop_event.is_set)
+            if slots is None:
+                return False
+            split.slots[agents] = torch.tensor(slots, dtype=torch.int64)
+            split.policy_groups.append((policy_id, agents, slots))
+        return True
+
+    # --- the sampling loop -------------------------------------------------------------------
+
+    def _request_actions(self, split_idx: int, split: SplitState):
+        split.pending_responses = len(split.policy_groups)
+        for policy_id, _, slots in split.policy_groups:
+            self.named_signal(f"inference_requested_p{policy_id}").emit(self.worker_idx, split_idx, split.t, slots)
+
+    def on_actions_ready(self, split_idx: int):
+        split = self.splits[split_idx]
+        split.pending_responses -= 1
+        if split.pending_responses > 0:
+            return
+        if self.shared.stop_event.is_set():
+            return
+        self._step_split(split_idx, split)
+
+    def _step_split(self, split_idx: int, split: SplitState):
+        buffers = self.shared.buffers
+        t = split.t
+        slots = split.slots
+        actions = buffers.actions[slots, t].numpy()
+        result = split.env_runner.step(actions)
+
+        rewards = torch.from_numpy(result.rewards)
+        dones = result.terminated | result.truncated
+        buffers.rewards[slots, t] = rewards
+        buffers.dones[slots, t] = torch.from_numpy(dones)
+        buffers.time_outs[slots, t] = torch.from_numpy(result.truncated & ~result.terminated)
+        buffers.valids[slots, t] = torch.from_numpy(result.valids)
+        for key, arr in result.obs.items():
+            buffers.obs[key][slots, t + 1] = torch.from_numpy(arr)
+        if dones.any():
+            buffers.rnn_states[slots[torch.from_numpy(dones)], t + 1] = 0.0
+
+        finished = self._track_episodes(split, result, dones)
+        split.t = t + 1
+        if split.t == self.rollout:
+            if not self._complete_trajectories(split):
+                return
+        if finished:
+            self.episodes_finished.emit(finished)
+        self._request_actions(split_idx, split)
+
+    def _track_episodes(self, split: SplitState, result, dones: np.ndarray) -> list:
+        valids = result.valids
+        split.episode_return += np.where(valids, result.rewards, 0.0)
+        split.episode_len += valids
+        ended = np.flatnonzero(dones & valids)
+        if len(ended) == 0:
+            return []
+        frameskip = self.env_info.frameskip
+        finished = []
+        for a in ended:
+            info = result.episode_infos.get(int(a)) or {}
+            stats = {
+                "policy_id": int(split.policy_of_agent[a]),
+                "reward": float(split.episode_return[a]),
+                "len": int(split.episode_len[a]) * frameskip,
+            }
+            if "true_objective" in info:
+                stats["true_objective"] = float(info["true_objective"])
+            extra = info.get("episode_extra_stats")
+            if extra:
+                stats["episode_extra_stats"] = {k: float(v) for k, v in extra.items()}
+            finished.append(stats)
+        split.episode_return[ended] = 0.0
+        split.episode_len[ended] = 0
+        self._assign_policies(split, ended)
+        return finished
+
+    def _complete_trajectories(self, split: SplitState) -> bool:
+        """Hands the full slots to the learners and carries the last obs/RNN state into new slots.
+
+        The carried data is copied out before the slots are handed over: once handed over, the
+        learner may release them and another worker may overwrite them.
+        """
+        buffers = self.shared.buffers
+        old_slots, last = split.slots, self.rollout
+        carried_obs = {key: tensor[old_slots, last] for key, tensor in buffers.obs.items()}
+        carried_rnn = buffers.rnn_states[old_slots, last]
+        for policy_id, _, slots in split.policy_groups:
+            self.named_signal(f"trajectory_ready_p{policy_id}").emit(policy_id, slots)
+        split.t = 0
+        if not self._start_trajectories(split):
+            return False
+        for key, tensor in buffers.obs.items():
+            tensor[split.slots, 0] = carried_obs[key]
+        buffers.rnn_states[split.slots, 0] = carried_rnn
+        return True
+
+    def on_stop(self):
+        for split in self.splits:
+            split.env_runner.close()
+        self.splits = []
+        self.event_loop.stop()

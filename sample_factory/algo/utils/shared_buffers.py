@@ -1,0 +1,180 @@
+"""Shared-memory tensors that every process reads and writes in place.
+
+* `TrajectoryBuffers`: one tensor per field, shaped `[num_slots, rollout + 1, ...]`. A slot
+  holds one agent's trajectory; step `rollout` holds only the observation and RNN state that
+  the next trajectory starts from (and that the learner bootstraps from).
+* `SlotPool`: free slot indices of one policy, passed around as lists of ints through a
+  faster-fifo queue (torchbeast's free queue; the full queue is the `trajectory_ready` signal).
+* `SharedPolicyState`: a policy's weights in shared memory and a version counter, written by
+  the learner and read by inference workers without a queue round trip (a seqlock).
+
+Fresh buffers are filled with sentinels (NaN, -1, 255) so that reads of unwritten data stand out.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+
+import faster_fifo
+import gymnasium as gym
+import numpy as np
+import torch
+
+from sample_factory.model.action_distributions import action_buffer_spec, calc_num_action_parameters
+
+log = logging.getLogger(__name__)
+
+
+def _torch_dtype(np_dtype) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype
+
+
+def _filled(shape, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.empty(shape, dtype=dtype)
+    if dtype.is_floating_point:
+        t.fill_(float("nan"))
+    elif dtype == torch.bool:
+        t.fill_(False)
+    elif dtype == torch.uint8:
+        t.fill_(255)
+    else:
+        t.fill_(-1)
+    return t.share_memory_()
+
+
+class TrajectoryBuffers:
+    """All trajectory fields; `fields()` yields (name, tensor) for the flat ones, obs are per key."""
+
+    def __init__(self, num_slots: int, rollout: int, obs_space: gym.spaces.Dict, action_space: gym.Space, rnn_size: int):
+        self.num_slots = num_slots
+        self.rollout = rollout
+        shape = (num_slots, rollout + 1)
+        self.obs = {
+            key: _filled(shape + tuple(space.shape), _torch_dtype(space.dtype)) for key, space in obs_space.spaces.items()
+        }
+        action_shape, action_dtype = action_buffer_spec(action_space)
+        self.actions = _filled(shape + tuple(action_shape), action_dtype)
+        self.action_logits = _filled(shape + (calc_num_action_parameters(action_space),), torch.float32)
+        self.log_prob_actions = _filled(shape, torch.float32)
+        self.values = _filled(shape, torch.float32)
+        # One float of RNN state even without an RNN keeps every code path the same.
+        self.rnn_states = _filled(shape + (max(rnn_size, 1),), torch.float32)
+        self.rewards = _filled(shape, torch.float32)
+        self.dones = _filled(shape, torch.bool)
+        self.time_outs = _filled(shape, torch.bool)
+        self.valids = _filled(shape, torch.bool)
+        self.policy_version = _filled(shape, torch.int64)
+
+    FLAT_FIELDS = (
+        "actions",
+        "action_logits",
+        "log_prob_actions",
+        "values",
+        "rnn_states",
+        "rewards",
+        "dones",
+        "time_outs",
+        "valids",
+        "policy_version",
+    )
+
+    def gather(self, slots: torch.Tensor) -> dict:
+        """Copies the given slots out (one copy per field): the learner's batch."""
+        batch = {name: getattr(self, name).index_select(0, slots) for name in self.FLAT_FIELDS}
+        batch["obs"] = {key: t.index_select(0, slots) for key, t in self.obs.items()}
+        return batch
+
+
+class SlotPool:
+    """Free trajectory slots of one policy. Groups of indices travel as one message."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._queue = faster_fifo.Queue(max_size_bytes=1024 * 1024)
+        self._spare: list[int] = []
+
+    def __getstate__(self):
+        return {"name": self.name, "_queue": self._queue}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._spare = []
+
+    def release(self, slots: list[int]):
+        if slots:
+            self._queue.put(list(slots), block=True, timeout=10.0)
+
+    def acquire(self, count: int, should_stop, timeout_sec: float = 0.5) -> list[int] | None:
+        """Blocks until `count` slots are free; None if `should_stop()` turns true meanwhile."""
+        slots = self._spare
+        self._spare = []
+        while len(slots) < count:
+            try:
+                groups = self._queue.get_many(block=True, timeout=timeout_sec)
+            except queue.Empty:
+                if should_stop():
+                    self._spare = slots
+                    return None
+                continue
+            for group in groups:
+                slots.extend(group)
+        self._spare = slots[count:]
+        return slots[:count]
+
+    def close(self):
+        self._queue.close()
+
+
+class SharedPolicyState:
+    """A policy's state_dict in shared memory with a seqlock.
+
+    The learner writes with `publish()`: the sequence counter is odd while a write is in
+    progress and 0 until the first publish (inference waits for it, so no action ever comes
+    from weights the learner did not choose, e.g. before a checkpoint is restored).
+    Readers copy only when the counter is even and unchanged across the copy.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.tensors = {k: v.detach().clone().cpu().share_memory_() for k, v in model.state_dict().items()}
+        self._seq = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._version = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    @property
+    def is_published(self) -> bool:
+        return int(self._seq[0]) > 0
+
+    @property
+    def version(self) -> int:
+        return int(self._version[0])
+
+    def publish(self, model: torch.nn.Module, version: int):
+        self._seq += 1
+        with torch.no_grad():
+            for key, value in model.state_dict().items():
+                self.tensors[key].copy_(value)
+        self._version[0] = version
+        self._seq += 1
+
+    def load_into(self, model: torch.nn.Module, known_seq: int, timeout_sec: float = 1.0) -> tuple[int, int] | None:
+        """Copies the weights into `model` if they changed since `known_seq`.
+
+        Returns (seq, policy_version) of what was loaded, or None if nothing new was loaded.
+        """
+        deadline = time.monotonic() + timeout_sec
+        while True:
+            seq_before = int(self._seq[0])
+            if seq_before == known_seq or seq_before == 0:
+                return None
+            if seq_before % 2 == 0:
+                with torch.no_grad():
+                    state = model.state_dict()
+                    for key, value in self.tensors.items():
+                        state[key].copy_(value)
+                version = int(self._version[0])
+                if int(self._seq[0]) == seq_before:
+                    return seq_before, version
+            if time.monotonic() > deadline:
+                log.warning("Could not read a consistent copy of the policy weights; keeping the old ones")
+                return None

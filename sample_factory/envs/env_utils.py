@@ -1,0 +1,49 @@
+"""The registry of environments by name: `register_env("my_env", make_env_func)` makes `--env=my_env` work.
+
+`make_env_func(full_env_name, cfg=None, env_config=None, render_mode=None) -> env`, where env follows
+the gymnasium API, or the multi-agent convention of API.md (`num_agents`, `is_multiagent = True`, lists).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+MakeEnvFunc = Callable[..., object]
+
+# One registry per process, filled by the user's script. Worker processes receive a copy
+# (`env_registry_snapshot()`), so envs registered inside `main()` work under the spawn start method.
+_ENV_REGISTRY: dict[str, MakeEnvFunc] = {}
+
+
+class UnknownEnvError(ValueError):
+    pass
+
+
+def register_env(env_name: str, make_env_func: MakeEnvFunc):
+    if not callable(make_env_func):
+        raise TypeError(f"register_env({env_name!r}, ...): make_env_func must be callable, got {make_env_func!r}")
+    _ENV_REGISTRY[env_name] = make_env_func
+
+
+def is_registered(env_name: str) -> bool:
+    return env_name in _ENV_REGISTRY
+
+
+def registered_env_names() -> list[str]:
+    return sorted(_ENV_REGISTRY)
+
+
+def env_registry_snapshot() -> dict[str, MakeEnvFunc]:
+    return dict(_ENV_REGISTRY)
+
+
+def restore_env_registry(snapshot: dict[str, MakeEnvFunc]):
+    _ENV_REGISTRY.update(snapshot)
+
+
+def make_env_func_for(env_name: str) -> MakeEnvFunc:
+    try:
+        return _ENV_REGISTRY[env_name]
+    except KeyError:
+        names = ", ".join(registered_env_names()) or "none"
+        raise UnknownEnvError(f"unknown env {env_name!r}; registered envs: {names}") from None

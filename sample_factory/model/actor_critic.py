@@ -1,0 +1,313 @@
+"""The actor-critic: observation normalizer -> encoder -> core -> decoder -> value and policy heads.
+
+Data contract (B = batch of agent steps, S = rnn_state_size_for(cfg), P = number of action parameters):
+  forward(normalized_obs, rnn_states [B, S], values_only=False) returns a dict:
+    "values"           [B]     critic output in NORMALIZED return units (see denormalize_values)
+    "new_rnn_states"   [B, S]
+    unless values_only:
+    "action_logits"    [B, P]  raw distribution parameters, enough to rebuild the distribution
+    "actions"          [B, *action_shape] in buffer format (action_distributions.action_buffer_spec)
+    "log_prob_actions" [B]
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from sample_factory.algo.utils.context import ModelFactory, global_model_factory
+from sample_factory.algo.utils.running_mean_std import RunningMeanStd, RunningMeanStdDict
+from sample_factory.model.action_distributions import (
+    ActionDistribution,
+    ActionParameterizationContinuousNonAdaptiveStddev,
+    ActionParameterizationDefault,
+    get_action_distribution,
+    is_continuous_action_space,
+)
+from sample_factory.model.core import rnn_state_size
+from sample_factory.model.encoder import ACTION_MASK_KEY
+from sample_factory.model.model_utils import init_layer_weights, is_image_space
+
+
+def rnn_state_size_for(cfg) -> int:
+    """Width of the RNN state buffer per agent: doubled with separate actor/critic weights (two cores)."""
+    size = rnn_state_size(cfg)
+    return size if cfg.actor_critic_share_weights else 2 * size
+
+
+class ObservationNormalizer(nn.Module):
+    """Prepares raw observations for the encoder; the result is what the model calls `normalized_obs`.
+
+    Per key (except "action_mask", passed through unchanged): cast to float32; image keys
+    (3-D Box) become (x - cfg.obs_subtract_mean) / cfg.obs_scale; then, with cfg.normalize_input,
+    keys in cfg.normalize_input_keys (None = every non-image key) are standardized by running stats.
+    """
+
+    def __init__(self, obs_space: gym.spaces.Dict, cfg):
+        super().__init__()
+        self.image_keys = {key for key, space in obs_space.spaces.items() if is_image_space(space)}
+        self.obs_subtract_mean = cfg.obs_subtract_mean
+        self.obs_scale = cfg.obs_scale
+
+        self.running_mean_std: Optional[RunningMeanStdDict] = None
+        if cfg.normalize_input:
+            keys = cfg.normalize_input_keys
+            if keys is None:
+                keys = [k for k in obs_space.spaces if k not in self.image_keys and k != ACTION_MASK_KEY]
+            unknown = [k for k in keys if k not in obs_space.spaces or k == ACTION_MASK_KEY]
+            if unknown:
+                raise ValueError(
+                    f"--normalize_input_keys has {unknown} which are not normalizable observation keys; "
+                    f"choose from {[k for k in obs_space.spaces if k != ACTION_MASK_KEY]}"
+                )
+            if keys:
+                self.running_mean_std = RunningMeanStdDict({k: obs_space[k].shape for k in keys})
+
+    def forward(self, obs_dict: Dict[str, Tensor], update_stats: bool = False) -> Dict[str, Tensor]:
+        """Returns a new dict; update_stats=True first merges this batch into the running stats."""
+        out = {}
+        for key, value in obs_dict.items():
+            if key == ACTION_MASK_KEY:
+                out[key] = value
+                continue
+            value = value.float()
+            if key in self.image_keys and (self.obs_subtract_mean != 0.0 or self.obs_scale != 1.0):
+                value = (value - self.obs_subtract_mean) / self.obs_scale
+            out[key] = value
+
+        if self.running_mean_std is not None:
+            if update_stats:
+                with torch.no_grad():
+                    self.running_mean_std.update(out)
+            out = self.running_mean_std.normalize(out)
+        return out
+
+
+class ActorCritic(nn.Module):
+    """Base class: normalizers, action distribution helpers and the head -> core -> tail pipeline.
+
+    Subclasses build the networks and implement forward_head, forward_core, forward_tail
+    (and forward_core_sequence for training on trajectories).
+    """
+
+    def __init__(self, obs_space: gym.spaces.Dict, action_space: gym.Space, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_space = obs_space
+        self.action_space = action_space
+        self.obs_normalizer = ObservationNormalizer(obs_space, cfg)
+        self.returns_normalizer: Optional[RunningMeanStd] = RunningMeanStd(()) if cfg.normalize_returns else None
+
+    # normalization
+
+    def normalize_obs(self, obs_dict: Dict[str, Tensor], update_stats: bool = False) -> Dict[str, Tensor]:
+        return self.obs_normalizer(obs_dict, update_stats)
+
+    def normalize_values(self, values: Tensor) -> Tensor:
+        """Return units -> the critic's normalized units (identity without returns normalization)."""
+        return values if self.returns_normalizer is None else self.returns_normalizer.normalize(values)
+
+    def denormalize_values(self, values: Tensor) -> Tensor:
+        """The critic's normalized units -> return units."""
+        return values if self.returns_normalizer is None else self.returns_normalizer.denormalize(values)
+
+    # actions
+
+    def get_action_parameterization(self, core_output_size: int) -> nn.Module:
+        if not self.cfg.adaptive_stddev and is_continuous_action_space(self.action_space):
+            return ActionParameterizationContinuousNonAdaptiveStddev(self.cfg, core_output_size, self.action_space)
+        return ActionParameterizationDefault(self.cfg, core_output_size, self.action_space)
+
+    def action_distribution(self, action_logits: Tensor, action_mask: Optional[Tensor] = None) -> ActionDistribution:
+        return get_action_distribution(self.action_space, action_logits, action_mask)
+
+    def initialize_weights(self) -> None:
+        """Re-initialise every Linear/Conv/RNN layer per cfg.policy_initialization and cfg.policy_init_gain."""
+        self.apply(lambda m: init_layer_weights(m, self.cfg.policy_initialization, self.cfg.policy_init_gain))
+
+    # the pipeline
+
+    def forward_head(self, normalized_obs_dict: Dict[str, Tensor]) -> Tensor:
+        """normalized obs (batch B) -> features [B, F]."""
+        raise NotImplementedError
+
+    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+        """One step: [B, F], [B, S] -> core output [B, H], new rnn states [B, S]."""
+        raise NotImplementedError
+
+    def forward_core_sequence(
+        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """Trajectories: head_output [T, B, F], initial rnn_states [B, S], resets [T, B] (1 = zero the
+        state before step t) -> (core output [T, B, H], final rnn states [B, S])."""
+        raise NotImplementedError
+
+    def forward_tail(
+        self,
+        core_output: Tensor,
+        values_only: bool,
+        sample_actions: bool,
+        action_mask: Optional[Tensor] = None,
+        deterministic: bool = False,
+    ) -> Dict[str, Tensor]:
+        """core output [B, H] -> dict with "values" [B] and, unless values_only, "action_logits" [B, P];
+        with sample_actions also "actions" (buffer format) and "log_prob_actions" [B]."""
+        raise NotImplementedError
+
+    def forward(
+        self, normalized_obs_dict: Dict[str, Tensor], rnn_states: Tensor, values_only: bool = False
+    ) -> Dict[str, Tensor]:
+        x = self.forward_head(normalized_obs_dict)
+        x, new_rnn_states = self.forward_core(x, rnn_states)
+        result = self.forward_tail(
+            x, values_only, sample_actions=True, action_mask=normalized_obs_dict.get(ACTION_MASK_KEY)
+        )
+        result["new_rnn_states"] = new_rnn_states
+        return result
+
+    def _policy_outputs(
+        self,
+        decoder_output: Tensor,
+        result: Dict[str, Tensor],
+        sample_actions: bool,
+        action_mask: Optional[Tensor],
+        deterministic: bool,
+    ) -> Dict[str, Tensor]:
+        """Adds action_logits (and actions, log_prob_actions) to `result`; shared by subclasses."""
+        action_logits, distribution = self.action_parameterization(decoder_output, action_mask)
+        result["action_logits"] = action_logits
+        if sample_actions:
+            actions = distribution.deterministic_actions() if deterministic else distribution.sample()
+            result["actions"] = actions
+            result["log_prob_actions"] = distribution.log_prob(actions)
+        return result
+
+
+class ActorCriticSharedWeights(ActorCritic):
+    """One encoder, core and decoder; critic and policy heads both read the decoder output."""
+
+    def __init__(self, model_factory, obs_space: gym.spaces.Dict, action_space: gym.Space, cfg):
+        super().__init__(obs_space, action_space, cfg)
+        self.encoder = model_factory.make_model_encoder_func(cfg, obs_space)
+        self.core = model_factory.make_model_core_func(cfg, self.encoder.get_out_size())
+        self.decoder = model_factory.make_model_decoder_func(cfg, self.core.get_out_size())
+        decoder_out_size = self.decoder.get_out_size()
+        self.critic_linear = nn.Linear(decoder_out_size, 1)
+        self.action_parameterization = self.get_action_parameterization(decoder_out_size)
+        self.initialize_weights()
+
+    def forward_head(self, normalized_obs_dict: Dict[str, Tensor]) -> Tensor:
+        return self.encoder(normalized_obs_dict)
+
+    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+        return self.core(head_output, rnn_states)
+
+    def forward_core_sequence(
+        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        return self.core.forward_sequence(head_output, rnn_states, resets)
+
+    def forward_tail(
+        self,
+        core_output: Tensor,
+        values_only: bool,
+        sample_actions: bool,
+        action_mask: Optional[Tensor] = None,
+        deterministic: bool = False,
+    ) -> Dict[str, Tensor]:
+        decoder_output = self.decoder(core_output)
+        result = {"values": self.critic_linear(decoder_output).squeeze(-1)}
+        if values_only:
+            return result
+        return self._policy_outputs(decoder_output, result, sample_actions, action_mask, deterministic)
+
+
+class ActorCriticSeparateWeights(ActorCritic):
+    """Actor and critic each get their own encoder, core and decoder.
+
+    The intermediate tensors are the actor's and critic's concatenated along the last dim:
+    head output [B, F_actor + F_critic], core output [B, H_actor + H_critic], and the RNN state
+    [B, S_actor + S_critic] (actor first) - hence rnn_state_size_for(cfg) is twice the single-core
+    size. Both cores must have the same state size.
+    """
+
+    def __init__(self, model_factory, obs_space: gym.spaces.Dict, action_space: gym.Space, cfg):
+        super().__init__(obs_space, action_space, cfg)
+        self.actor_encoder = model_factory.make_model_encoder_func(cfg, obs_space)
+        self.critic_encoder = model_factory.make_model_encoder_func(cfg, obs_space)
+        self.actor_core = model_factory.make_model_core_func(cfg, self.actor_encoder.get_out_size())
+        self.critic_core = model_factory.make_model_core_func(cfg, self.critic_encoder.get_out_size())
+        self.actor_decoder = model_factory.make_model_decoder_func(cfg, self.actor_core.get_out_size())
+        self.critic_decoder = model_factory.make_model_decoder_func(cfg, self.critic_core.get_out_size())
+
+        self.critic_linear = nn.Linear(self.critic_decoder.get_out_size(), 1)
+        self.action_parameterization = self.get_action_parameterization(self.actor_decoder.get_out_size())
+        self.initialize_weights()
+
+    def forward_head(self, normalized_obs_dict: Dict[str, Tensor]) -> Tensor:
+        return torch.cat([self.actor_encoder(normalized_obs_dict), self.critic_encoder(normalized_obs_dict)], dim=-1)
+
+    def _split_head(self, head_output: Tensor) -> Tuple[Tensor, Tensor]:
+        return head_output.split([self.actor_encoder.get_out_size(), self.critic_encoder.get_out_size()], dim=-1)
+
+    def _split_core(self, core_output: Tensor) -> Tuple[Tensor, Tensor]:
+        return core_output.split([self.actor_core.get_out_size(), self.critic_core.get_out_size()], dim=-1)
+
+    @staticmethod
+    def _split_states(rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+        # slicing (not chunk) so that widths 0 and 1 (a stateless core's placeholder) also work
+        half = rnn_states.shape[-1] // 2
+        return rnn_states[..., :half], rnn_states[..., half:]
+
+    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+        actor_x, critic_x = self._split_head(head_output)
+        actor_states, critic_states = self._split_states(rnn_states)
+        actor_x, actor_states = self.actor_core(actor_x, actor_states)
+        critic_x, critic_states = self.critic_core(critic_x, critic_states)
+        return self._join(actor_x, critic_x, actor_states, critic_states)
+
+    def forward_core_sequence(
+        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        actor_x, critic_x = self._split_head(head_output)
+        actor_states, critic_states = self._split_states(rnn_states)
+        actor_x, actor_states = self.actor_core.forward_sequence(actor_x, actor_states, resets)
+        critic_x, critic_states = self.critic_core.forward_sequence(critic_x, critic_states, resets)
+        return self._join(actor_x, critic_x, actor_states, critic_states)
+
+    @staticmethod
+    def _join(actor_x, critic_x, actor_states, critic_states) -> Tuple[Tensor, Tensor]:
+        return torch.cat([actor_x, critic_x], dim=-1), torch.cat([actor_states, critic_states], dim=-1)
+
+    def forward_tail(
+        self,
+        core_output: Tensor,
+        values_only: bool,
+        sample_actions: bool,
+        action_mask: Optional[Tensor] = None,
+        deterministic: bool = False,
+    ) -> Dict[str, Tensor]:
+        actor_x, critic_x = self._split_core(core_output)
+        result = {"values": self.critic_linear(self.critic_decoder(critic_x)).squeeze(-1)}
+        if values_only:
+            return result
+        return self._policy_outputs(self.actor_decoder(actor_x), result, sample_actions, action_mask, deterministic)
+
+
+def default_make_actor_critic_func(
+    model_factory: ModelFactory, obs_space: gym.spaces.Dict, action_space: gym.Space, cfg
+) -> ActorCritic:
+    cls = ActorCriticSharedWeights if cfg.actor_critic_share_weights else ActorCriticSeparateWeights
+    return cls(model_factory, obs_space, action_space, cfg)
+
+
+def create_actor_critic(
+    cfg, obs_space: gym.spaces.Dict, action_space: gym.Space, model_factory: Optional[ModelFactory] = None
+) -> ActorCritic:
+    """Builds the actor-critic through `model_factory` (default: the process-wide global_model_factory())."""
+    if model_factory is None:
+        model_factory = global_model_factory()
+    return model_factory.make_actor_critic_func(model_factory, obs_space, action_space, cfg)

@@ -1,0 +1,184 @@
+"""Encoders: turn a (normalized) observation into a flat feature vector.
+
+`MlpEncoder` and `ConvEncoder` encode one tensor; `MultiInputEncoder` (the default) encodes a
+dict observation with one of them per key and concatenates the features.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Dict, List, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sample_factory.model.model_utils import (
+    calc_num_elements,
+    create_mlp,
+    is_image_space,
+    mlp_out_size,
+    nonlinearity,
+)
+
+ACTION_MASK_KEY = "action_mask"
+
+
+class Encoder(nn.Module):
+    """Base class of all encoders. Subclasses set `self.encoder_out_size` or override get_out_size."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder_out_size = -1
+
+    def forward(self, obs_dict: Dict[str, Tensor]) -> Tensor:
+        """obs_dict values have a batch dim B; returns features [B, get_out_size()]."""
+        raise NotImplementedError
+
+    def get_out_size(self) -> int:
+        return self.encoder_out_size
+
+
+class MlpEncoder(Encoder):
+    """Flattens one observation tensor [B, *shape] and runs cfg.encoder_mlp_layers on it.
+
+    Unlike the base-class contract, `forward` takes a single tensor: this is a building block
+    of `MultiInputEncoder`.
+    """
+
+    def __init__(self, cfg, obs_shape: Sequence[int]):
+        super().__init__(cfg)
+        input_size = int(np.prod(obs_shape))
+        self.mlp = create_mlp(cfg.encoder_mlp_layers, input_size, nonlinearity(cfg))
+        self.encoder_out_size = mlp_out_size(cfg.encoder_mlp_layers, input_size)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.mlp(obs.flatten(start_dim=1))
+
+
+def _conv_simple(in_channels: int, make_activation) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
+        make_activation(),
+        nn.Conv2d(32, 64, kernel_size=4, stride=2),
+        make_activation(),
+        nn.Conv2d(64, 128, kernel_size=3, stride=2),
+        make_activation(),
+    )
+
+
+def _conv_atari(in_channels: int, make_activation) -> nn.Module:
+    """The convolutional trunk of the Nature DQN network (Mnih et al., 2015)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
+        make_activation(),
+        nn.Conv2d(32, 64, kernel_size=4, stride=2),
+        make_activation(),
+        nn.Conv2d(64, 64, kernel_size=3, stride=1),
+        make_activation(),
+    )
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(act(conv(act(x)))), channel count preserved (IMPALA, Espeholt et al., 2018)."""
+
+    def __init__(self, channels: int, make_activation):
+        super().__init__()
+        self.block = nn.Sequential(
+            make_activation(),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+            make_activation(),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+def _resnet_impala(in_channels: int, make_activation) -> nn.Module:
+    layers: List[nn.Module] = []
+    channels = in_channels
+    for out_channels in (16, 32, 32):
+        layers += [
+            nn.Conv2d(channels, out_channels, kernel_size=3, padding=1),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+            ResidualBlock(out_channels, make_activation),
+            ResidualBlock(out_channels, make_activation),
+        ]
+        channels = out_channels
+    layers.append(make_activation())
+    return nn.Sequential(*layers)
+
+
+CONV_ARCHITECTURES = {
+    "convnet_simple": _conv_simple,
+    "convnet_atari": _conv_atari,
+    "resnet_impala": _resnet_impala,
+}
+
+
+class ConvEncoder(Encoder):
+    """Image encoder: conv trunk (cfg.encoder_conv_architecture) + MLP (cfg.encoder_conv_mlp_layers).
+
+    `forward` takes one float tensor [B, C, H, W] (channels first) and returns [B, get_out_size()].
+    """
+
+    def __init__(self, cfg, obs_shape: Sequence[int]):
+        super().__init__(cfg)
+        arch = cfg.encoder_conv_architecture
+        if arch not in CONV_ARCHITECTURES:
+            raise ValueError(
+                f"--encoder_conv_architecture={arch!r} is not supported; choose one of {sorted(CONV_ARCHITECTURES)}"
+            )
+        if len(obs_shape) != 3:
+            raise ValueError(f"ConvEncoder needs a channels-first image shape (C, H, W), got {tuple(obs_shape)}")
+
+        make_activation = functools.partial(nonlinearity, cfg)
+        self.conv_head = CONV_ARCHITECTURES[arch](obs_shape[0], make_activation)
+        try:
+            conv_out_size = calc_num_elements(self.conv_head, tuple(obs_shape))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"image observations of shape {tuple(obs_shape)} are too small for "
+                f"--encoder_conv_architecture={arch}; use larger images or another architecture ({exc})"
+            ) from exc
+        self.mlp = create_mlp(cfg.encoder_conv_mlp_layers, conv_out_size, nonlinearity(cfg))
+        self.encoder_out_size = mlp_out_size(cfg.encoder_conv_mlp_layers, conv_out_size)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        x = self.conv_head(obs)
+        return self.mlp(x.flatten(start_dim=1))
+
+
+class MultiInputEncoder(Encoder):
+    """Encodes a gymnasium Dict observation: one sub-encoder per key, features concatenated.
+
+    3-D Box keys get a ConvEncoder, every other key is flattened into an MlpEncoder.
+    The "action_mask" key is never encoded (the action distribution consumes it).
+    """
+
+    def __init__(self, cfg, obs_space: gym.spaces.Dict):
+        super().__init__(cfg)
+        if not isinstance(obs_space, gym.spaces.Dict):
+            raise TypeError(f"MultiInputEncoder needs a gymnasium.spaces.Dict observation space, got {obs_space}")
+
+        self.obs_keys = [key for key in obs_space.spaces if key != ACTION_MASK_KEY]
+        if not self.obs_keys:
+            raise ValueError(f"observation space has nothing to encode besides {ACTION_MASK_KEY!r}: {obs_space}")
+
+        self.encoders = nn.ModuleDict()
+        for key in self.obs_keys:
+            space = obs_space[key]
+            encoder_cls = ConvEncoder if is_image_space(space) else MlpEncoder
+            self.encoders[key] = encoder_cls(cfg, space.shape)
+        self.encoder_out_size = sum(enc.get_out_size() for enc in self.encoders.values())
+
+    def forward(self, obs_dict: Dict[str, Tensor]) -> Tensor:
+        features = [self.encoders[key](obs_dict[key]) for key in self.obs_keys]
+        return features[0] if len(features) == 1 else torch.cat(features, dim=1)
+
+
+def make_default_encoder(cfg, obs_space: gym.spaces.Dict) -> Encoder:
+    return MultiInputEncoder(cfg, obs_space)

@@ -1,0 +1,308 @@
+"""Event loops, signals and slots, across threads and processes.
+
+An `EventLoopObject` lives in exactly one `EventLoop`. Its class declares signals
+(`trajectory_ready = signal()`), and any of its methods can be a slot. Connecting a signal
+to a slot of an object in another loop makes `emit(...)` post a small message
+`(object_id, slot_name, args)` to the receiving loop's `faster_fifo.Queue`; a loop in the
+same thread gets it through a local deque without touching the queue.
+
+Messages are pickled, so they must stay small: slot indices, versions, short lists of
+stats. Bulk data lives in shared-memory tensors (see `algo/utils/shared_buffers.py`).
+
+A loop runs in the current thread (`run()`), in its own thread, or in its own process
+(`EventLoopProcess`). Objects and connections are set up in the parent, before the
+processes start; each process then receives its loop and its objects in one pickle, so
+that references between objects of the same loop stay identical after unpickling.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import signal as os_signal
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+import faster_fifo
+
+log = logging.getLogger(__name__)
+
+_thread_state = threading.local()
+
+# Enough for thousands of small messages in flight; a message is typically < 200 bytes.
+DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
+
+
+def current_loop() -> EventLoop | None:
+    """The loop running in this thread, if any."""
+    return getattr(_thread_state, "loop", None)
+
+
+class EventLoop:
+    """Dispatches messages and timers to the objects that live in it."""
+
+    def __init__(self, name: str, queue_max_bytes: int = DEFAULT_QUEUE_BYTES):
+        self.name = name
+        self.queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
+        self._init_local_state()
+
+    def _init_local_state(self):
+        self.objects: dict[str, EventLoopObject] = {}
+        self._local: deque = deque()
+        self._timers: list = []  # heap of (deadline, seq, Timer)
+        self._timer_seq = itertools.count()
+        self._idle_callbacks: list[Callable[[], None]] = []
+        self.terminate_requested = False
+
+    # Pickling carries only the address (name + queue): a loop's objects travel separately.
+    def __getstate__(self):
+        return {"name": self.name, "queue": self.queue}
+
+    def __setstate__(self, state):
+        self.name = state["name"]
+        self.queue = state["queue"]
+        self._init_local_state()
+
+    def __repr__(self):
+        return f"EventLoop({self.name})"
+
+    def register(self, obj: EventLoopObject):
+        if obj.object_id in self.objects and self.objects[obj.object_id] is not obj:
+            raise ValueError(f"Object id {obj.object_id!r} is already used in loop {self.name}")
+        self.objects[obj.object_id] = obj
+
+    def add_idle_callback(self, callback: Callable[[], None]):
+        """`callback()` runs each time the loop has drained the messages it received."""
+        self._idle_callbacks.append(callback)
+
+    def post(self, object_id: str, slot_name: str, args: tuple):
+        message = (object_id, slot_name, args)
+        if current_loop() is self:
+            self._local.append(message)
+        else:
+            # A full queue means the receiver is stuck or dead; don't block forever on it.
+            self.queue.put(message, block=True, timeout=30.0)
+
+    def add_timer(self, timer: Timer):
+        heapq.heappush(self._timers, (timer.deadline, next(self._timer_seq), timer))
+
+    def stop(self):
+        self.terminate_requested = True
+
+    def _dispatch(self, message):
+        object_id, slot_name, args = message
+        obj = self.objects.get(object_id)
+        if obj is None:
+            log.warning("%s: message %s for unknown object %s dropped", self.name, slot_name, object_id)
+            return
+        getattr(obj, slot_name)(*args)
+
+    def _fire_due_timers(self) -> float:
+        """Runs the timers that are due; returns seconds until the next one (or a default)."""
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            timer.fire()
+            if timer.periodic and not timer.cancelled:
+                timer.deadline = max(timer.deadline + timer.interval_sec, now)
+                self.add_timer(timer)
+            now = time.monotonic()
+        if self._timers:
+            return max(0.0, self._timers[0][0] - now)
+        return 1.0
+
+    def run_once(self, max_wait_sec: float = 1.0) -> int:
+        """Processes whatever is ready (waiting at most `max_wait_sec`); returns messages handled."""
+        handled = 0
+        while self._local:
+            self._dispatch(self._local.popleft())
+            handled += 1
+
+        wait_sec = min(max_wait_sec, self._fire_due_timers())
+        if self._local:
+            wait_sec = 0.0
+        try:
+            messages = self.queue.get_many(block=wait_sec > 0, timeout=wait_sec)
+        except queue.Empty:
+            messages = ()
+        for message in messages:
+            self._dispatch(message)
+            handled += 1
+        while self._local:
+            self._dispatch(self._local.popleft())
+            handled += 1
+
+        for callback in self._idle_callbacks:
+            callback()
+        return handled
+
+    def run(self):
+        """Runs until `stop()` is called (by a slot, a timer, or `stop_loop` sent as a message)."""
+        previous = current_loop()
+        _thread_state.loop = self
+        try:
+            for obj in list(self.objects.values()):
+                obj.on_loop_started()
+            while not self.terminate_requested:
+                self.run_once()
+        finally:
+            _thread_state.loop = previous
+
+
+class signal:  # noqa: N801 (reads like a keyword in class bodies, as Qt's `Signal`)
+    """Declares a signal on an EventLoopObject subclass: `trajectory_ready = signal()`."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return BoundSignal(obj, self.name)
+
+
+class BoundSignal:
+    __slots__ = ("_obj", "_name")
+
+    def __init__(self, obj: EventLoopObject, name: str):
+        self._obj = obj
+        self._name = name
+
+    def connect(self, slot: Callable):
+        receiver = getattr(slot, "__self__", None)
+        if not isinstance(receiver, EventLoopObject):
+            raise TypeError(f"Slot {slot!r} must be a method of an EventLoopObject")
+        address = (receiver.event_loop, receiver.object_id, slot.__name__)
+        connections = self._obj._connections.setdefault(self._name, [])
+        if address not in connections:
+            connections.append(address)
+
+    def disconnect_all(self):
+        self._obj._connections.pop(self._name, None)
+
+    def emit(self, *args):
+        for loop, object_id, slot_name in self._obj._connections.get(self._name, ()):
+            loop.post(object_id, slot_name, args)
+
+    @property
+    def num_connections(self) -> int:
+        return len(self._obj._connections.get(self._name, ()))
+
+
+class EventLoopObject:
+    """Base of every component: it lives in one loop and has signals and slots."""
+
+    def __init__(self, event_loop: EventLoop, object_id: str):
+        self.event_loop = event_loop
+        self.object_id = object_id
+        self._connections: dict[str, list] = {}
+        event_loop.register(self)
+
+    def named_signal(self, name: str) -> BoundSignal:
+        """A signal whose name is made at run time (one per policy or per worker)."""
+        return BoundSignal(self, name)
+
+    def on_loop_started(self):
+        """Called in the loop's own thread/process before the first message."""
+
+    def stop_loop(self):
+        """A slot: stops this object's whole loop."""
+        self.event_loop.stop()
+
+
+class Timer:
+    """Calls `callback()` after `interval_sec` once, or every `interval_sec` if periodic."""
+
+    def __init__(self, loop: EventLoop, interval_sec: float, callback: Callable[[], Any], periodic: bool = True):
+        self.interval_sec = interval_sec
+        self.callback = callback
+        self.periodic = periodic
+        self.cancelled = False
+        self.deadline = time.monotonic() + interval_sec
+        loop.add_timer(self)
+
+    def fire(self):
+        self.callback()
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def _process_main(loop: EventLoop, objects: list[EventLoopObject], init_fn: Callable | None):
+    # Only the main process handles Ctrl-C; children stop when the runner tells them to.
+    os_signal.signal(os_signal.SIGINT, os_signal.SIG_IGN)
+    if init_fn is not None:
+        init_fn()
+    for obj in objects:
+        loop.register(obj)
+    loop.run()
+
+
+class EventLoopProcess:
+    """A child process that runs one event loop with the objects created for it.
+
+    Create it, construct its objects with `event_loop=process.event_loop`, connect signals,
+    then `start()`. `init_fn` runs first in the child (thread counts, CPU affinity).
+    """
+
+    def __init__(self, name: str, mp_ctx, init_fn: Callable | None = None):
+        self.name = name
+        self.event_loop = EventLoop(name)
+        self._mp_ctx = mp_ctx
+        self._init_fn = init_fn
+        self.process = None
+
+    def start(self):
+        objects = list(self.event_loop.objects.values())
+        self.process = self._mp_ctx.Process(
+            target=_process_main, args=(self.event_loop, objects, self._init_fn), name=self.name, daemon=True
+        )
+        self.process.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def is_alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    @property
+    def exitcode(self):
+        return self.process.exitcode if self.process else None
+
+    def join(self, timeout_sec: float) -> bool:
+        """Waits for the process to exit; kills it if it does not. Returns True on a clean exit."""
+        if self.process is None:
+            return True
+        self.process.join(timeout_sec)
+        if self.process.is_alive():
+            log.warning("Process %s did not exit in %.1fs, killing it", self.name, timeout_sec)
+            self.process.kill()
+            self.process.join(5.0)
+            return False
+        return self.process.exitcode == 0
+
+
+def kill_process_tree(pid: int):
+    """Kills a process and everything it started (engine subprocesses of envs included)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = parent.children(recursive=True) + [parent]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=5.0)
+

@@ -1,0 +1,496 @@
+"""Tests of the actor-critic model: encoders, cores, action distributions, normalizers, factory."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sample_factory.algo.utils.context import global_model_factory, reset_global_model_factory
+from sample_factory.algo.utils.running_mean_std import RunningMeanStd, RunningMeanStdDict
+from sample_factory.model.action_distributions import (
+    action_buffer_spec,
+    calc_num_action_parameters,
+    get_action_distribution,
+)
+from sample_factory.model.actor_critic import (
+    ActorCriticSeparateWeights,
+    ActorCriticSharedWeights,
+    create_actor_critic,
+    rnn_state_size_for,
+)
+from sample_factory.model.core import ModelCoreRNN, make_default_core, rnn_state_size
+from sample_factory.model.encoder import ConvEncoder, Encoder, make_default_encoder
+from sample_factory.utils.attr_dict import AttrDict
+
+BATCH = 4
+
+
+def make_cfg(**overrides) -> AttrDict:
+    """Every model flag, with tiny layer sizes so tests stay fast."""
+    cfg = AttrDict(
+        encoder_mlp_layers=[16, 16],
+        encoder_conv_architecture="convnet_simple",
+        encoder_conv_mlp_layers=[16],
+        use_rnn=True,
+        rnn_size=8,
+        rnn_type="gru",
+        rnn_num_layers=1,
+        decoder_mlp_layers=[],
+        nonlinearity="elu",
+        policy_initialization="orthogonal",
+        policy_init_gain=1.0,
+        actor_critic_share_weights=True,
+        adaptive_stddev=True,
+        initial_stddev=1.0,
+        continuous_tanh_scale=0.0,
+        normalize_input=False,
+        normalize_input_keys=None,
+        obs_subtract_mean=0.0,
+        obs_scale=1.0,
+        normalize_returns=True,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_factory():
+    reset_global_model_factory()
+    torch.manual_seed(0)
+    yield
+    reset_global_model_factory()
+
+
+def vector_obs_space(dim: int = 5) -> gym.spaces.Dict:
+    return gym.spaces.Dict({"obs": gym.spaces.Box(-1.0, 1.0, shape=(dim,), dtype=np.float32)})
+
+
+def sample_obs(obs_space: gym.spaces.Dict, batch: int = BATCH) -> dict:
+    return {key: torch.as_tensor(np.stack([space.sample() for _ in range(batch)])) for key, space in obs_space.items()}
+
+
+def run_model(model, obs_space, batch: int = BATCH, obs=None):
+    obs = sample_obs(obs_space, batch) if obs is None else obs
+    rnn_states = torch.zeros(batch, rnn_state_size_for(model.cfg))
+    return model(model.normalize_obs(obs), rnn_states)
+
+
+# action spaces and model output shapes
+
+ACTION_SPACES = {
+    "discrete": gym.spaces.Discrete(3),
+    "multi_discrete": gym.spaces.MultiDiscrete([2, 3, 4]),
+    "box": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+    "tuple": gym.spaces.Tuple([gym.spaces.Discrete(3), gym.spaces.Box(-1.0, 1.0, shape=(2,)), gym.spaces.Discrete(2)]),
+}
+
+
+@pytest.mark.parametrize("name", list(ACTION_SPACES))
+def test_buffer_spec_and_num_params(name):
+    expected = {
+        "discrete": (((), torch.int64), 3),
+        "multi_discrete": (((3,), torch.int64), 9),
+        "box": (((2,), torch.float32), 4),
+        "tuple": (((4,), torch.float32), 3 + 4 + 2),
+    }[name]
+    space = ACTION_SPACES[name]
+    assert (action_buffer_spec(space), calc_num_action_parameters(space)) == expected
+
+
+@pytest.mark.parametrize("name", list(ACTION_SPACES))
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_forward_shapes(name, rnn_type):
+    action_space = ACTION_SPACES[name]
+    cfg = make_cfg(rnn_type=rnn_type)
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, action_space)
+    out = run_model(model, obs_space)
+
+    action_shape, action_dtype = action_buffer_spec(action_space)
+    assert out["values"].shape == (BATCH,)
+    assert out["action_logits"].shape == (BATCH, calc_num_action_parameters(action_space))
+    assert out["actions"].shape == (BATCH, *action_shape)
+    assert out["actions"].dtype == action_dtype
+    assert out["log_prob_actions"].shape == (BATCH,)
+    assert torch.isfinite(out["log_prob_actions"]).all()
+    assert out["new_rnn_states"].shape == (BATCH, rnn_state_size(cfg))
+    assert rnn_state_size(cfg) == (16 if rnn_type == "lstm" else 8)
+
+    # the stored logits rebuild the same distribution: same log-prob for the same actions
+    dist = model.action_distribution(out["action_logits"])
+    assert torch.allclose(dist.log_prob(out["actions"]), out["log_prob_actions"])
+    if name in ("discrete", "multi_discrete"):  # Gaussian samples are unclipped by design
+        assert all(action_space.contains(a) for a in out["actions"].numpy())
+
+
+def test_values_only_and_deterministic():
+    cfg = make_cfg(use_rnn=False)
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(4))
+    obs = model.normalize_obs(sample_obs(obs_space))
+    out = model(obs, torch.zeros(BATCH, 0), values_only=True)
+    assert set(out) == {"values", "new_rnn_states"}
+
+    x, _ = model.forward_core(model.forward_head(obs), torch.zeros(BATCH, 0))
+    tail = model.forward_tail(x, values_only=False, sample_actions=True, deterministic=True)
+    assert torch.equal(tail["actions"], tail["action_logits"].argmax(dim=1))
+    no_sample = model.forward_tail(x, values_only=False, sample_actions=False)
+    assert set(no_sample) == {"values", "action_logits"}
+
+
+# encoders
+
+@pytest.mark.parametrize(
+    "arch, image_shape",
+    [("convnet_simple", (3, 72, 128)), ("convnet_atari", (4, 84, 84)), ("resnet_impala", (4, 84, 84))],
+)
+def test_dict_obs_with_image(arch, image_shape):
+    cfg = make_cfg(encoder_conv_architecture=arch, obs_subtract_mean=128.0, obs_scale=128.0)
+    obs_space = gym.spaces.Dict(
+        {
+            "obs": gym.spaces.Box(0, 255, shape=image_shape, dtype=np.uint8),
+            "measurements": gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32),
+        }
+    )
+    encoder = make_default_encoder(cfg, obs_space)
+    assert isinstance(encoder.encoders["obs"], ConvEncoder)
+    assert encoder.get_out_size() == 16 + 16
+
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(3))
+    obs = sample_obs(obs_space, batch=2)
+    normalized = model.normalize_obs(obs)
+    assert normalized["obs"].dtype == torch.float32
+    assert normalized["obs"].min() >= -1.0 and normalized["obs"].max() < 1.0
+    assert model.forward_head(normalized).shape == (2, 32)
+    out = run_model(model, obs_space, batch=2, obs=obs)
+    assert out["actions"].shape == (2,)
+
+
+def test_conv_architectures_have_expected_shapes():
+    cfg = make_cfg(encoder_conv_mlp_layers=[])
+    sizes = {}
+    for arch in ("convnet_simple", "convnet_atari", "resnet_impala"):
+        cfg.encoder_conv_architecture = arch
+        sizes[arch] = ConvEncoder(cfg, (4, 84, 84)).get_out_size()
+    # 84 -> 20 -> 9 -> 4 (simple) / 7 (atari); impala: 84 -> 42 -> 21 -> 11
+    assert sizes == {"convnet_simple": 128 * 4 * 4, "convnet_atari": 64 * 7 * 7, "resnet_impala": 32 * 11 * 11}
+
+
+def test_too_small_image_gives_clear_error():
+    with pytest.raises(ValueError, match="too small"):
+        ConvEncoder(make_cfg(), (3, 8, 8))
+
+
+def test_action_mask_key_is_not_encoded():
+    cfg = make_cfg()
+    obs_space = gym.spaces.Dict({"obs": gym.spaces.Box(-1, 1, (5,)), "action_mask": gym.spaces.MultiBinary(3)})
+    encoder = make_default_encoder(cfg, obs_space)
+    assert list(encoder.encoders) == ["obs"]
+
+
+# action distributions
+
+def test_categorical_matches_torch():
+    logits = torch.randn(BATCH, 5)
+    dist = get_action_distribution(gym.spaces.Discrete(5), logits)
+    reference = torch.distributions.Categorical(logits=logits)
+    actions = dist.sample()
+    assert torch.allclose(dist.log_prob(actions), reference.log_prob(actions), atol=1e-6)
+    assert torch.allclose(dist.entropy(), reference.entropy(), atol=1e-6)
+
+    other_logits = torch.randn(BATCH, 5)
+    other = get_action_distribution(gym.spaces.Discrete(5), other_logits)
+    expected_kl = torch.distributions.kl_divergence(reference, torch.distributions.Categorical(logits=other_logits))
+    assert torch.allclose(dist.kl_divergence(other), expected_kl, atol=1e-6)
+
+
+def test_gaussian_matches_torch():
+    space = gym.spaces.Box(-1.0, 1.0, shape=(3,))
+    logits = torch.randn(BATCH, 6)
+    dist = get_action_distribution(space, logits)
+    mean, log_std = logits.chunk(2, dim=1)
+    reference = torch.distributions.Normal(mean, log_std.exp())
+    actions = dist.sample()
+    assert torch.allclose(dist.log_prob(actions), reference.log_prob(actions).sum(1), atol=1e-5)
+    assert torch.allclose(dist.entropy(), reference.entropy().sum(1), atol=1e-5)
+    assert torch.equal(dist.deterministic_actions(), mean)
+
+    other_logits = torch.randn(BATCH, 6)
+    other = get_action_distribution(space, other_logits)
+    other_mean, other_log_std = other_logits.chunk(2, dim=1)
+    other_reference = torch.distributions.Normal(other_mean, other_log_std.exp())
+    expected_kl = torch.distributions.kl_divergence(reference, other_reference)
+    assert torch.allclose(dist.kl_divergence(other), expected_kl.sum(1), atol=1e-5)
+
+
+def test_gaussian_log_std_is_clamped():
+    logits = torch.tensor([[0.0, -1000.0], [0.0, 1000.0]])
+    dist = get_action_distribution(gym.spaces.Box(-1, 1, (1,)), logits)
+    assert torch.isfinite(dist.log_prob(torch.tensor([[0.5], [0.5]]))).all()
+    assert torch.isfinite(dist.entropy()).all()
+
+
+def test_multi_discrete_and_tuple_sum_components():
+    logits = torch.randn(BATCH, 2 + 3)
+    dist = get_action_distribution(gym.spaces.MultiDiscrete([2, 3]), logits)
+    first = torch.distributions.Categorical(logits=logits[:, :2])
+    second = torch.distributions.Categorical(logits=logits[:, 2:])
+    actions = dist.sample()
+    expected = first.log_prob(actions[:, 0]) + second.log_prob(actions[:, 1])
+    assert torch.allclose(dist.log_prob(actions), expected, atol=1e-6)
+    assert torch.allclose(dist.entropy(), first.entropy() + second.entropy(), atol=1e-6)
+
+    space = ACTION_SPACES["tuple"]
+    logits = torch.randn(BATCH, 9)
+    dist = get_action_distribution(space, logits)
+    actions = dist.sample()
+    cat_a = torch.distributions.Categorical(logits=logits[:, :3])
+    normal = torch.distributions.Normal(logits[:, 3:5], logits[:, 5:7].exp())
+    cat_b = torch.distributions.Categorical(logits=logits[:, 7:])
+    expected = (
+        cat_a.log_prob(actions[:, 0].long())
+        + normal.log_prob(actions[:, 1:3]).sum(1)
+        + cat_b.log_prob(actions[:, 3].long())
+    )
+    assert torch.allclose(dist.log_prob(actions), expected, atol=1e-5)
+    assert torch.allclose(dist.entropy(), cat_a.entropy() + normal.entropy().sum(1) + cat_b.entropy(), atol=1e-5)
+
+
+def test_masked_actions_are_never_sampled():
+    space = gym.spaces.Discrete(4)
+    logits = torch.zeros(1000, 4)
+    logits[:, 2] = 10.0  # the masked action would otherwise dominate
+    mask = torch.tensor([1, 0, 0, 1]).expand(1000, 4)
+    dist = get_action_distribution(space, logits, mask)
+    actions = dist.sample()
+    assert set(actions.tolist()) == {0, 3}
+    assert dist.log_prob(torch.full((1000,), 2)).exp().max() < 1e-30
+    assert torch.allclose(dist.entropy(), torch.full((1000,), np.log(2.0)), atol=1e-6)
+    assert dist.deterministic_actions().tolist() == [0] * 1000
+
+    md = gym.spaces.MultiDiscrete([2, 3])
+    mask = torch.tensor([0, 1, 1, 0, 1]).expand(1000, 5)
+    actions = get_action_distribution(md, torch.randn(1000, 5), mask).sample()
+    assert (actions[:, 0] == 1).all()
+    assert set(actions[:, 1].tolist()) == {0, 2}
+
+
+def test_model_reads_action_mask_from_obs():
+    cfg = make_cfg()
+    obs_space = gym.spaces.Dict({"obs": gym.spaces.Box(-1, 1, (5,)), "action_mask": gym.spaces.MultiBinary(3)})
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(3))
+    obs = sample_obs(obs_space, batch=200)
+    obs["action_mask"] = torch.tensor([0, 0, 1], dtype=torch.int8).expand(200, 3)
+    out = run_model(model, obs_space, batch=200, obs=obs)
+    assert (out["actions"] == 2).all()
+    assert torch.allclose(out["log_prob_actions"], torch.zeros(200), atol=1e-6)
+
+
+def test_tanh_scale_and_non_adaptive_stddev():
+    cfg = make_cfg(use_rnn=False, adaptive_stddev=False, initial_stddev=0.5, continuous_tanh_scale=2.0)
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Box(-1, 1, (3,)))
+    obs = {"obs": torch.randn(BATCH, 5) * 100}
+    out = run_model(model, obs_space, obs=obs)
+    mean, log_std = out["action_logits"].chunk(2, dim=1)
+    assert mean.abs().max() <= 2.0
+    core_out = model.forward_core(model.forward_head(obs), torch.zeros(BATCH, 0))[0]
+    raw_mean = model.action_parameterization.distribution_linear(core_out)
+    assert torch.allclose(mean, torch.tanh(raw_mean / 2.0) * 2.0)
+    assert torch.allclose(log_std, torch.full_like(log_std, np.log(0.5)))
+    params = dict(model.named_parameters())
+    assert params["action_parameterization.log_std"].shape == (3,)
+
+
+# cores
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+@pytest.mark.parametrize("with_resets", [False, True])
+def test_forward_sequence_matches_step_loop(rnn_type, with_resets):
+    cfg = make_cfg(rnn_type=rnn_type, rnn_num_layers=2)
+    core = ModelCoreRNN(cfg, input_size=6)
+    seq_len, batch = 7, 3
+    x = torch.randn(seq_len, batch, 6)
+    states = torch.randn(batch, rnn_state_size(cfg))
+    resets = torch.zeros(seq_len, batch)
+    if with_resets:
+        resets[0, 1] = 1.0
+        resets[3, 0] = 1.0
+        resets[3, 2] = 1.0
+        resets[5, 1] = 1.0
+
+    out, final = core.forward_sequence(x, states, resets)
+
+    expected_out = []
+    h = states
+    for t in range(seq_len):
+        h = torch.where(resets[t].unsqueeze(1) > 0, torch.zeros_like(h), h)
+        o, h = core(x[t], h)
+        expected_out.append(o)
+    assert out.shape == (seq_len, batch, cfg.rnn_size)
+    assert torch.allclose(out, torch.stack(expected_out), atol=1e-5)
+    assert torch.allclose(final, h, atol=1e-5)
+
+
+def test_bool_resets_are_accepted():
+    core = ModelCoreRNN(make_cfg(), input_size=6)
+    x, states = torch.randn(4, 2, 6), torch.randn(2, 8)
+    resets = torch.zeros(4, 2, dtype=torch.bool)
+    resets[2, 1] = True
+    out_bool, final_bool = core.forward_sequence(x, states, resets)
+    out_float, final_float = core.forward_sequence(x, states, resets.float())
+    assert torch.equal(out_bool, out_float) and torch.equal(final_bool, final_float)
+
+
+@pytest.mark.parametrize("share_weights", [True, False])
+def test_stateless_model_passes_placeholder_state_through(share_weights):
+    # the trajectory buffers keep one placeholder float of RNN state when use_rnn is off
+    cfg = make_cfg(use_rnn=False, actor_critic_share_weights=share_weights)
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(2))
+    placeholder = torch.full((BATCH, 1), -1.0)
+    out = model(model.normalize_obs(sample_obs(obs_space)), placeholder)
+    assert torch.equal(out["new_rnn_states"], placeholder)
+
+
+def test_identity_core_and_state_sizes():
+    cfg = make_cfg(use_rnn=False)
+    core = make_default_core(cfg, 6)
+    x = torch.randn(5, 2, 6)
+    out, states = core.forward_sequence(x, torch.zeros(2, 0), torch.zeros(5, 2))
+    assert torch.equal(out, x) and states.shape == (2, 0)
+    assert rnn_state_size(cfg) == 0 and rnn_state_size_for(cfg) == 0
+    assert rnn_state_size(make_cfg(rnn_type="lstm", rnn_num_layers=2)) == 2 * 2 * 8
+
+
+# normalizers
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 2, 3)) for n in (1, 7, 50, 13)]
+    rms = RunningMeanStd((2, 3))
+    for batch in batches:
+        rms.update(torch.as_tensor(batch, dtype=torch.float32))
+    everything = np.concatenate(batches)
+    np.testing.assert_allclose(rms.mean.numpy(), everything.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(rms.var.numpy(), everything.var(0), rtol=1e-5)
+    assert rms.count.item() == len(everything)
+
+    x = torch.as_tensor(everything[:4], dtype=torch.float32)
+    assert torch.allclose(rms.denormalize(rms.normalize(x)), x, atol=1e-4)
+    assert rms.normalize(torch.full((1, 2, 3), 1e6)).max() == 5.0
+    assert {"mean", "var", "count"} <= set(rms.state_dict())
+
+
+def test_running_mean_std_dict_and_state_dict_copy():
+    rms = RunningMeanStdDict({"a": (2,), "b": ()})
+    rms.update({"a": torch.randn(10, 2) + 4, "b": torch.randn(10), "c": torch.randn(10)})
+    copy = RunningMeanStdDict({"a": (2,), "b": ()})
+    copy.load_state_dict(rms.state_dict())
+    x = {"a": torch.randn(3, 2), "c": torch.randn(3)}
+    assert torch.equal(copy.normalize(x)["a"], rms.normalize(x)["a"])
+    assert copy.normalize(x)["c"] is x["c"]
+
+
+def test_obs_and_returns_normalization_in_model():
+    cfg = make_cfg(normalize_input=True, use_rnn=False)
+    obs_space = gym.spaces.Dict(
+        {"obs": gym.spaces.Box(-10, 10, (3,)), "image": gym.spaces.Box(0, 255, (3, 36, 36), dtype=np.uint8)}
+    )
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(2))
+    assert list(model.obs_normalizer.running_mean_std.keys()) == ["obs"]
+
+    obs = {"obs": torch.randn(64, 3) * 5 + 2, "image": torch.zeros(64, 3, 36, 36, dtype=torch.uint8)}
+    before = model.normalize_obs(obs)
+    assert torch.allclose(before["obs"], obs["obs"].clamp(-5, 5), atol=1e-4)  # no stats yet: only the clip
+    normalized = model.normalize_obs(obs, update_stats=True)
+    assert torch.allclose(normalized["obs"].mean(0), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(normalized["obs"].std(0, unbiased=False), torch.ones(3), atol=1e-3)
+
+    returns = torch.randn(100) * 10 + 5
+    model.returns_normalizer.update(returns)
+    assert torch.allclose(model.denormalize_values(model.normalize_values(returns)), returns, atol=1e-4)
+
+    plain = create_actor_critic(make_cfg(normalize_returns=False), obs_space, gym.spaces.Discrete(2))
+    assert plain.returns_normalizer is None and plain.denormalize_values(returns) is returns
+
+
+# separate weights, factory, gradients
+
+def test_separate_weights_model():
+    cfg = make_cfg(actor_critic_share_weights=False, rnn_type="lstm")
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(3))
+    assert isinstance(model, ActorCriticSeparateWeights)
+    assert rnn_state_size_for(cfg) == 2 * rnn_state_size(cfg) == 32
+    out = run_model(model, obs_space)
+    assert out["new_rnn_states"].shape == (BATCH, 32)
+    assert out["values"].shape == (BATCH,)
+
+    # the sequence version agrees with stepping
+    seq_len = 3
+    head = model.forward_head(model.normalize_obs(sample_obs(obs_space, seq_len * BATCH))).view(seq_len, BATCH, -1)
+    states = torch.randn(BATCH, 32)
+    resets = torch.zeros(seq_len, BATCH)
+    resets[1, 0] = 1.0
+    seq_out, seq_final = model.forward_core_sequence(head, states, resets)
+    for t in range(seq_len):
+        states = states * (1 - resets[t]).unsqueeze(1)
+        step_out, states = model.forward_core(head[t], states)
+        assert torch.allclose(seq_out[t], step_out, atol=1e-5)
+    assert torch.allclose(seq_final, states, atol=1e-5)
+
+
+class TinyEncoder(Encoder):
+    def __init__(self, cfg, obs_space):
+        super().__init__(cfg)
+        self.linear = nn.Linear(obs_space["obs"].shape[0], 7)
+        self.encoder_out_size = 7
+
+    def forward(self, obs_dict):
+        return torch.relu(self.linear(obs_dict["obs"]))
+
+
+def test_custom_encoder_via_global_factory():
+    global_model_factory().register_encoder_factory(TinyEncoder)
+    cfg = make_cfg()
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(2))
+    assert isinstance(model.encoder, TinyEncoder)
+    assert model.core.rnn.input_size == 7
+    assert run_model(model, obs_space)["actions"].shape == (BATCH,)
+
+    reset_global_model_factory()
+    assert not isinstance(create_actor_critic(cfg, obs_space, gym.spaces.Discrete(2)).encoder, TinyEncoder)
+
+
+@pytest.mark.parametrize("share_weights", [True, False])
+@pytest.mark.parametrize("action_space_name", ["discrete", "box"])
+def test_gradients_reach_every_parameter(share_weights, action_space_name):
+    cfg = make_cfg(actor_critic_share_weights=share_weights, decoder_mlp_layers=[8], adaptive_stddev=False)
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, ACTION_SPACES[action_space_name])
+    # nonzero states: with zero states the recurrent weights would get no gradient at all
+    rnn_states = torch.randn(BATCH, rnn_state_size_for(cfg))
+    out = model(model.normalize_obs(sample_obs(obs_space)), rnn_states)
+    dist = model.action_distribution(out["action_logits"])
+    loss = -(dist.log_prob(out["actions"]).mean()) + out["values"].square().mean() - dist.entropy().mean()
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("init", ["orthogonal", "xavier_uniform", "torch_default"])
+def test_policy_initialization(init):
+    cfg = make_cfg(policy_initialization=init, use_rnn=False)
+    model = create_actor_critic(cfg, vector_obs_space(), gym.spaces.Discrete(2))
+    assert isinstance(model, ActorCriticSharedWeights)
+    first_layer = model.encoder.encoders["obs"].mlp[0]
+    if init == "orthogonal":
+        w = first_layer.weight  # 16 x 5: orthonormal columns
+        assert torch.allclose(w.T @ w, torch.eye(5), atol=1e-5)
+    if init != "torch_default":
+        assert (first_layer.bias == 0).all()
