@@ -118,15 +118,27 @@ class EventLoop:
             return max(0.0, self._timers[0][0] - now)
         return 1.0
 
-    def run_once(self, max_wait_sec: float = 1.0) -> int:
-        """Processes whatever is ready (waiting at most `max_wait_sec`); returns messages handled."""
+    def _drain_local(self) -> int:
         handled = 0
         while self._local:
             self._dispatch(self._local.popleft())
             handled += 1
+        return handled
 
+    def _run_idle_callbacks(self):
+        for callback in self._idle_callbacks:
+            callback()
+
+    def run_once(self, max_wait_sec: float = 1.0) -> int:
+        """Processes whatever is ready (waiting at most `max_wait_sec`); returns messages handled."""
+        handled = self._drain_local()
         wait_sec = min(max_wait_sec, self._fire_due_timers())
+        self._run_idle_callbacks()
         if self._local:
+            return handled + self._drain_local()
+        if self.terminate_requested:
+            # A slot or timer has just stopped the loop: take what is queued, but don't block on
+            # the queue (run() would otherwise exit only after idling for max_wait_sec).
             wait_sec = 0.0
         try:
             messages = self.queue.get_many(block=wait_sec > 0, timeout=wait_sec)
@@ -135,12 +147,8 @@ class EventLoop:
         for message in messages:
             self._dispatch(message)
             handled += 1
-        while self._local:
-            self._dispatch(self._local.popleft())
-            handled += 1
-
-        for callback in self._idle_callbacks:
-            callback()
+        handled += self._drain_local()
+        self._run_idle_callbacks()
         return handled
 
     def run(self):
@@ -235,9 +243,22 @@ class Timer:
         self.cancelled = True
 
 
+def _die_with_parent():
+    """Linux: the kernel kills this process if its parent dies, so no child outlives a crash."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, os_signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def _process_main(loop: EventLoop, objects: list[EventLoopObject], init_fn: Callable | None):
-    # Only the main process handles Ctrl-C; children stop when the runner tells them to.
+    # Only the main process handles Ctrl-C and SIGTERM; children stop when the runner tells them to.
     os_signal.signal(os_signal.SIGINT, os_signal.SIG_IGN)
+    os_signal.signal(os_signal.SIGTERM, os_signal.SIG_IGN)
+    _die_with_parent()
     if init_fn is not None:
         init_fn()
     for obj in objects:

@@ -270,9 +270,9 @@ class Learner:
             self.optimizer.step()
 
             mb_stats = {
-                "loss": float(loss),
-                "policy_loss": float(policy_loss),
-                "value_loss": float(critic_loss),
+                "loss": float(loss.detach()),
+                "policy_loss": float(policy_loss.detach()),
+                "value_loss": float(critic_loss.detach()),
                 "grad_norm": grad_norm,
                 **{k: float(v) for k, v in policy_metrics.items()},
                 **{k: float(v) for k, v in critic_metrics.items()},

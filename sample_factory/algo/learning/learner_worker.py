@@ -113,5 +113,7 @@ class LearnerWorker(EventLoopObject):
 
     def on_stop(self):
         self._save_checkpoint()
+        self.learner = None
         self.stopped.emit(self.policy_id)
-        self.event_loop.stop()
+        if not self.cfg.serial_mode:
+            self.event_loop.stop()

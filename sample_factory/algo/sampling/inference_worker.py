@@ -99,4 +99,6 @@ class InferenceWorker(EventLoopObject):
             buffers.rnn_states[slots, steps + 1] = 0.0
 
     def on_stop(self):
-        self.event_loop.stop()
+        self._requests = []
+        if not self.cfg.serial_mode:
+            self.event_loop.stop()

@@ -123,6 +123,8 @@ class RolloutWorker(EventLoopObject):
             self.named_signal(f"inference_requested_p{policy_id}").emit(self.worker_idx, split_idx, split.t, slots)
 
     def on_actions_ready(self, split_idx: int):
+        if not self.splits:
+            return  # stopped while a response was in flight
         split = self.splits[split_idx]
         split.pending_responses -= 1
         if split.pending_responses > 0:
@@ -205,8 +207,12 @@ class RolloutWorker(EventLoopObject):
         buffers.rnn_states[split.slots, 0] = carried_rnn
         return True
 
-    def on_stop(self):
+    def close_envs(self):
         for split in self.splits:
             split.env_runner.close()
         self.splits = []
-        self.event_loop.stop()
+
+    def on_stop(self):
+        self.close_envs()
+        if not self.cfg.serial_mode:
+            self.event_loop.stop()

@@ -1,0 +1,88 @@
+"""All config checks in one place, before any process starts; every error reported at once."""
+
+from __future__ import annotations
+
+from sample_factory.algo.learning.learner import effective_recurrence
+
+
+class ConfigError(ValueError):
+    """Carries every problem found; str() is one line per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+def _positive(cfg, errors: list[str], *names: str):
+    for name in names:
+        if cfg[name] is None or cfg[name] <= 0:
+            errors.append(f"--{name}={cfg[name]}: must be a positive number")
+
+
+def config_errors(cfg, env_info=None) -> list[str]:
+    """Problems with `cfg` (and with it for this env, when `env_info` is given)."""
+    errors: list[str] = []
+    _positive(
+        cfg,
+        errors,
+        "num_workers",
+        "num_envs_per_worker",
+        "worker_num_splits",
+        "rollout",
+        "batch_size",
+        "num_batches_per_epoch",
+        "num_epochs",
+        "num_policies",
+        "policy_workers_per_policy",
+        "learning_rate",
+        "env_frameskip",
+    )
+    if errors:
+        return errors
+
+    if cfg.num_envs_per_worker % cfg.worker_num_splits != 0:
+        errors.append(
+            f"--num_envs_per_worker={cfg.num_envs_per_worker}: must be a multiple of --worker_num_splits={cfg.worker_num_splits}"
+            f" (e.g. --num_envs_per_worker={cfg.worker_num_splits * max(1, cfg.num_envs_per_worker // cfg.worker_num_splits)})"
+        )
+    samples_per_iteration = cfg.batch_size * cfg.num_batches_per_epoch
+    if samples_per_iteration % cfg.rollout != 0:
+        errors.append(
+            f"--batch_size={cfg.batch_size}: batch_size * num_batches_per_epoch must be a multiple of --rollout={cfg.rollout}"
+        )
+    recurrence = effective_recurrence(cfg)
+    if cfg.rollout % recurrence != 0:
+        errors.append(f"--recurrence={cfg.recurrence}: --rollout={cfg.rollout} must be a multiple of it")
+    if cfg.batch_size % recurrence != 0:
+        errors.append(f"--batch_size={cfg.batch_size}: must be a multiple of the recurrence ({recurrence})")
+    if cfg.use_rnn and recurrence == 1 and cfg.recurrence == 1:
+        errors.append("--recurrence=1 with --use_rnn=True: an RNN needs sequences; use --recurrence=-1 (the rollout)")
+    if not 0.0 <= cfg.gamma <= 1.0:
+        errors.append(f"--gamma={cfg.gamma}: must be in [0, 1]")
+    if not 0.0 <= cfg.gae_lambda <= 1.0:
+        errors.append(f"--gae_lambda={cfg.gae_lambda}: must be in [0, 1]")
+    if cfg.ppo_clip_ratio <= 0:
+        errors.append(f"--ppo_clip_ratio={cfg.ppo_clip_ratio}: must be positive (e.g. 0.1)")
+    if not cfg.async_rl and cfg.num_policies > 1:
+        errors.append("--async_rl=False with --num_policies>1: sync mode trains one policy; use --async_rl=True")
+    if cfg.with_pbt and cfg.num_policies < 2:
+        errors.append("--with_pbt=True needs a population: set --num_policies to 2 or more")
+    if cfg.batched_sampling and env_info is not None and env_info.num_agents > 1:
+        errors.append("--batched_sampling=True needs a single-agent env; this env has several agents")
+
+    if env_info is not None and not cfg.async_rl:
+        agents_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * env_info.num_agents
+        trajectories = samples_per_iteration // cfg.rollout
+        if agents_per_split and trajectories % agents_per_split != 0:
+            errors.append(
+                f"--batch_size={cfg.batch_size}: in sync mode (--async_rl=False) a training batch must hold whole splits:"
+                f" batch_size * num_batches_per_epoch / rollout = {trajectories} trajectories must be a multiple of"
+                f" {agents_per_split} (envs per split x agents per env)"
+            )
+    return errors
+
+
+def verify_cfg(cfg, env_info=None):
+    errors = config_errors(cfg, env_info)
+    if errors:
+        raise ConfigError(errors)

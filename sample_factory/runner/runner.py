@@ -1,0 +1,303 @@
+"""The runner only orchestrates: builds shared memory and components, wires them, watches, stops.
+
+Serial mode puts every component on the runner's own loop in this process; parallel mode gives
+each rollout worker, inference worker and learner a process of its own. The components and
+their wiring are the same in both (see `_connect`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import signal as os_signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sample_factory.algo.learning.learner_worker import LearnerWorker, trajectories_per_iteration
+from sample_factory.algo.sampling.inference_worker import InferenceWorker
+from sample_factory.algo.sampling.rollout_worker import RolloutWorker
+from sample_factory.algo.utils.context import global_model_factory
+from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
+from sample_factory.envs.create_env import EnvInfo
+from sample_factory.envs.env_utils import env_registry_snapshot
+from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
+from sample_factory.runner.stats import RunStats
+from sample_factory.signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer, kill_process_tree, signal
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SEC = 30.0
+
+
+class ExitStatus:
+    SUCCESS = 0
+    FAILURE = 1
+    INTERRUPTED = 0  # stopped by Ctrl-C / SIGTERM after saving: a normal end
+
+
+@dataclass
+class SharedResources:
+    """Everything the components share; pickled once into each process at start."""
+
+    buffers: TrajectoryBuffers
+    slot_pools: list[SlotPool]
+    policy_states: list[SharedPolicyState]
+    stop_event: object
+
+
+@dataclass
+class SlotLayout:
+    agents_per_split: int
+    total_agents: int
+    slots_per_policy: int
+    group_size: int
+
+
+def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
+    """How many trajectory slots each policy needs so that sampling never deadlocks.
+
+    Async: every agent may hold one slot while another waits in the batcher, plus room for the
+    batches the learner accumulates. Sync: exactly one training batch, handed out in whole
+    splits so that no split ever holds part of what it needs.
+    """
+    agents_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * env_info.num_agents
+    total_agents = cfg.num_workers * cfg.num_envs_per_worker * env_info.num_agents
+    per_iteration = trajectories_per_iteration(cfg)
+    group = agents_per_split if cfg.num_policies == 1 else 1
+    if cfg.async_rl:
+        slots = 2 * total_agents + cfg.num_batches_to_accumulate * per_iteration
+    else:
+        slots = per_iteration
+    slots = int(math.ceil(slots / group) * group)
+    return SlotLayout(agents_per_split, total_agents, slots, group)
+
+
+class Runner(EventLoopObject):
+    stop_requested = signal()
+
+    def __init__(self, cfg, env_info: EnvInfo, experiment_dir: Path):
+        self.cfg = cfg
+        self.env_info = env_info
+        self.experiment_dir = experiment_dir
+        self.mp_ctx = multiprocessing.get_context("spawn")
+        super().__init__(EventLoop("runner"), "runner")
+
+        self.layout = slot_layout(cfg, env_info)
+        self.shared = self._make_shared_resources()
+        self.processes: list[EventLoopProcess] = []
+        self.learners: list[LearnerWorker] = []
+        self.inference_workers: list[InferenceWorker] = []
+        self.rollout_workers: list[RolloutWorker] = []
+        self.stats = RunStats(cfg, experiment_dir)
+        self.status = ExitStatus.SUCCESS
+        self._stopping = False
+        self._stop_started = 0.0
+        self._learners_stopped: set[int] = set()
+        self._train_started = 0.0
+
+    # --- construction ------------------------------------------------------------------------
+
+    def _make_shared_resources(self) -> SharedResources:
+        cfg, env_info, layout = self.cfg, self.env_info, self.layout
+        num_slots = layout.slots_per_policy * cfg.num_policies
+        buffers = TrajectoryBuffers(num_slots, cfg.rollout, env_info.obs_space, env_info.action_space, rnn_state_size_for(cfg))
+        pools = []
+        for policy_id in range(cfg.num_policies):
+            pool = SlotPool(f"slots_p{policy_id}")
+            first = policy_id * layout.slots_per_policy
+            for start in range(first, first + layout.slots_per_policy, layout.group_size):
+                pool.release(list(range(start, start + layout.group_size)))
+            pools.append(pool)
+        template = create_actor_critic(cfg, env_info.obs_space, env_info.action_space)
+        policy_states = [SharedPolicyState(template) for _ in range(cfg.num_policies)]
+        return SharedResources(buffers, pools, policy_states, self.mp_ctx.Event())
+
+    def _loop_for(self, name: str) -> EventLoop:
+        if self.cfg.serial_mode:
+            return self.event_loop
+        process = EventLoopProcess(name, self.mp_ctx)
+        self.processes.append(process)
+        return process.event_loop
+
+    def _create_components(self):
+        cfg, env_info, shared = self.cfg, self.env_info, self.shared
+        model_factory = global_model_factory()
+        for policy_id in range(cfg.num_policies):
+            loop = self._loop_for(f"learner_p{policy_id}")
+            self.learners.append(LearnerWorker(loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir)))
+        for policy_id in range(cfg.num_policies):
+            for i in range(cfg.policy_workers_per_policy):
+                loop = self._loop_for(f"inference_p{policy_id}_{i}")
+                self.inference_workers.append(InferenceWorker(loop, policy_id, i, cfg, env_info, shared, model_factory))
+        registry = env_registry_snapshot()
+        for worker_idx in range(cfg.num_workers):
+            loop = self._loop_for(f"rollout_worker_{worker_idx}")
+            self.rollout_workers.append(RolloutWorker(loop, worker_idx, cfg, env_info, shared, registry))
+
+    def _connect(self):
+        """All signal -> slot wiring of the system."""
+        cfg = self.cfg
+        for learner in self.learners:
+            learner.report.connect(self.on_learner_report)
+            learner.stopped.connect(self.on_learner_stopped)
+        for worker in self.rollout_workers:
+            worker.episodes_finished.connect(self.on_episodes_finished)
+            for policy_id in range(cfg.num_policies):
+                # Each worker talks to one inference worker per policy; they answer it directly.
+                inference = self.inference_workers[policy_id * cfg.policy_workers_per_policy + worker.worker_idx % cfg.policy_workers_per_policy]
+                worker.named_signal(f"inference_requested_p{policy_id}").connect(inference.on_inference_requested)
+                inference.named_signal(f"actions_ready_w{worker.worker_idx}").connect(worker.on_actions_ready)
+                worker.named_signal(f"trajectory_ready_p{policy_id}").connect(self.learners[policy_id].on_trajectory_ready)
+        # Order matters: samplers stop first so that nobody waits on a learner that is saving.
+        for component in self.rollout_workers + self.inference_workers + self.learners:
+            self.stop_requested.connect(component.on_stop)
+
+    # --- running -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._create_components()
+        self._connect()
+        self._save_config()
+        started = time.monotonic()
+        for process in self.processes:
+            process.start()
+        log.info(
+            "Started %d process(es) in %.1fs: %d rollout workers x %d envs, %d policies, %d trajectory slots per policy",
+            len(self.processes),
+            time.monotonic() - started,
+            self.cfg.num_workers,
+            self.cfg.num_envs_per_worker,
+            self.cfg.num_policies,
+            self.layout.slots_per_policy,
+        )
+        self._train_started = time.monotonic()
+        Timer(self.event_loop, self.cfg.report_interval_sec, self._report)
+        Timer(self.event_loop, 0.5, self._check_health)
+        previous_handlers = self._install_signal_handlers()
+        try:
+            self.event_loop.run()
+        except Exception:
+            log.exception("The run failed")
+            self.status = ExitStatus.FAILURE
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            self._shutdown()
+        self.stats.final_report(time.monotonic() - self._train_started)
+        return self.status
+
+    def _save_config(self):
+        self.experiment_dir.mkdir(parents=True, exist_ok=True)
+        path = self.experiment_dir / "config.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(dict(self.cfg), indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
+
+    def _install_signal_handlers(self):
+        if multiprocessing.current_process().name != "MainProcess":
+            return None
+        try:
+            return {
+                sig: os_signal.signal(sig, self._on_os_signal) for sig in (os_signal.SIGINT, os_signal.SIGTERM)
+            }
+        except ValueError:  # not the main thread (embedded use): the caller handles signals
+            return None
+
+    @staticmethod
+    def _restore_signal_handlers(previous):
+        for sig, handler in (previous or {}).items():
+            os_signal.signal(sig, handler)
+
+    def _on_os_signal(self, signum, _frame):
+        if self._stopping:
+            log.warning("Second signal: exiting now without waiting")
+            for process in self.processes:
+                if process.pid:
+                    kill_process_tree(process.pid)
+            os._exit(130)
+        log.info("%s received: saving and stopping", os_signal.Signals(signum).name)
+        self.request_stop(ExitStatus.INTERRUPTED)
+
+    def request_stop(self, status: int = ExitStatus.SUCCESS):
+        if self._stopping:
+            return
+        self._stopping = True
+        self.status = max(self.status, status)
+        self._stop_started = time.monotonic()
+        self.shared.stop_event.set()
+        self.stop_requested.emit()
+        Timer(self.event_loop, STOP_TIMEOUT_SEC, self._stop_timed_out, periodic=False)
+
+    def _stop_timed_out(self):
+        log.error("Components did not stop within %.0fs; terminating them", STOP_TIMEOUT_SEC)
+        self.status = ExitStatus.FAILURE
+        self.event_loop.stop()
+
+    # --- slots -------------------------------------------------------------------------------
+
+    def on_learner_report(self, policy_id: int, stats: dict):
+        self.stats.on_learner_report(policy_id, stats)
+        self._check_stop_conditions()
+
+    def on_episodes_finished(self, episodes: list[dict]):
+        self.stats.on_episodes(episodes)
+
+    def on_learner_stopped(self, policy_id: int):
+        self._learners_stopped.add(policy_id)
+        if len(self._learners_stopped) == self.cfg.num_policies:
+            self.event_loop.stop()
+
+    def _check_stop_conditions(self):
+        if self._stopping:
+            return
+        if self.stats.total_env_steps >= self.cfg.train_for_env_steps:
+            log.info("Reached %d env steps: stopping", self.stats.total_env_steps)
+            self.request_stop()
+        elif time.monotonic() - self._train_started >= self.cfg.train_for_seconds:
+            log.info("Trained for %ds: stopping", self.cfg.train_for_seconds)
+            self.request_stop()
+
+    def _report(self):
+        self.stats.report(time.monotonic() - self._train_started)
+        self._check_stop_conditions()
+
+    def _check_health(self):
+        for process in self.processes:
+            if not process.is_alive() and process.process is not None:
+                if self._stopping and process.exitcode == 0:
+                    continue
+                log.error("%s (pid %s) died with exit code %s: stopping the run", process.name, process.pid, process.exitcode)
+                self.status = ExitStatus.FAILURE
+                if not self._stopping:
+                    self.request_stop(ExitStatus.FAILURE)
+                if process.name.startswith("learner"):
+                    # A dead learner will never confirm its stop.
+                    self._learners_stopped.add(int(process.name.split("_p")[1]))
+                    if len(self._learners_stopped) == self.cfg.num_policies:
+                        self.event_loop.stop()
+        self._check_stop_conditions()
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def _shutdown(self):
+        self.shared.stop_event.set()
+        if self.cfg.serial_mode:
+            for worker in self.rollout_workers:
+                worker.close_envs()
+        for process in self.processes:
+            if process.is_alive():
+                # A message may not get through a dead or stuck loop: join, then kill.
+                process.join(timeout_sec=10.0)
+        for process in self.processes:
+            if process.pid:
+                kill_process_tree(process.pid)
+        for pool in self.shared.slot_pools:
+            pool.close()
+        self.stats.close()

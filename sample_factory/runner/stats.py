@@ -1,0 +1,180 @@
+"""What the runner knows about progress: FPS, episode returns, learner stats; console and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FPS_WINDOWS_SEC = (10, 60, 300)
+
+
+class RunStats:
+    def __init__(self, cfg, experiment_dir: Path):
+        self.cfg = cfg
+        self.experiment_dir = Path(experiment_dir)
+        self.env_steps = [0] * cfg.num_policies
+        self.env_steps_at_start: list[int | None] = [None] * cfg.num_policies
+        self.train_steps = [0] * cfg.num_policies
+        self.episode_rewards = [deque(maxlen=cfg.stats_avg) for _ in range(cfg.num_policies)]
+        self.episode_lens = [deque(maxlen=cfg.stats_avg) for _ in range(cfg.num_policies)]
+        self.true_objectives = [deque(maxlen=cfg.stats_avg) for _ in range(cfg.num_policies)]
+        self.extra_stats = [defaultdict(lambda: deque(maxlen=cfg.stats_avg)) for _ in range(cfg.num_policies)]
+        self.learner_stats: list[dict] = [{} for _ in range(cfg.num_policies)]
+        self.lag = [{"min": 0.0, "avg": 0.0, "max": 0.0} for _ in range(cfg.num_policies)]
+        self.num_episodes = [0] * cfg.num_policies
+        self.best_reward = [float("-inf")] * cfg.num_policies
+        self._fps_history: deque = deque()
+        self._writers = None
+        self._last_summary_time = 0.0
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    @property
+    def total_env_steps(self) -> int:
+        return sum(self.env_steps)
+
+    @property
+    def env_steps_this_run(self) -> int:
+        return sum(s - (s0 or 0) for s, s0 in zip(self.env_steps, self.env_steps_at_start))
+
+    def on_learner_report(self, policy_id: int, stats: dict):
+        if self.env_steps_at_start[policy_id] is None:
+            # Steps of a resumed run counted before this run (and this first batch) are not "this run".
+            self.env_steps_at_start[policy_id] = stats["env_steps"]
+        self.env_steps[policy_id] = stats["env_steps"]
+        self.train_steps[policy_id] = stats["policy_version"]
+        self.learner_stats[policy_id] = stats
+        self.lag[policy_id] = {"min": stats["lag_min"], "avg": stats["lag_avg"], "max": stats["lag_max"]}
+        self._write_scalars(policy_id, "train", stats, stats["env_steps"])
+
+    def on_episodes(self, episodes: list[dict]):
+        for ep in episodes:
+            p = ep["policy_id"]
+            self.episode_rewards[p].append(ep["reward"])
+            self.episode_lens[p].append(ep["len"])
+            self.num_episodes[p] += 1
+            if "true_objective" in ep:
+                self.true_objectives[p].append(ep["true_objective"])
+            for key, value in ep.get("episode_extra_stats", {}).items():
+                self.extra_stats[p][key].append(value)
+
+    def mean_reward(self, policy_id: int = 0) -> float:
+        rewards = self.episode_rewards[policy_id]
+        return float(np.mean(rewards)) if rewards else float("nan")
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def fps(self, now: float) -> dict[int, float]:
+        """Env frames per second over the last 10/60/300 seconds (as far back as the run goes)."""
+        self._fps_history.append((now, self.env_steps_this_run))
+        while self._fps_history and now - self._fps_history[0][0] > max(FPS_WINDOWS_SEC) + 5:
+            self._fps_history.popleft()
+        out = {}
+        for window in FPS_WINDOWS_SEC:
+            past = next(((t, s) for t, s in self._fps_history if now - t <= window), None)
+            if past is None or now - past[0] < 1e-3:
+                out[window] = float("nan")
+            else:
+                out[window] = (self.env_steps_this_run - past[1]) / (now - past[0])
+        return out
+
+    def report(self, elapsed_sec: float):
+        fps = self.fps(time.monotonic())
+        fps_text = ", ".join(f"{w}s: {v:.0f}" for w, v in fps.items())
+        parts = [f"FPS ({fps_text})", f"env steps {self.total_env_steps}"]
+        budget = self.cfg.train_for_env_steps
+        if budget < int(1e10) and not np.isnan(fps[10]) and fps[10] > 0:
+            eta = max(0.0, (budget - self.total_env_steps) / fps[10])
+            parts.append(f"{100.0 * self.total_env_steps / budget:.0f}% ETA {eta:.0f}s")
+        for p in range(self.cfg.num_policies):
+            lag = self.lag[p]
+            parts.append(
+                f"p{p}: reward {self.mean_reward(p):.2f} len {np.mean(self.episode_lens[p]) if self.episode_lens[p] else float('nan'):.0f}"
+                f" train steps {self.train_steps[p]} lag {lag['min']:.0f}/{lag['avg']:.1f}/{lag['max']:.0f}"
+            )
+            self._write_episode_scalars(p, fps)
+        log.info(" | ".join(parts))
+        self._flush_if_due()
+
+    def final_report(self, elapsed_sec: float):
+        summary = {
+            "env_steps": self.total_env_steps,
+            "env_steps_this_run": self.env_steps_this_run,
+            "elapsed_sec": elapsed_sec,
+            "fps": self.env_steps_this_run / max(elapsed_sec, 1e-9),
+            "policies": [
+                {
+                    "policy_id": p,
+                    "mean_reward": self.mean_reward(p),
+                    "num_episodes": self.num_episodes[p],
+                    "train_steps": self.train_steps[p],
+                    "lag": self.lag[p],
+                    "dropped_for_lag": self.learner_stats[p].get("dropped_for_lag", 0),
+                }
+                for p in range(self.cfg.num_policies)
+            ],
+        }
+        log.info(
+            "Done: %d env steps in %.1fs (%.0f FPS); mean reward %s",
+            summary["env_steps"],
+            elapsed_sec,
+            summary["fps"],
+            ", ".join(f"p{p}: {self.mean_reward(p):.2f}" for p in range(self.cfg.num_policies)),
+        )
+        self.experiment_dir.mkdir(parents=True, exist_ok=True)
+        path = self.experiment_dir / "summary.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, path)
+        self.summary = summary
+
+    # --- TensorBoard -------------------------------------------------------------------------
+
+    def _writer(self, policy_id: int):
+        if self._writers is None:
+            from tensorboardX import SummaryWriter
+
+            self._writers = [
+                SummaryWriter(str(self.experiment_dir / ".summary" / str(p)), flush_secs=self.cfg.flush_summaries_interval)
+                for p in range(self.cfg.num_policies)
+            ]
+        return self._writers[policy_id]
+
+    def _write_scalars(self, policy_id: int, prefix: str, stats: dict, step: int):
+        writer = self._writer(policy_id)
+        for key, value in stats.items():
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def _write_episode_scalars(self, p: int, fps: dict):
+        step = self.env_steps[p]
+        scalars = {f"fps_{w}s": v for w, v in fps.items()}
+        if self.episode_rewards[p]:
+            scalars["reward"] = self.mean_reward(p)
+            scalars["len"] = float(np.mean(self.episode_lens[p]))
+        if self.true_objectives[p]:
+            scalars["true_objective"] = float(np.mean(self.true_objectives[p]))
+        self._write_scalars(p, "episode", scalars, step)
+        extra = {k: float(np.mean(v)) for k, v in self.extra_stats[p].items() if v}
+        if extra:
+            self._write_scalars(p, "episode_extra", extra, step)
+
+    def _flush_if_due(self):
+        now = time.monotonic()
+        if self._writers and now - self._last_summary_time > self.cfg.flush_summaries_interval:
+            for w in self._writers:
+                w.flush()
+            self._last_summary_time = now
+
+    def close(self):
+        for w in self._writers or []:
+            w.close()
+        self._writers = None

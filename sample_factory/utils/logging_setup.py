@@ -1,0 +1,25 @@
+"""Console (and file) logging, set up once by the entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_FORMAT = "[%(asctime)s][%(process)05d] %(message)s"
+
+
+def setup_logging(level: int = logging.INFO, log_file: Path | None = None):
+    root = logging.getLogger()
+    if not any(getattr(h, "_sf_console", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
+        handler._sf_console = True
+        root.addHandler(handler)
+    if log_file is not None and not any(getattr(h, "_sf_file", None) == str(log_file) for h in root.handlers):
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%d %H:%M:%S"))
+        file_handler._sf_file = str(log_file)
+        root.addHandler(file_handler)
+    root.setLevel(level)
