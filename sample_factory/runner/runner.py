@@ -102,6 +102,8 @@ class Runner(EventLoopObject):
         self._stop_started = 0.0
         self._learners_stopped: set[int] = set()
         self._train_started = 0.0
+        # Called as fn(runner) at every console report; returning True stops the run (embedding, tests).
+        self.report_callbacks: list = []
 
     # --- construction ------------------------------------------------------------------------
 
@@ -150,6 +152,8 @@ class Runner(EventLoopObject):
             learner.stopped.connect(self.on_learner_stopped)
         for worker in self.rollout_workers:
             worker.episodes_finished.connect(self.on_episodes_finished)
+            for learner in self.learners:
+                learner.slots_released.connect(worker.on_slots_released)
             for policy_id in range(cfg.num_policies):
                 # Each worker talks to one inference worker per policy; they answer it directly.
                 inference = self.inference_workers[policy_id * cfg.policy_workers_per_policy + worker.worker_idx % cfg.policy_workers_per_policy]
@@ -266,6 +270,10 @@ class Runner(EventLoopObject):
 
     def _report(self):
         self.stats.report(time.monotonic() - self._train_started)
+        for callback in self.report_callbacks:
+            if callback(self) and not self._stopping:
+                log.info("A report callback asked to stop")
+                self.request_stop()
         self._check_stop_conditions()
 
     def _check_health(self):

@@ -1,7 +1,7 @@
 """The learner's process shell: batches finished trajectories, trains, publishes, checkpoints.
 
 Slots:   on_trajectory_ready(policy_id, slots), on_stop()
-Signals: report(policy_id, stats), stopped(policy_id)
+Signals: report(policy_id, stats), stopped(policy_id), slots_released(policy_id)
 
 In async mode the trajectory slots go back to the pool as soon as the batch is copied out,
 so sampling continues while the learner trains. In sync mode (`--async_rl=False`) they go
@@ -31,6 +31,7 @@ def trajectories_per_iteration(cfg) -> int:
 class LearnerWorker(EventLoopObject):
     report = signal()
     stopped = signal()
+    slots_released = signal()
 
     def __init__(self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str):
         super().__init__(event_loop, f"learner_p{policy_id}")
@@ -82,21 +83,24 @@ class LearnerWorker(EventLoopObject):
             self._num_pending -= taken
             slots = torch.tensor([s for g in groups for s in g], dtype=torch.int64)
             batch = self.shared.buffers.gather(slots)
-            pool = self.shared.slot_pools[self.policy_id]
             if self.cfg.async_rl:
-                for group in groups:
-                    pool.release(group)
+                self._release(groups)
 
             started = time.monotonic()
             stats = self.learner.train(batch)
             self._publish()
             if not self.cfg.async_rl:
-                for group in groups:
-                    pool.release(group)
+                self._release(groups)
             stats["train_sec"] = time.monotonic() - started
             stats["env_steps"] = self.learner.state.env_steps
             stats["policy_version"] = self.learner.state.policy_version
             self.report.emit(self.policy_id, stats)
+
+    def _release(self, groups: list[list[int]]):
+        pool = self.shared.slot_pools[self.policy_id]
+        for group in groups:
+            pool.release(group)
+        self.slots_released.emit(self.policy_id)
 
     def _save_checkpoint(self):
         if self.learner is None:

@@ -10,6 +10,10 @@ Signals (per policy p / per worker, names made at run time):
   episodes_finished(list of episode stats)                    -> runner
 Slots:
   on_actions_ready(split_idx)   one per policy that the split asked
+  on_slots_released(policy_id)  a learner freed slots: splits waiting for slots try again
+
+A split never blocks waiting for free slots: it parks, and the worker keeps stepping its other
+splits (a blocked worker could hold back the very trajectories the learner is waiting for).
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ class SplitState:
         self.episode_return = np.zeros(n, np.float64)
         self.episode_len = np.zeros(n, np.int64)
         self.num_policies = num_policies
+        self.waiting_for_slots = False
+        # What the next trajectory starts from: the last obs and RNN state of the previous one.
+        self.carried_obs: dict[str, torch.Tensor] = {}
+        self.carried_rnn: torch.Tensor | None = None
 
 
 class RolloutWorker(EventLoopObject):
@@ -72,17 +80,14 @@ class RolloutWorker(EventLoopObject):
             self.splits.append(SplitState(runner, cfg.num_policies))
         if cfg.decorrelate_experience_max_seconds > 0:
             time.sleep(self.rng.uniform(0, cfg.decorrelate_experience_max_seconds))
+        rnn_width = self.shared.buffers.rnn_states.shape[-1]
         for split_idx, split in enumerate(self.splits):
             obs = split.env_runner.reset()
+            split.carried_obs = {key: torch.from_numpy(arr.copy()) for key, arr in obs.items()}
+            split.carried_rnn = torch.zeros(split.num_agents, rnn_width)
             self._assign_policies(split, np.arange(split.num_agents))
             split.policy_of_agent[:] = split.next_policy_of_agent
-            if not self._start_trajectories(split):
-                return
-            buffers = self.shared.buffers
-            for key, arr in obs.items():
-                buffers.obs[key][split.slots, 0] = torch.from_numpy(arr)
-            buffers.rnn_states[split.slots, 0] = 0.0
-            self._request_actions(split_idx, split)
+            self._start_trajectories(split_idx, split)
 
     # --- policy assignment -------------------------------------------------------------------
 
@@ -100,20 +105,39 @@ class RolloutWorker(EventLoopObject):
                 if a == env_first_agent:
                     split.next_policy_of_agent[a : a + per_env] = self.rng.randrange(self.cfg.num_policies)
 
-    def _start_trajectories(self, split: SplitState) -> bool:
-        """Takes fresh slots for every agent of the split; False if the run is stopping."""
-        split.policy_of_agent[:] = split.next_policy_of_agent
-        split.policy_groups = []
+    def _start_trajectories(self, split_idx: int, split: SplitState):
+        """Takes fresh slots for every agent, writes the carried start state, asks for actions.
+
+        If some policy has no free slots now, the split parks until a learner releases some.
+        """
+        taken = []
         for policy_id in range(self.cfg.num_policies):
             agents = np.flatnonzero(split.policy_of_agent == policy_id)
             if len(agents) == 0:
                 continue
-            slots = self.shared.slot_pools[policy_id].acquire(len(agents), self.shared.stop_event.is_set)
+            pool = self.shared.slot_pools[policy_id]
+            slots = pool.try_acquire(len(agents))
             if slots is None:
-                return False
+                for other_policy, _, other_slots in taken:
+                    self.shared.slot_pools[other_policy].put_back(other_slots)
+                split.waiting_for_slots = True
+                return
+            taken.append((policy_id, agents, slots))
+        split.waiting_for_slots = False
+        split.policy_groups = taken
+        for _, agents, slots in taken:
             split.slots[agents] = torch.tensor(slots, dtype=torch.int64)
-            split.policy_groups.append((policy_id, agents, slots))
-        return True
+        buffers = self.shared.buffers
+        for key, tensor in buffers.obs.items():
+            tensor[split.slots, 0] = split.carried_obs[key]
+        buffers.rnn_states[split.slots, 0] = split.carried_rnn
+        split.t = 0
+        self._request_actions(split_idx, split)
+
+    def on_slots_released(self, policy_id: int):
+        for split_idx, split in enumerate(self.splits):
+            if split.waiting_for_slots:
+                self._start_trajectories(split_idx, split)
 
     # --- the sampling loop -------------------------------------------------------------------
 
@@ -152,13 +176,14 @@ class RolloutWorker(EventLoopObject):
             buffers.rnn_states[slots[torch.from_numpy(dones)], t + 1] = 0.0
 
         finished = self._track_episodes(split, result, dones)
-        split.t = t + 1
-        if split.t == self.rollout:
-            if not self._complete_trajectories(split):
-                return
         if finished:
             self.episodes_finished.emit(finished)
-        self._request_actions(split_idx, split)
+        split.t = t + 1
+        if split.t == self.rollout:
+            self._complete_trajectories(split)
+            self._start_trajectories(split_idx, split)
+        else:
+            self._request_actions(split_idx, split)
 
     def _track_episodes(self, split: SplitState, result, dones: np.ndarray) -> list:
         valids = result.valids
@@ -187,25 +212,20 @@ class RolloutWorker(EventLoopObject):
         self._assign_policies(split, ended)
         return finished
 
-    def _complete_trajectories(self, split: SplitState) -> bool:
-        """Hands the full slots to the learners and carries the last obs/RNN state into new slots.
+    def _complete_trajectories(self, split: SplitState):
+        """Hands the full slots to the learners, keeping a copy of what the next trajectory starts from.
 
-        The carried data is copied out before the slots are handed over: once handed over, the
-        learner may release them and another worker may overwrite them.
+        The copy is taken before the slots are handed over: once handed over, the learner may
+        release them and another worker may overwrite them.
         """
         buffers = self.shared.buffers
-        old_slots, last = split.slots, self.rollout
-        carried_obs = {key: tensor[old_slots, last] for key, tensor in buffers.obs.items()}
-        carried_rnn = buffers.rnn_states[old_slots, last]
+        last = self.rollout
+        split.carried_obs = {key: tensor[split.slots, last] for key, tensor in buffers.obs.items()}
+        split.carried_rnn = buffers.rnn_states[split.slots, last]
         for policy_id, _, slots in split.policy_groups:
             self.named_signal(f"trajectory_ready_p{policy_id}").emit(policy_id, slots)
-        split.t = 0
-        if not self._start_trajectories(split):
-            return False
-        for key, tensor in buffers.obs.items():
-            tensor[split.slots, 0] = carried_obs[key]
-        buffers.rnn_states[split.slots, 0] = carried_rnn
-        return True
+        split.policy_groups = []
+        split.policy_of_agent[:] = split.next_policy_of_agent
 
     def close_envs(self):
         for split in self.splits:

@@ -106,22 +106,27 @@ class SlotPool:
         if slots:
             self._queue.put(list(slots), block=True, timeout=10.0)
 
-    def acquire(self, count: int, should_stop, timeout_sec: float = 0.5) -> list[int] | None:
-        """Blocks until `count` slots are free; None if `should_stop()` turns true meanwhile."""
+    def try_acquire(self, count: int) -> list[int] | None:
+        """`count` free slots, or None (without waiting) if not enough are free right now.
+
+        Slots taken but not enough are kept aside for the next call: with groups of exactly the
+        size a caller needs (sync mode) nobody ever holds part of what it needs.
+        """
         slots = self._spare
-        self._spare = []
         while len(slots) < count:
             try:
-                groups = self._queue.get_many(block=True, timeout=timeout_sec)
+                groups = self._queue.get_many(block=False, max_messages_to_get=count - len(slots))
             except queue.Empty:
-                if should_stop():
-                    self._spare = slots
-                    return None
-                continue
+                self._spare = slots
+                return None
             for group in groups:
                 slots.extend(group)
         self._spare = slots[count:]
         return slots[:count]
+
+    def put_back(self, slots: list[int]):
+        """Returns slots taken by `try_acquire` but not used (kept for this process's next call)."""
+        self._spare = list(slots) + self._spare
 
     def close(self):
         self._queue.close()

@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as f:
+    long_description = f.read()
+
+setup(
+    name="sample-factory",
+    version="2.1.0",
+    description="High-throughput asynchronous reinforcement learning on one machine",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["sample_factory*", "sf_examples*"]),
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=2",
+        "gymnasium>=1.0",
+        "faster-fifo>=1.4.4",
+        "psutil",
+        "tensorboardx",
+    ],
+    extras_require={
+        "vizdoom": ["vizdoom>=1.2.3", "opencv-python-headless"],
+        "atari": ["ale-py>=0.11", "opencv-python-headless"],
+        "mujoco": ["mujoco>=3", "gymnasium[mujoco]>=1.0"],
+        "dev": ["pytest", "pytest-timeout"],
+    },
+)
