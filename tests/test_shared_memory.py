@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import threading
 import time
 
 import faster_fifo
@@ -84,16 +83,24 @@ def _write_slot(buffers: TrajectoryBuffers):
     buffers.rewards[SLOT, :ROLLOUT] = expected_rewards()
 
 
+def poll_acquire(pool: SlotPool, count: int, timeout_sec: float = JOIN_SEC) -> list[int] | None:
+    """try_acquire until it succeeds or `timeout_sec` passes (never hang the test)."""
+    deadline = time.monotonic() + timeout_sec
+    while True:
+        slots = pool.try_acquire(count)
+        if slots is not None or time.monotonic() > deadline:
+            return slots
+        time.sleep(0.005)
+
+
 def _slot_pool_worker(pool: SlotPool, results: faster_fifo.Queue):
-    deadline = time.monotonic() + JOIN_SEC
-    give_up = lambda: time.monotonic() > deadline  # noqa: E731  (never hang the test)
     # Released by the parent as [0, 1, 2] and [3, 4]: takes 4, keeps 4 as a spare.
-    first = pool.acquire(4, give_up, timeout_sec=0.1)
-    spare = pool.acquire(1, give_up, timeout_sec=0.1)  # served from the spare, queue untouched
+    first = poll_acquire(pool, 4)
+    spare = pool.try_acquire(1)  # served from the spare, queue untouched
     pool.release(first[:2])
     results.put((first, spare))
     time.sleep(0.2)
-    pool.release([7])  # the parent is (most likely) blocked in acquire by now
+    pool.release([7])  # the parent is (most likely) polling with try_acquire by now
 
 
 def _load_policy(state: SharedPolicyState, results: faster_fifo.Queue):
@@ -203,49 +210,75 @@ def test_slot_pool_across_processes():
         assert first == [0, 1, 2, 3]
         assert spare == [4]
 
-        # The child released [0, 1]; this process sees them.
-        assert pool.acquire(2, lambda: False, timeout_sec=0.1) == [0, 1]
-        # Waits for the child's later release.
-        deadline = time.monotonic() + JOIN_SEC
-        assert pool.acquire(1, lambda: time.monotonic() > deadline, timeout_sec=0.05) == [7]
+        # The child released [0, 1] before reporting; this process sees them.
+        assert poll_acquire(pool, 2) == [0, 1]
+        # Polls until the child's later release arrives.
+        assert poll_acquire(pool, 1) == [7]
     finally:
         assert join_ok(process), f"child failed, exitcode {process.exitcode}"
+    assert pool.try_acquire(1) is None  # the child's spare stayed in the child
     pool.close()
 
 
-def test_slot_pool_acquire_keeps_spare():
+def test_slot_pool_try_acquire_returns_none_without_blocking():
+    pool = SlotPool("policy_0")
+    start = time.monotonic()
+    assert pool.try_acquire(1) is None
+    assert time.monotonic() - start < 0.1
+
+    # Not enough free: None at once, and the slot taken is not lost.
+    pool.release([9])
+    start = time.monotonic()
+    assert pool.try_acquire(2) is None
+    assert time.monotonic() - start < 0.1
+    pool.release([10])
+    assert pool.try_acquire(2) == [9, 10]
+    assert pool.try_acquire(1) is None
+    pool.close()
+
+
+def test_slot_pool_try_acquire_uses_spare_first():
     pool = SlotPool("policy_0")
     pool.release([5, 6, 7])
 
-    def must_not_be_asked():
-        raise AssertionError("should_stop asked although the spare was enough")
-
-    assert pool.acquire(1, lambda: False, timeout_sec=0.05) == [5]
-    start = time.monotonic()
-    assert pool.acquire(2, must_not_be_asked, timeout_sec=5.0) == [6, 7]
-    assert time.monotonic() - start < 1.0
-    assert pool.acquire(0, must_not_be_asked) == []
+    assert pool.try_acquire(1) == [5]  # [6, 7] stay in the spare
+    pool.release([8])
+    assert pool.try_acquire(2) == [6, 7]  # the spare, not the queued [8]
+    assert pool.try_acquire(0) == []
+    assert pool.try_acquire(1) == [8]
+    assert pool.try_acquire(1) is None
     pool.close()
 
 
-def test_slot_pool_acquire_returns_none_when_stopping():
+def test_slot_pool_put_back():
     pool = SlotPool("policy_0")
-    stop = threading.Event()
-    timer = threading.Timer(0.2, stop.set)
-    timer.start()
-    try:
-        start = time.monotonic()
-        assert pool.acquire(1, stop.is_set, timeout_sec=0.05) is None
-        elapsed = time.monotonic() - start
-        assert 0.15 <= elapsed < 2.0
-    finally:
-        timer.cancel()
+    pool.release([1, 2, 3])
 
-    # Slots collected before the stop are not lost: the next acquire gets them first.
+    taken = pool.try_acquire(3)
+    assert taken == [1, 2, 3]
+    assert pool.try_acquire(1) is None
+    pool.put_back(taken[1:])  # used only the first one
+    assert pool.try_acquire(2) == [2, 3]
+
+    # Put-back slots come before what is already in the spare.
+    pool.release([4, 5])
+    assert pool.try_acquire(1) == [4]  # [5] stays in the spare
+    pool.put_back([4])
+    pool.put_back([])
+    assert pool.try_acquire(2) == [4, 5]
+    assert pool.try_acquire(1) is None
+    pool.close()
+
+
+def test_slot_pool_larger_group_leaves_remainder_in_spare():
+    pool = SlotPool("policy_0")
+    pool.release([0, 1, 2, 3, 4])
+
+    assert pool.try_acquire(2) == [0, 1]
     pool.release([9])
-    assert pool.acquire(2, lambda: True, timeout_sec=0.05) is None
-    pool.release([10])
-    assert pool.acquire(2, lambda: False, timeout_sec=0.05) == [9, 10]
+    assert pool.try_acquire(3) == [2, 3, 4]  # the remainder, queue untouched
+    assert pool.try_acquire(1) == [9]
+    assert pool.try_acquire(1) is None
     pool.close()
 
 
