@@ -1,0 +1,51 @@
+"""A custom encoder registered in the main process is used by the learner and the inference workers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sample_factory.algo.utils.context import global_model_factory, reset_global_model_factory
+from sample_factory.model.encoder import Encoder
+from sample_factory.utils.checkpoint import checkpoint_dir, load_latest_checkpoint
+from sf_examples.train_gym_env import parse_gym_args
+from training import train_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class TinyCustomEncoder(Encoder):
+    def __init__(self, cfg, obs_space):
+        super().__init__(cfg)
+        size = obs_space["obs"].shape[0]
+        self.custom_layer = nn.Sequential(nn.Linear(size, 16), nn.Tanh())
+
+    def forward(self, obs_dict):
+        return self.custom_layer(obs_dict["obs"])
+
+    def get_out_size(self) -> int:
+        return 16
+
+
+def make_tiny_encoder(cfg, obs_space):
+    return TinyCustomEncoder(cfg, obs_space)
+
+
+@pytest.fixture
+def custom_encoder():
+    reset_global_model_factory()
+    global_model_factory().register_encoder_factory(make_tiny_encoder)
+    yield
+    reset_global_model_factory()
+
+
+def test_custom_encoder_reaches_worker_processes(tmp_path, custom_encoder):
+    cfg = parse_gym_args(
+        ["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=custom", "--serial_mode=False", "--train_for_env_steps=20000"]
+    )
+    result = train_until(cfg)
+    assert result["status"] == 0 and result["policies"][0]["train_steps"] > 0
+    state, _ = load_latest_checkpoint(checkpoint_dir(tmp_path / "custom", 0))
+    assert any("custom_layer" in key for key in state["model"]), "the learner built the default encoder"
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -1,0 +1,143 @@
+"""Faults end runs cleanly: dying workers, crashing envs, bad input, Ctrl-C and SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import pytest
+
+from sample_factory.envs.env_utils import register_env
+from sf_examples.train_gym_env import parse_gym_args
+from training import train_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class CrashingCartPole(gym.Wrapper):
+    """CartPole that kills its process (or raises) after some steps, but only inside rollout workers."""
+
+    def __init__(self, how: str, after_steps: int = 300):
+        super().__init__(gym.make("CartPole-v1"))
+        self.how = how
+        self.steps_left = after_steps
+
+    def step(self, action):
+        self.steps_left -= 1
+        if self.steps_left == 0:
+            if self.how == "exit":
+                os._exit(3)
+            raise RuntimeError("the simulator crashed")
+        return self.env.step(action)
+
+
+def make_process_killing_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    if env_config is not None and env_config.worker_index < 0:
+        return gym.make("CartPole-v1")  # the parent's throw-away env must not crash
+    return CrashingCartPole("exit")
+
+
+def make_raising_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    if env_config is not None and env_config.worker_index < 0:
+        return gym.make("CartPole-v1")
+    return CrashingCartPole("raise")
+
+
+def crash_cfg(tmp_path, env_name, *flags):
+    return parse_gym_args([f"--env={env_name}", f"--train_dir={tmp_path}", "--experiment=crash", "--report_interval_sec=1", *flags])
+
+
+@pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
+def test_env_exception_stops_the_run_with_failure(tmp_path, serial):
+    register_env("raising_cartpole", make_raising_env)
+    started = time.monotonic()
+    result = train_until(crash_cfg(tmp_path, "raising_cartpole", f"--serial_mode={serial}"))
+    assert result["status"] != 0
+    assert time.monotonic() - started < 60
+
+
+def test_dead_worker_process_stops_the_run_with_failure(tmp_path):
+    register_env("killing_cartpole", make_process_killing_env)
+    started = time.monotonic()
+    result = train_until(crash_cfg(tmp_path, "killing_cartpole", "--serial_mode=False"))
+    assert result["status"] != 0
+    assert time.monotonic() - started < 60
+
+
+def run_cli(args, timeout=60, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "sf_examples.train_gym_env", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def test_bad_flag_is_one_line_error_exit_2_and_creates_nothing(tmp_path):
+    result = run_cli(["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=x", "--no_such_flag=3"])
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "--no_such_flag" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_wrong_type_is_one_line_error(tmp_path):
+    result = run_cli(["--env=CartPole-v1", f"--train_dir={tmp_path}", "--num_workers=two"])
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "num_workers" in result.stderr
+
+
+def test_every_config_error_is_reported_at_once(tmp_path):
+    result = run_cli(
+        ["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=x", "--num_envs_per_worker=3", "--batch_size=100", "--gamma=2"]
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert any("--num_envs_per_worker=3" in line for line in lines)
+    assert any("--batch_size=100" in line for line in lines)
+    assert any("--gamma=2" in line for line in lines)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_env_lists_registered_names(tmp_path):
+    result = run_cli(["--env=NoSuchEnv-v0", f"--train_dir={tmp_path}", "--experiment=x"])
+    assert result.returncode == 2
+    assert "unknown env 'NoSuchEnv-v0'" in result.stderr and "registered envs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, sig):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sf_examples.train_gym_env",
+            "--env=CartPole-v1",
+            f"--train_dir={tmp_path}",
+            "--experiment=sig",
+            "--save_every_sec=1000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            if "env steps" in line and "train steps 0 " not in line:
+                break
+            assert time.monotonic() < deadline, "training did not start"
+        proc.send_signal(sig)
+        started = time.monotonic()
+        output, _ = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    checkpoints = list((tmp_path / "sig" / "checkpoint_p0").glob("checkpoint_*.pth"))
+    assert checkpoints, output
