@@ -49,8 +49,8 @@ def test_cartpole_reaches_450(tmp_path, mode_flags):
     assert (tmp_path / "cartpole" / "checkpoint_p0").is_dir()
 
 
-def test_async_mode_reports_policy_lag(tmp_path):
-    cfg = cartpole_cfg(tmp_path, "--serial_mode=False", "--train_for_env_steps=40000", "--batch_size=256")
+def test_async_vtrace_mode_reports_policy_lag(tmp_path):
+    cfg = cartpole_cfg(tmp_path, "--serial_mode=False", "--train_for_env_steps=40000", "--batch_size=256", "--with_vtrace=True")
     result = train_until(cfg)
     runner = result["runner"]
     assert result["status"] == 0
@@ -72,7 +72,7 @@ def test_two_policies_train_side_by_side(tmp_path):
         assert (tmp_path / "cartpole" / f"checkpoint_p{p}").is_dir()
 
 
-def memory_cfg(tmp_path, use_rnn: bool, budget: int):
+def memory_cfg(tmp_path, use_rnn: bool, budget: int, rnn_type: str = "gru"):
     register_env("cue_memory", make_cue_memory_env)
     argv = [
         "--env=cue_memory",
@@ -80,6 +80,7 @@ def memory_cfg(tmp_path, use_rnn: bool, budget: int):
         f"--train_dir={tmp_path}",
         "--serial_mode=True",
         f"--use_rnn={use_rnn}",
+        f"--rnn_type={rnn_type}",
         "--rnn_size=32",
         "--encoder_mlp_layers",
         "32",
@@ -105,3 +106,9 @@ def test_gru_learns_memory_task_that_mlp_cannot(tmp_path):
     mlp = train_until(memory_cfg(tmp_path / "mlp", use_rnn=False, budget=10 * rnn["steps_to_goal"]))
     assert mlp["policies"][0]["num_episodes"] > 1000
     assert mlp["policies"][0]["mean_reward"] < 0.5, "a feed-forward policy should not beat chance on this task"
+
+
+def test_lstm_learns_memory_task(tmp_path):
+    cfg = memory_cfg(tmp_path, use_rnn=True, budget=150_000, rnn_type="lstm")
+    result = train_until(cfg, goal_reward=0.9, min_episodes=100)
+    assert result["steps_to_goal"] is not None, f"LSTM mean return {result['policies'][0]['mean_reward']:.2f} < 0.9"

@@ -281,9 +281,11 @@ class EventLoopProcess:
         self.process = None
 
     def start(self):
+        # Not a daemon, so that envs may start processes of their own (engines, async vector envs);
+        # the runner joins or kills every process, and each dies with its parent (_die_with_parent).
         objects = list(self.event_loop.objects.values())
         self.process = self._mp_ctx.Process(
-            target=_process_main, args=(self.event_loop, objects, self._init_fn), name=self.name, daemon=True
+            target=_process_main, args=(self.event_loop, objects, self._init_fn), name=self.name, daemon=False
         )
         self.process.start()
 
