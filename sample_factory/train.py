@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
@@ -12,34 +11,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import UnknownEnvError
 from sample_factory.runner.runner import Runner
-from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.logging_setup import setup_logging
 
 log = logging.getLogger(__name__)
 
 BAD_CONFIG_STATUS = 2
-
-
-def experiment_dir(cfg) -> Path:
-    return Path(cfg.train_dir) / cfg.experiment
-
-
-def _resumed_cfg(cfg) -> AttrDict:
-    """A resumed experiment keeps its saved config; only flags typed now override it."""
-    saved_path = experiment_dir(cfg) / "config.json"
-    if cfg.restart_behavior != "resume" or not saved_path.is_file():
-        return cfg
-    saved = AttrDict(json.loads(saved_path.read_text()))
-    overrides = {k: v for k, v in cfg.get("cli_args", {}).items() if saved.get(k) != v}
-    merged = AttrDict({**cfg, **saved, **overrides})
-    merged.cli_args = cfg.get("cli_args", {})
-    for key, value in overrides.items():
-        log.info("Overriding saved %s=%r with %r", key, saved.get(key), value)
-    return merged
 
 
 def _seed_everything(seed: int | None):
@@ -65,7 +46,8 @@ def make_runner(cfg) -> Runner:
 def run_rl(cfg) -> int:
     setup_logging()
     try:
-        cfg = _resumed_cfg(cfg)
+        if cfg.restart_behavior == "resume":
+            cfg = merge_with_saved_cfg(cfg)
         runner = make_runner(cfg)
     except ConfigError as e:
         for error in e.errors:

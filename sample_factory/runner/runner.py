@@ -7,7 +7,6 @@ their wiring are the same in both (see `_connect`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import multiprocessing
@@ -26,6 +25,7 @@ from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.sampling.rollout_worker import RolloutWorker
 from sample_factory.algo.utils.context import global_model_factory
 from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
+from sample_factory.cfg.experiment import save_cfg
 from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
@@ -198,11 +198,7 @@ class Runner(EventLoopObject):
         return self.status
 
     def _save_config(self):
-        self.experiment_dir.mkdir(parents=True, exist_ok=True)
-        path = self.experiment_dir / "config.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dict(self.cfg), indent=2, sort_keys=True, default=str))
-        os.replace(tmp, path)
+        save_cfg(self.cfg, self.experiment_dir)
 
     def _install_signal_handlers(self):
         if multiprocessing.current_process().name != "MainProcess":

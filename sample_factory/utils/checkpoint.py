@@ -14,6 +14,12 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
 _CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)_(\d+)\.pth$")
+_BEST_RE = re.compile(r"^best_(\d+)_(\d+)_.*\.pth$")
+_MILESTONE_DIR = "milestones"
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none can be used: never silently start from scratch."""
 
 
 def checkpoint_dir(experiment_dir: str | Path, policy_id: int) -> Path:
@@ -24,14 +30,15 @@ def checkpoint_name(train_step: int, env_steps: int) -> str:
     return f"checkpoint_{train_step:09d}_{env_steps}.pth"
 
 
-def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Checkpoints in a folder, oldest first (by train step)."""
+def list_checkpoints(directory: str | Path, kind: str = "latest") -> list[Path]:
+    """Checkpoints of a kind ("latest": regular ones, "best": best-by-metric) in a folder, oldest first."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
+    pattern = _BEST_RE if kind == "best" else _CHECKPOINT_RE
     found = []
     for path in directory.iterdir():
-        match = _CHECKPOINT_RE.match(path.name)
+        match = pattern.match(path.name)
         if match:
             found.append((int(match.group(1)), int(match.group(2)), path))
     return [p for _, _, p in sorted(found)]
@@ -63,9 +70,36 @@ def save_checkpoint(state: dict, directory: str | Path, train_step: int, env_ste
     return path
 
 
-def load_latest_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -> tuple[dict, Path] | None:
-    """The newest checkpoint that loads; a corrupt newer one is skipped with a warning."""
-    for path in reversed(list_checkpoints(directory)):
+def save_best_checkpoint(state: dict, directory: str | Path, train_step: int, env_steps: int, metric: str, value: float) -> Path:
+    """Keeps one best checkpoint per policy, replacing the previous one."""
+    state = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
+    path = Path(directory) / f"best_{train_step:09d}_{env_steps}_{metric}_{value:.3f}.pth"
+    save_atomically(state, path)
+    for old in list_checkpoints(directory, "best"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def save_milestone(checkpoint_path: Path):
+    """A copy of a regular checkpoint that rotation never deletes."""
+    milestone = checkpoint_path.parent / _MILESTONE_DIR / checkpoint_path.name
+    milestone.parent.mkdir(parents=True, exist_ok=True)
+    save_atomically(torch.load(checkpoint_path, weights_only=True), milestone)
+
+
+def load_latest_checkpoint(
+    directory: str | Path, device: torch.device | str = "cpu", kind: str = "latest"
+) -> tuple[dict, Path] | None:
+    """The newest checkpoint that loads; a corrupt newer one is skipped with a warning.
+
+    None when there are no checkpoints; CheckpointError when there are some but none loads.
+    """
+    candidates = list_checkpoints(directory, kind)
+    if kind == "best" and not candidates:
+        log.warning("No best checkpoint in %s yet; using the latest one", directory)
+        candidates = list_checkpoints(directory, "latest")
+    for path in reversed(candidates):
         try:
             state = torch.load(path, map_location=device, weights_only=True)
         except Exception as e:  # noqa: BLE001 (any failure to read means: try the previous one)
@@ -75,4 +109,9 @@ def load_latest_checkpoint(directory: str | Path, device: torch.device | str = "
             log.warning("Checkpoint %s has format %s, expected %s; skipped", path, state.get("format_version"), CHECKPOINT_FORMAT_VERSION)
             continue
         return state, path
+    if candidates:
+        raise CheckpointError(
+            f"none of the {len(candidates)} checkpoints in {directory} can be loaded; "
+            "move them away to start from scratch, or use --restart_behavior=restart"
+        )
     return None

@@ -1,0 +1,52 @@
+"""Where an experiment lives on disk, and its saved config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from sample_factory.utils.attr_dict import AttrDict
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+
+
+def experiment_dir(cfg) -> Path:
+    return Path(cfg.train_dir) / cfg.experiment
+
+
+def save_cfg(cfg, exp_dir: Path):
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    path = exp_dir / CONFIG_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(cfg), indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def load_saved_cfg(exp_dir: Path) -> AttrDict | None:
+    path = exp_dir / CONFIG_FILE
+    if not path.is_file():
+        return None
+    return AttrDict(json.loads(path.read_text()))
+
+
+def merge_with_saved_cfg(cfg) -> AttrDict:
+    """A resumed (or evaluated) experiment keeps its saved config; only flags typed now override it.
+
+    Flags the saved config does not know (evaluation flags, flags added since) come from `cfg`.
+    """
+    saved = load_saved_cfg(experiment_dir(cfg))
+    if saved is None:
+        return cfg
+    typed = cfg.get("cli_args", {})
+    overrides = {k: v for k, v in typed.items() if saved.get(k) != v}
+    merged = AttrDict({**cfg, **saved, **overrides})
+    merged.cli_args = typed
+    merged.command_line = cfg.get("command_line", saved.get("command_line"))
+    for key, value in overrides.items():
+        if key in saved:
+            log.info("Overriding saved %s=%r with %r", key, saved[key], value)
+    return merged
