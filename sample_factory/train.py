@@ -6,7 +6,7 @@ import logging
 import random
 import shutil
 import sys
-from pathlib import Path
+import time
 
 import numpy as np
 import torch
@@ -16,7 +16,8 @@ from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import UnknownEnvError
 from sample_factory.runner.runner import Runner
-from sample_factory.utils.logging_setup import setup_logging
+from sample_factory.utils.checkpoint import CheckpointError
+from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,10 @@ def make_runner(cfg) -> Runner:
     exp_dir = experiment_dir(cfg)
     if cfg.restart_behavior == "overwrite" and exp_dir.exists():
         shutil.rmtree(exp_dir)
+    elif cfg.restart_behavior == "restart" and exp_dir.exists():
+        kept = exp_dir.with_name(f"{exp_dir.name}_old_{time.strftime('%Y%m%d_%H%M%S')}")
+        exp_dir.rename(kept)
+        log.info("Kept the previous experiment as %s; starting from scratch", kept)
     _seed_everything(cfg.seed)
     return Runner(cfg, env_info, exp_dir)
 
@@ -56,5 +61,8 @@ def run_rl(cfg) -> int:
     except UnknownEnvError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_CONFIG_STATUS
-    setup_logging(log_file=experiment_dir(cfg) / "sf_log.txt")
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    setup_logging(log_file=experiment_dir(cfg) / LOG_FILE)
     return runner.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -50,3 +51,13 @@ def merge_with_saved_cfg(cfg) -> AttrDict:
         if key in saved:
             log.info("Overriding saved %s=%r with %r", key, saved[key], value)
     return merged
+
+
+# Flags that do not change what is trained: a resumed run may change them freely.
+_RUN_ONLY_KEYS = {"cli_args", "command_line", "train_for_env_steps", "train_for_seconds", "restart_behavior", "experiment", "train_dir"}
+
+
+def cfg_hash(cfg) -> str:
+    """Identifies the training setup stored with a checkpoint (reported when a resume changes it)."""
+    relevant = {k: v for k, v in cfg.items() if k not in _RUN_ONLY_KEYS}
+    return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -13,23 +13,24 @@ import multiprocessing
 import os
 import signal as os_signal
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sample_factory.algo.learning.learner_worker import LearnerWorker, trajectories_per_iteration
 from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.sampling.rollout_worker import RolloutWorker
 from sample_factory.algo.utils.context import global_model_factory
 from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
-from sample_factory.cfg.experiment import save_cfg
+from sample_factory.cfg.experiment import cfg_hash, save_cfg
+from sample_factory.utils.checkpoint import CheckpointError, checkpoint_dir, incompatibilities, load_latest_checkpoint
 from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 from sample_factory.runner.stats import RunStats
+from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 from sample_factory.signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer, kill_process_tree, signal
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
 
 class Runner(EventLoopObject):
     stop_requested = signal()
+    # save_best_p{policy_id}(policy_id, metric, value) -> learner: named signals, one per policy
 
     def __init__(self, cfg, env_info: EnvInfo, experiment_dir: Path):
         self.cfg = cfg
@@ -92,11 +94,15 @@ class Runner(EventLoopObject):
 
         self.layout = slot_layout(cfg, env_info)
         self.shared = self._make_shared_resources()
+
         self.processes: list[EventLoopProcess] = []
         self.learners: list[LearnerWorker] = []
         self.inference_workers: list[InferenceWorker] = []
         self.rollout_workers: list[RolloutWorker] = []
         self.stats = RunStats(cfg, experiment_dir)
+        self.stats.env_steps = list(self.resumed_env_steps)
+        self.stats.env_steps_at_start = list(self.resumed_env_steps)
+        self._best_metric = [float("-inf")] * cfg.num_policies
         self.status = ExitStatus.SUCCESS
         self._stopping = False
         self._stop_started = 0.0
@@ -119,13 +125,37 @@ class Runner(EventLoopObject):
                 pool.release(list(range(start, start + layout.group_size)))
             pools.append(pool)
         template = create_actor_critic(cfg, env_info.obs_space, env_info.action_space)
+        self._inspect_checkpoints(template)
         policy_states = [SharedPolicyState(template) for _ in range(cfg.num_policies)]
         return SharedResources(buffers, pools, policy_states, self.mp_ctx.Event())
+
+    def _inspect_checkpoints(self, template_model):
+        """Fails before anything starts if a checkpoint exists but can't be used; notes what resumes."""
+        self.resumed_env_steps = [0] * self.cfg.num_policies
+        self.resumed_train_seconds = 0.0
+        for policy_id in range(self.cfg.num_policies):
+            directory = checkpoint_dir(self.experiment_dir, policy_id)
+            restored = load_latest_checkpoint(directory)  # raises CheckpointError if none loads
+            if restored is None:
+                continue
+            state, path = restored
+            problems = incompatibilities(state["model"], template_model)
+            if problems:
+                raise CheckpointError(
+                    f"{path} was saved for another model or observation space ({problems[0]}"
+                    f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); "
+                    "use the flags it was trained with, or --restart_behavior=restart to start anew"
+                )
+            if state.get("cfg_hash") not in (None, cfg_hash(self.cfg)):
+                log.info("Policy %d: resuming with a changed configuration", policy_id)
+            training_state = state["training_state"]
+            self.resumed_env_steps[policy_id] = int(training_state["env_steps"])
+            self.resumed_train_seconds = max(self.resumed_train_seconds, float(training_state.get("train_seconds", 0.0)))
 
     def _loop_for(self, name: str) -> EventLoop:
         if self.cfg.serial_mode:
             return self.event_loop
-        process = EventLoopProcess(name, self.mp_ctx)
+        process = EventLoopProcess(name, self.mp_ctx, init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE))
         self.processes.append(process)
         return process.event_loop
 
@@ -150,6 +180,7 @@ class Runner(EventLoopObject):
         for learner in self.learners:
             learner.report.connect(self.on_learner_report)
             learner.stopped.connect(self.on_learner_stopped)
+            self.named_signal(f"save_best_p{learner.policy_id}").connect(learner.on_save_best)
         for worker in self.rollout_workers:
             worker.episodes_finished.connect(self.on_episodes_finished)
             for learner in self.learners:
@@ -185,6 +216,7 @@ class Runner(EventLoopObject):
         self._train_started = time.monotonic()
         Timer(self.event_loop, self.cfg.report_interval_sec, self._report)
         Timer(self.event_loop, 0.5, self._check_health)
+        Timer(self.event_loop, max(1.0, float(self.cfg.save_best_every_sec)), self._save_best_if_improved)
         previous_handlers = self._install_signal_handlers()
         try:
             self.event_loop.run()
@@ -260,17 +292,51 @@ class Runner(EventLoopObject):
         if self.stats.total_env_steps >= self.cfg.train_for_env_steps:
             log.info("Reached %d env steps: stopping", self.stats.total_env_steps)
             self.request_stop()
-        elif time.monotonic() - self._train_started >= self.cfg.train_for_seconds:
+        elif self.resumed_train_seconds + time.monotonic() - self._train_started >= self.cfg.train_for_seconds:
             log.info("Trained for %ds: stopping", self.cfg.train_for_seconds)
             self.request_stop()
 
     def _report(self):
         self.stats.report(time.monotonic() - self._train_started)
+        self._write_memory_usage()
         for callback in self.report_callbacks:
             if callback(self) and not self._stopping:
                 log.info("A report callback asked to stop")
                 self.request_stop()
         self._check_stop_conditions()
+
+    def _best_metric_value(self, policy_id: int) -> float | None:
+        metric = self.cfg.save_best_metric
+        if metric == "reward":
+            values = self.stats.episode_rewards[policy_id]
+        else:
+            values = self.stats.extra_stats[policy_id].get(metric, ())
+        if len(values) < min(10, self.cfg.stats_avg):
+            return None
+        return float(np.mean(values))
+
+    def _save_best_if_improved(self):
+        if self._stopping:
+            return
+        for policy_id in range(self.cfg.num_policies):
+            if self.stats.env_steps[policy_id] < self.cfg.save_best_after:
+                continue
+            value = self._best_metric_value(policy_id)
+            if value is not None and value > self._best_metric[policy_id]:
+                self._best_metric[policy_id] = value
+                self.named_signal(f"save_best_p{policy_id}").emit(policy_id, self.cfg.save_best_metric, value)
+
+    def _write_memory_usage(self):
+        """Proportional set size of each process (shared memory split fairly between its users)."""
+        import psutil
+
+        usage = {}
+        for name, pid in [("runner", os.getpid())] + [(p.name, p.pid) for p in self.processes]:
+            try:
+                usage[f"memory_mb_{name}"] = psutil.Process(pid).memory_full_info().pss / 2**20
+            except (psutil.Error, AttributeError):
+                continue
+        self.stats._write_scalars(0, "perf", usage, self.stats.total_env_steps)
 
     def _check_health(self):
         for process in self.processes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -14,6 +15,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FPS_WINDOWS_SEC = (10, 60, 300)
+PROGRESS_FILE = "progress.csv"
+PROGRESS_COLUMNS = ("policy_id", "env_steps", "train_seconds", "reward_mean", "len_mean", "fps_10s")
+
+
+def last_train_seconds(progress_path: Path) -> float:
+    """`train_seconds` of the last readable row of a progress file; 0 when there is none."""
+    try:
+        with open(progress_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return 0.0
+    for row in reversed(rows):
+        try:
+            return float(row["train_seconds"])
+        except (KeyError, TypeError, ValueError):
+            continue  # a row cut short by a killed run
+    return 0.0
 
 
 class RunStats:
@@ -34,6 +52,9 @@ class RunStats:
         self._fps_history: deque = deque()
         self._writers = None
         self._last_summary_time = 0.0
+        self.progress_path = self.experiment_dir / PROGRESS_FILE
+        # A resumed run continues the time axis of the runs before it.
+        self._train_seconds_before = last_train_seconds(self.progress_path)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -102,7 +123,27 @@ class RunStats:
             )
             self._write_episode_scalars(p, fps)
         log.info(" | ".join(parts))
+        self._append_progress(elapsed_sec, fps[10])
         self._flush_if_due()
+
+    def _append_progress(self, elapsed_sec: float, fps_10s: float):
+        """Appends one row per policy that has finished episodes (for `python -m sample_factory.plot`)."""
+        train_seconds = self._train_seconds_before + elapsed_sec
+        rows = []
+        for p in range(self.cfg.num_policies):
+            if not self.episode_rewards[p]:
+                continue  # no episode finished yet: a NaN return would only break the curve
+            reward, length = self.mean_reward(p), float(np.mean(self.episode_lens[p]))
+            rows.append((p, self.env_steps[p], f"{train_seconds:.2f}", f"{reward:.4f}", f"{length:.1f}", f"{fps_10s:.1f}"))
+        if not rows:
+            return
+        self.experiment_dir.mkdir(parents=True, exist_ok=True)
+        new_file = not self.progress_path.exists() or self.progress_path.stat().st_size == 0
+        with open(self.progress_path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new_file:
+                writer.writerow(PROGRESS_COLUMNS)
+            writer.writerows(rows)  # closing the file flushes: a killed run keeps every report so far
 
     def final_report(self, elapsed_sec: float):
         summary = {

@@ -20,7 +20,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import queue
 import signal as os_signal
 import threading

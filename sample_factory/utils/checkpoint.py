@@ -115,3 +115,16 @@ def load_latest_checkpoint(
             "move them away to start from scratch, or use --restart_behavior=restart"
         )
     return None
+
+
+def incompatibilities(checkpoint_model_state: dict, model: torch.nn.Module) -> list[str]:
+    """How a checkpoint's model differs from `model` (other shapes, missing or extra tensors)."""
+    expected = model.state_dict()
+    problems = []
+    for key, tensor in expected.items():
+        if key not in checkpoint_model_state:
+            problems.append(f"{key} missing")
+        elif tuple(checkpoint_model_state[key].shape) != tuple(tensor.shape):
+            problems.append(f"{key} has shape {tuple(checkpoint_model_state[key].shape)}, the model needs {tuple(tensor.shape)}")
+    problems.extend(f"{key} unexpected" for key in checkpoint_model_state if key not in expected)
+    return problems

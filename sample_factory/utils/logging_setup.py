@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+LOG_FILE = "sf_log.txt"
 _FORMAT = "[%(asctime)s][%(process)05d] %(message)s"
 
 

@@ -20,7 +20,6 @@ from sample_factory.algo.utils.rl_utils import (
     calculate_gae,
     calculate_vtrace,
     explained_variance,
-    masked_mean,
     normalize_advantages,
 )
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
@@ -42,6 +41,7 @@ class TrainingState:
     train_step: int = 0
     env_steps: int = 0
     learning_rate: float = 0.0
+    train_seconds: float = 0.0  # carried across resumes, for --train_for_seconds
 
 
 class Learner:
@@ -288,17 +288,22 @@ class Learner:
     # --- state for checkpoints ----------------------------------------------------------------
 
     def state_dict(self) -> dict:
+        """One object with everything needed to continue training (normalizers live in the model)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "training_state": dict(self.state.__dict__),
+            "torch_rng_state": torch.get_rng_state(),
         }
 
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.state = TrainingState(**state["training_state"])
+        known = set(TrainingState.__dataclass_fields__)
+        self.state = TrainingState(**{k: v for k, v in state["training_state"].items() if k in known})
         self._set_lr(self.state.learning_rate)
+        if "torch_rng_state" in state:
+            torch.set_rng_state(state["torch_rng_state"].cpu())
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:

@@ -1,6 +1,6 @@
 """The learner's process shell: batches finished trajectories, trains, publishes, checkpoints.
 
-Slots:   on_trajectory_ready(policy_id, slots), on_stop()
+Slots:   on_trajectory_ready(policy_id, slots), on_save_best(policy_id, metric, value), on_stop()
 Signals: report(policy_id, stats), stopped(policy_id), slots_released(policy_id)
 
 In async mode the trajectory slots go back to the pool as soon as the batch is copied out,
@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import torch
 
 from sample_factory.algo.learning.learner import Learner
 from sample_factory.algo.utils.context import set_global_model_factory
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
-from sample_factory.utils.checkpoint import checkpoint_dir, load_latest_checkpoint, save_checkpoint
+from sample_factory.utils.checkpoint import (
+    checkpoint_dir,
+    load_latest_checkpoint,
+    save_best_checkpoint,
+    save_checkpoint,
+    save_milestone,
+)
 from sample_factory.utils.device import policy_device
 
 log = logging.getLogger(__name__)
@@ -56,8 +63,11 @@ class LearnerWorker(EventLoopObject):
             self.learner.load_state_dict(state)
             log.info("Policy %d: resumed from %s (env steps %d)", self.policy_id, path, self.learner.state.env_steps)
         self._publish()
-        self._last_save = time.monotonic()
+        self._started = time.monotonic()
+        self._seconds_before = self.learner.state.train_seconds
         Timer(self.event_loop, max(1.0, float(self.cfg.save_every_sec)), self._save_checkpoint)
+        if self.cfg.save_milestones_sec > 0:
+            Timer(self.event_loop, float(self.cfg.save_milestones_sec), self._save_milestone)
         self.event_loop.add_idle_callback(self._train_when_ready)
 
     @property
@@ -102,18 +112,40 @@ class LearnerWorker(EventLoopObject):
             pool.release(group)
         self.slots_released.emit(self.policy_id)
 
-    def _save_checkpoint(self):
+    def _checkpoint_state(self) -> dict:
+        self.learner.state.train_seconds = self._seconds_before + time.monotonic() - self._started
+        return {**self.learner.state_dict(), "cfg_hash": self.cfg_hash}
+
+    @property
+    def cfg_hash(self) -> str:
+        from sample_factory.cfg.experiment import cfg_hash
+
+        return cfg_hash(self.cfg)
+
+    def _save_checkpoint(self) -> Path | None:
+        if self.learner is None:
+            return None
+        state = self._checkpoint_state()
+        st = self.learner.state
+        path = save_checkpoint(
+            state, checkpoint_dir(self.experiment_dir, self.policy_id), st.train_step, st.env_steps, self.cfg.keep_checkpoints
+        )
+        log.debug("Saved %s", path)
+        return path
+
+    def _save_milestone(self):
+        path = self._save_checkpoint()
+        if path is not None:
+            save_milestone(path)
+
+    def on_save_best(self, policy_id: int, metric: str, value: float):
         if self.learner is None:
             return
         st = self.learner.state
-        path = save_checkpoint(
-            self.learner.state_dict(),
-            checkpoint_dir(self.experiment_dir, self.policy_id),
-            st.train_step,
-            st.env_steps,
-            self.cfg.keep_checkpoints,
+        path = save_best_checkpoint(
+            self._checkpoint_state(), checkpoint_dir(self.experiment_dir, self.policy_id), st.train_step, st.env_steps, metric, value
         )
-        log.debug("Saved %s", path)
+        log.info("Policy %d: new best %s %.3f, saved %s", self.policy_id, metric, value, path.name)
 
     def on_stop(self):
         self._save_checkpoint()

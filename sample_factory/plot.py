@@ -1,0 +1,122 @@
+"""Learning curves from the `progress.csv` of experiments: `python -m sample_factory.plot train_dir/a train_dir/b`.
+
+One PNG, two panels: mean episode return against env frames and against training time, one line per
+experiment and policy. Needs matplotlib (`pip install matplotlib`); it draws with Agg, no display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sample_factory.runner.stats import PROGRESS_COLUMNS, PROGRESS_FILE
+
+BAD_INPUT_STATUS = 2
+
+
+class ProgressFileError(ValueError):
+    """An experiment folder whose progress cannot be plotted; the message says which and why."""
+
+
+def read_progress(exp_dir: Path) -> dict[int, dict[str, np.ndarray]]:
+    """The rows of `exp_dir/progress.csv` as one float array per column, per policy id."""
+    path = Path(exp_dir) / PROGRESS_FILE
+    if not path.is_file():
+        raise ProgressFileError(f"{exp_dir}: no {PROGRESS_FILE} (not an experiment folder, or no report written yet)")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in PROGRESS_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ProgressFileError(f"{path}: missing column(s) {', '.join(missing)}")
+        rows = []
+        for row in reader:
+            try:
+                rows.append({c: float(row[c]) for c in PROGRESS_COLUMNS})
+            except (TypeError, ValueError):
+                continue  # a row cut short by a killed run
+    if not rows:
+        raise ProgressFileError(f"{path}: no rows yet (no episode finished before the first report)")
+    per_policy: dict[int, dict[str, np.ndarray]] = {}
+    for policy_id in sorted({int(r["policy_id"]) for r in rows}):
+        mine = [r for r in rows if int(r["policy_id"]) == policy_id]
+        per_policy[policy_id] = {c: np.array([r[c] for r in mine]) for c in PROGRESS_COLUMNS}
+    return per_policy
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last `window` points (fewer at the start); same length as `values`."""
+    if window <= 1 or len(values) == 0:
+        return values
+    cumsum = np.concatenate([[0.0], np.cumsum(values)])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(0, end - window)
+    return (cumsum[end] - cumsum[start]) / (end - start)
+
+
+def plot_experiments(dirs, out_path, smooth: int = 1) -> Path:
+    """Writes the learning curves of the experiment folders `dirs` to the PNG `out_path`.
+
+    Raises ProgressFileError for a folder without plottable progress (before drawing anything).
+    """
+    curves = [(Path(d), read_progress(Path(d))) for d in dirs]
+
+    # The object API with an explicit Agg canvas: no display needed and pyplot's global state untouched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_frames, ax_time = fig.subplots(1, 2, sharey=True)
+    for exp_dir, per_policy in curves:
+        name = exp_dir.resolve().name
+        for policy_id, cols in per_policy.items():
+            label = name if len(per_policy) == 1 else f"{name} p{policy_id}"
+            reward = moving_average(cols["reward_mean"], smooth)
+            (line,) = ax_frames.plot(cols["env_steps"], reward, label=label)
+            ax_time.plot(cols["train_seconds"] / 60.0, reward, label=label, color=line.get_color())
+
+    smoothed = f" (moving average of {smooth} reports)" if smooth > 1 else ""
+    ax_frames.set_title("Mean episode return vs env frames" + smoothed)
+    ax_frames.set_xlabel("env frames")
+    ax_frames.set_ylabel("mean episode return")
+    ax_time.set_title("Mean episode return vs training time" + smoothed)
+    ax_time.set_xlabel("training time (minutes)")
+    for ax in (ax_frames, ax_time):
+        ax.grid(alpha=0.3)
+    ax_frames.legend(loc="best", fontsize="small")
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sample_factory.plot", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="Experiment folders (train_dir/<experiment>) holding progress.csv")
+    parser.add_argument("--out", type=Path, default=Path("learning_curves.png"), help="PNG to write")
+    parser.add_argument("--smooth", type=int, default=1, help="Moving average over this many reports (1: none)")
+    args = parser.parse_args(argv)
+    if args.smooth < 1:
+        parser.error(f"--smooth={args.smooth}: use 1 (no smoothing) or more")
+    try:
+        out = plot_experiments(args.dirs, args.out, smooth=args.smooth)
+    except ProgressFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT_STATUS
+    except ImportError as e:
+        print(f"error: {e.name or e} is needed for plotting: pip install matplotlib", file=sys.stderr)
+        return BAD_INPUT_STATUS
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
