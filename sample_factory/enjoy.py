@@ -23,7 +23,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from sample_factory.cfg.experiment import CONFIG_FILE, experiment_dir, merge_with_saved_cfg
+from sample_factory.cfg.experiment import (
+    CONFIG_FILE,
+    experiment_dir,
+    merge_with_saved_cfg,
+)
 from sample_factory.envs.create_env import (
     MultiAgentView,
     as_dict_space,
@@ -34,10 +38,19 @@ from sample_factory.envs.create_env import (
     obtain_env_info,
 )
 from sample_factory.envs.env_utils import UnknownEnvError
-from sample_factory.model.actor_critic import ActorCritic, create_actor_critic, rnn_state_size_for
+from sample_factory.model.actor_critic import (
+    ActorCritic,
+    create_actor_critic,
+    rnn_state_size_for,
+)
 from sample_factory.model.encoder import ACTION_MASK_KEY
 from sample_factory.utils.attr_dict import AttrDict
-from sample_factory.utils.checkpoint import CheckpointError, checkpoint_dir, load_latest_checkpoint
+from sample_factory.utils.checkpoint import (
+    CheckpointError,
+    checkpoint_dir,
+    incompatibilities,
+    load_latest_checkpoint,
+)
 from sample_factory.utils.device import policy_device
 from sample_factory.utils.logging_setup import setup_logging
 
@@ -100,16 +113,14 @@ def load_checkpoint_for_eval(cfg, device: torch.device) -> tuple[dict, Path]:
 
 def build_model_from_checkpoint(cfg, state: dict, path: Path, obs_space, action_space, device) -> ActorCritic:
     model = create_actor_critic(cfg, obs_space, action_space).to(device)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        # load_state_dict lists every mismatched tensor on its own line; the first one says enough
-        first_line = str(e).strip().splitlines()
-        detail = " ".join(line.strip() for line in first_line[:2])
+    problems = incompatibilities(state["model"], model)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise EvalError(
             f"checkpoint {path} does not fit the model built from the config "
-            f"(a model flag typed now differs from training?): {detail}"
-        ) from None
+            f"(was a model flag typed now that differs from training?): {shown}"
+        )
+    model.load_state_dict(state["model"])
     model.eval()
     return model
 
@@ -344,7 +355,7 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_re
         torch.manual_seed(cfg.seed)
     try:
         obs_list, _ = view.reset(seed=cfg.get("seed"))
-    except Exception as e:  # noqa: BLE001 (a display that cannot open is the common case)
+    except Exception as e:  # a display that cannot open is the common case; other errors re-raise
         if render_mode == "human":
             raise EvalError(f"the env could not start rendering ({type(e).__name__}: {e}); use --no_render or --save_video") from None
         raise

@@ -28,7 +28,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sample_factory.enjoy import ERROR_STATUS, EvalError, LoadedPolicy, load_policy_for_eval
+from sample_factory.enjoy import (
+    ERROR_STATUS,
+    EvalError,
+    LoadedPolicy,
+    load_policy_for_eval,
+)
 from sample_factory.envs.env_utils import UnknownEnvError
 from sample_factory.model.encoder import ACTION_MASK_KEY
 from sample_factory.utils.logging_setup import setup_logging

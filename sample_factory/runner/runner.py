@@ -52,6 +52,7 @@ class SharedResources:
     slot_pools: list[SlotPool]
     policy_states: list[SharedPolicyState]
     stop_event: object
+    run_started_at: float = 0.0  # time.time() when the run started: training seconds count from here
 
 
 @dataclass
@@ -202,6 +203,8 @@ class Runner(EventLoopObject):
         self._connect()
         self._save_config()
         started = time.monotonic()
+        self._train_started = started
+        self.shared.run_started_at = time.time()
         for process in self.processes:
             process.start()
         log.info(
@@ -213,7 +216,6 @@ class Runner(EventLoopObject):
             self.cfg.num_policies,
             self.layout.slots_per_policy,
         )
-        self._train_started = time.monotonic()
         Timer(self.event_loop, self.cfg.report_interval_sec, self._report)
         Timer(self.event_loop, 0.5, self._check_health)
         Timer(self.event_loop, max(1.0, float(self.cfg.save_best_every_sec)), self._save_best_if_improved)

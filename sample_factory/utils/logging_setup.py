@@ -10,10 +10,23 @@ LOG_FILE = "sf_log.txt"
 _FORMAT = "[%(asctime)s][%(process)05d] %(message)s"
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is when a record is emitted, not the one at setup time:
+    pytest's capture, notebooks and redirect_stdout replace it, and a stale one may be closed."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def setup_logging(level: int = logging.INFO, log_file: Path | None = None):
     root = logging.getLogger()
     if not any(getattr(h, "_sf_console", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
         handler._sf_console = True
         root.addHandler(handler)

@@ -301,7 +301,11 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         known = set(TrainingState.__dataclass_fields__)
         self.state = TrainingState(**{k: v for k, v in state["training_state"].items() if k in known})
-        self._set_lr(self.state.learning_rate)
+        # Only the KL-adaptive schedules carry their learning rate over, unless one is typed now.
+        adaptive = self.cfg.lr_schedule.startswith("kl_adaptive")
+        if not adaptive or "learning_rate" in self.cfg.get("cli_args", {}):
+            self.state.learning_rate = self.cfg.learning_rate
+        self._set_lr(self._scheduled_lr())
         if "torch_rng_state" in state:
             torch.set_rng_state(state["torch_rng_state"].cpu())
 

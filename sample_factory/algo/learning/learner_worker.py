@@ -63,7 +63,6 @@ class LearnerWorker(EventLoopObject):
             self.learner.load_state_dict(state)
             log.info("Policy %d: resumed from %s (env steps %d)", self.policy_id, path, self.learner.state.env_steps)
         self._publish()
-        self._started = time.monotonic()
         self._seconds_before = self.learner.state.train_seconds
         Timer(self.event_loop, max(1.0, float(self.cfg.save_every_sec)), self._save_checkpoint)
         if self.cfg.save_milestones_sec > 0:
@@ -113,7 +112,7 @@ class LearnerWorker(EventLoopObject):
         self.slots_released.emit(self.policy_id)
 
     def _checkpoint_state(self) -> dict:
-        self.learner.state.train_seconds = self._seconds_before + time.monotonic() - self._started
+        self.learner.state.train_seconds = self._seconds_before + time.time() - self.shared.run_started_at
         return {**self.learner.state_dict(), "cfg_hash": self.cfg_hash}
 
     @property
