@@ -18,11 +18,16 @@ setup(
         "faster-fifo>=1.4.4",
         "psutil",
         "tensorboardx",
+        "matplotlib",
+        "opencv-python-headless",
+        "pygame",
     ],
     extras_require={
         "vizdoom": ["vizdoom>=1.2.3", "opencv-python-headless"],
         "atari": ["ale-py>=0.11", "opencv-python-headless"],
         "mujoco": ["mujoco>=3", "gymnasium[mujoco]>=1.0"],
-        "dev": ["pytest", "pytest-timeout"],
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
+        "wandb": ["wandb"],
+        "dev": ["pytest", "pytest-timeout", "onnx", "onnxscript", "onnxruntime"],
     },
 )

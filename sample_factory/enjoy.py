@@ -129,7 +129,8 @@ def policy_from_checkpoint(cfg, state: dict, path: Path, obs_space, action_space
     obs_space = as_dict_space(obs_space)
     model = build_model_from_checkpoint(cfg, state, path, obs_space, action_space, device)
     env_steps = (state.get("training_state") or {}).get("env_steps")
-    log.info("Loaded %s (policy %d, %s env steps)", path, cfg.get("policy_index", 0) or 0, env_steps)
+    trained = f", trained for {env_steps} env steps" if env_steps is not None else ""
+    log.info("Loaded %s (policy %d%s)", path, cfg.get("policy_index", 0) or 0, trained)
     return LoadedPolicy(cfg, model, device, obs_space, action_space, rnn_state_size_for(cfg), path, env_steps)
 
 
@@ -334,7 +335,8 @@ def _enjoy(cfg) -> int:
         env.close()
 
     if returns:
-        print(f"Mean return {_mean_std(returns)}, mean length {_mean_std(lengths)} ({len(returns)} episode{'s' if len(returns) != 1 else ''})", flush=True)
+        episodes = f"{len(returns)} episode{'s' if len(returns) != 1 else ''}"
+        print(f"Mean return {_mean_std(returns)}, mean length {_mean_std(lengths)} ({episodes})", flush=True)
     else:
         print("No episode finished (raise --max_num_frames)", flush=True)
     return 0
@@ -348,7 +350,10 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_re
     max_episodes = cfg.get("max_num_episodes", int(1e9))
     max_frames = cfg.get("max_num_frames", int(1e9))
     # a gymnasium env made with render_mode="human" draws itself in step(); others are asked to
-    call_render = render_mode == "human" and getattr(env, "render_mode", None) != "human"
+    render = getattr(env, "render", None)
+    call_render = render_mode == "human" and render is not None and getattr(env, "render_mode", None) != "human"
+    if recorder is not None and render is None:
+        raise EvalError(f"the env {cfg.env!r} has no render() method: it cannot be recorded with --save_video")
     pacer = _Pacer(cfg.get("fps", 0) if render_mode == "human" else 0)
 
     if cfg.get("seed") is not None:
@@ -375,12 +380,12 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_re
             env_actions = [numpy_action(policy.action_space, actions[a]) for a in range(num_agents)]
             for _ in range(action_repeat):
                 if recorder is not None and not recorder.full:
-                    recorder.add(env.render())
+                    recorder.add(render())
                     if recorder.full:
                         video_full_at_episode = num_episodes
                 obs_list, rewards, terminated, truncated, _ = view.step(env_actions)
                 if call_render:
-                    env.render()
+                    render()
                 pacer.wait()
                 env_frames += frameskip
                 episode_return += np.asarray(rewards, dtype=np.float64)
