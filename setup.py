@@ -22,6 +22,12 @@ setup(
         "opencv-python-headless",
         "pygame",
     ],
+    entry_points={
+        # Lets generic commands (e.g. python -m sample_factory.benchmark) find example env families.
+        "sample_factory.env_families": [
+            "gymnasium = sf_examples.train_gym_env:setup_gym_parser",
+        ],
+    },
     extras_require={
         "vizdoom": ["vizdoom>=1.2.3", "opencv-python-headless"],
         "atari": ["ale-py>=0.11", "opencv-python-headless"],

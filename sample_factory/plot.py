@@ -80,11 +80,12 @@ def plot_experiments(dirs, out_path, smooth: int = 1) -> Path:
             (line,) = ax_frames.plot(cols["env_steps"], reward, label=label)
             ax_time.plot(cols["train_seconds"] / 60.0, reward, label=label, color=line.get_color())
 
-    smoothed = f" (moving average of {smooth} reports)" if smooth > 1 else ""
-    ax_frames.set_title("Mean episode return vs env frames" + smoothed)
+    if smooth > 1:
+        fig.suptitle(f"Moving average over {smooth} reports")
+    ax_frames.set_title("Mean episode return vs env frames")
     ax_frames.set_xlabel("env frames")
     ax_frames.set_ylabel("mean episode return")
-    ax_time.set_title("Mean episode return vs training time" + smoothed)
+    ax_time.set_title("Mean episode return vs training time")
     ax_time.set_xlabel("training time (minutes)")
     for ax in (ax_frames, ax_time):
         ax.grid(alpha=0.3)

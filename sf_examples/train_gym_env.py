@@ -51,6 +51,12 @@ def register_gym_env(env_name: str):
     register_env(env_name, make_gym_env)
 
 
+def setup_gym_parser(parser, partial_cfg):
+    """Env-family hook (see sample_factory/envs/env_families.py): gymnasium ids and their defaults."""
+    gym_env_defaults(parser)
+    register_gym_env(partial_cfg.env)
+
+
 def parse_gym_args(argv=None, evaluation=False):
     parser, partial_cfg = parse_sf_args(argv, evaluation=evaluation)
     gym_env_defaults(parser)

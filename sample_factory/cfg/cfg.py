@@ -51,6 +51,7 @@ def add_rl_args(p: argparse.ArgumentParser):
     g.add_argument("--set_workers_cpu_affinity", type=str2bool, default=True, help="Pin rollout workers to cores")
     g.add_argument("--force_envs_single_thread", type=str2bool, default=False, help="Limit env libraries (OpenMP, MKL) to one thread")
     g.add_argument("--default_niceness", type=int, default=0, help="Niceness of rollout workers")
+    g.add_argument("--sampler_only", type=str2bool, default=False, help="Benchmark the sampler: trajectories are dropped, nothing is learned")
 
     g = p.add_argument_group("learning")
     g.add_argument("--batch_size", type=int, default=1024, help="Minibatch size for SGD (samples)")

@@ -81,7 +81,20 @@ class LearnerWorker(EventLoopObject):
     def _publish(self):
         self.shared.policy_states[self.policy_id].publish(self.learner.model, self.learner.state.policy_version)
 
+    def _drop_without_learning(self):
+        """--sampler_only: hand slots straight back, so only sampling and inference are measured."""
+        if not self._pending:
+            return
+        groups, self._pending, self._num_pending = self._pending, [], 0
+        self._release(groups)
+        st = self.learner.state
+        stats = {"env_steps": st.env_steps, "policy_version": st.policy_version, "lag_min": 0.0, "lag_avg": 0.0, "lag_max": 0.0}
+        self.report.emit(self.policy_id, stats)
+
     def _train_when_ready(self):
+        if self.cfg.sampler_only:
+            self._drop_without_learning()
+            return
         needed = trajectories_per_iteration(self.cfg)
         while self.learner is not None and self._num_pending >= needed:
             groups, taken = [], 0
@@ -122,7 +135,7 @@ class LearnerWorker(EventLoopObject):
         return cfg_hash(self.cfg)
 
     def _save_checkpoint(self) -> Path | None:
-        if self.learner is None:
+        if self.learner is None or self.cfg.sampler_only:
             return None
         state = self._checkpoint_state()
         st = self.learner.state

@@ -1,0 +1,256 @@
+"""`python -m sample_factory.benchmark --env=<name> [training flags]`: how close to the simulator's speed?
+
+Three phases on the same cores, one after another:
+  raw       the env alone: --num_workers processes, each stepping --num_envs_per_worker envs
+            with random actions, no framework;
+  sampler   the whole pipeline (rollout and inference workers) with learning switched off;
+  training  the real thing.
+FPS counts env frames (agent steps x frameskip). Each phase runs `--benchmark_sec` after
+`--benchmark_warmup_sec` of warm-up; FPS is the median over windows of `--benchmark_window_sec`.
+Also reported: peak memory (PSS) of the whole process tree and CPU use per process during
+training, and the start-up time to the first env step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
+from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env
+from sample_factory.envs.env_families import setup_env_family
+from sample_factory.envs.env_utils import env_registry_snapshot, restore_env_registry
+from sample_factory.signal_slot.signal_slot import Timer
+from sample_factory.train import make_runner
+from sample_factory.utils.attr_dict import AttrDict
+from sample_factory.utils.logging_setup import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def add_benchmark_args(parser: argparse.ArgumentParser):
+    g = parser.add_argument_group("benchmark")
+    g.add_argument("--benchmark_sec", type=float, default=30.0, help="Measured seconds per phase")
+    g.add_argument("--benchmark_warmup_sec", type=float, default=10.0, help="Seconds of each phase not measured")
+    g.add_argument("--benchmark_window_sec", type=float, default=2.0, help="FPS is the median over windows this long")
+    g.add_argument("--benchmark_phases", type=str, nargs="*", default=["raw", "sampler", "training"], help="Phases to run")
+    g.add_argument("--json", action="store_true", help="Print the results as JSON")
+
+
+# --- raw simulator ----------------------------------------------------------------------------
+
+
+def _raw_env_process(cfg, registry, worker_idx: int, duration_sec: float, warmup_sec: float, window_sec: float, results):
+    restore_env_registry(registry)
+    torch.set_num_threads(1)
+    envs = [
+        MultiAgentView(make_env(cfg, env_config_for(worker_idx, i, worker_idx * cfg.num_envs_per_worker + i)))
+        for i in range(cfg.num_envs_per_worker)
+    ]
+    for i, env in enumerate(envs):
+        env.reset(seed=worker_idx * 1000 + i)
+    space = envs[0].env.action_space
+    # Random actions drawn up front: the benchmark measures the env, not the action sampler.
+    actions = [[space.sample() for _ in range(envs[0].num_agents)] for _ in range(256)]
+    frameskip = cfg.env_frameskip
+    started = time.monotonic()
+    frames, windows, window_start, window_frames = 0, [], None, 0
+    k = 0
+    while True:
+        now = time.monotonic()
+        if now - started >= warmup_sec + duration_sec:
+            break
+        for env in envs:
+            env.step(actions[k % len(actions)][: env.num_agents])
+            k += 1
+            frames += env.num_agents * frameskip
+        if now - started >= warmup_sec:
+            if window_start is None:
+                window_start, window_frames = now, frames
+            elif now - window_start >= window_sec:
+                windows.append((now - window_start, frames - window_frames))
+                window_start, window_frames = now, frames
+    for env in envs:
+        env.close()
+    results.put(windows)
+
+
+def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: float) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    registry = env_registry_snapshot()
+    procs = [
+        ctx.Process(target=_raw_env_process, args=(cfg, registry, w, duration_sec, warmup_sec, window_sec, results))
+        for w in range(cfg.num_workers)
+    ]
+    for p in procs:
+        p.start()
+    per_process = [results.get(timeout=warmup_sec + duration_sec + 120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    # Windows of all processes overlap in time: the total FPS of window i is the sum over processes.
+    num_windows = min(len(w) for w in per_process)
+    totals = [sum(w[i][1] / w[i][0] for w in per_process) for i in range(num_windows)]
+    return {"fps": statistics.median(totals) if totals else float("nan"), "windows": len(totals)}
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+def _process_tree(root_pid: int) -> list[psutil.Process]:
+    root = psutil.Process(root_pid)
+    return [root] + root.children(recursive=True)
+
+
+def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: float) -> dict:
+    """Runs the pipeline for warm-up + duration; FPS windows, peak PSS, CPU per process, start-up."""
+    runner = make_runner(cfg)
+    launched = time.monotonic()
+    samples: list[tuple[float, int]] = []
+    first_step_sec = {}
+    peak_pss = [0]
+    cpu_start: dict[int, tuple[str, float]] = {}
+    cpu_end: dict[int, float] = {}
+    measure_from = [None]
+
+    def watch_first_step():
+        if "sec" not in first_step_sec and bool(runner.shared.buffers.valids.any()):
+            first_step_sec["sec"] = time.monotonic() - launched
+            return
+        if "sec" not in first_step_sec:
+            Timer(runner.event_loop, 0.01, watch_first_step, periodic=False)
+
+    def sample_progress():
+        now = time.monotonic()
+        samples.append((now, runner.stats.env_steps_this_run))
+        procs = _process_tree(psutil.Process().pid)
+        pss = 0
+        for p in procs:
+            try:
+                pss += p.memory_full_info().pss
+                name = _component_name(runner, p.pid)
+                cpu = sum(p.cpu_times()[:2])
+                if measure_from[0] is not None:
+                    cpu_start.setdefault(p.pid, (name, cpu))
+                    cpu_end[p.pid] = cpu
+            except psutil.Error:
+                continue
+        peak_pss[0] = max(peak_pss[0], pss)
+        if measure_from[0] is None and now - launched >= warmup_sec + (first_step_sec.get("sec") or 0):
+            measure_from[0] = now
+        if measure_from[0] is not None and now - measure_from[0] >= duration_sec:
+            runner.request_stop()
+
+    Timer(runner.event_loop, 0.01, watch_first_step, periodic=False)
+    Timer(runner.event_loop, window_sec, sample_progress)
+    status = runner.run()
+
+    measured = [(t, s) for t, s in samples if measure_from[0] is not None and t >= measure_from[0]]
+    fps_windows = [(s1 - s0) / (t1 - t0) for (t0, s0), (t1, s1) in zip(measured, measured[1:]) if t1 > t0]
+    span = (measured[-1][0] - measured[0][0]) if len(measured) > 1 else 0.0
+    cpu = {}
+    for pid, (name, start) in cpu_start.items():
+        if span > 0:
+            cpu[name] = cpu.get(name, 0.0) + 100.0 * (cpu_end[pid] - start) / span
+    return {
+        "status": status,
+        "fps": statistics.median(fps_windows) if fps_windows else float("nan"),
+        "windows": len(fps_windows),
+        "peak_pss_mib": peak_pss[0] / 2**20,
+        "startup_to_first_step_sec": first_step_sec.get("sec", float("nan")),
+        "cpu_percent_by_process": {k: round(v, 1) for k, v in sorted(cpu.items())},
+        "mean_reward": runner.stats.mean_reward(0),
+    }
+
+
+def _component_name(runner, pid: int) -> str:
+    if pid == psutil.Process().pid:
+        return "runner" + (" (all components)" if runner.cfg.serial_mode else "")
+    for process in runner.processes:
+        if process.pid == pid:
+            return process.name
+    return "other (env engines, helpers)"
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def run_benchmark(cfg) -> dict:
+    train_dir = tempfile.mkdtemp(prefix="sf_benchmark_")
+    results = {"env": cfg.env, "num_workers": cfg.num_workers, "num_envs_per_worker": cfg.num_envs_per_worker, "cores": psutil.cpu_count()}
+    try:
+        common = dict(train_dir=train_dir, restart_behavior="overwrite", train_for_env_steps=int(1e12), train_for_seconds=int(1e9))
+        timing = (cfg.benchmark_sec, cfg.benchmark_warmup_sec, cfg.benchmark_window_sec)
+        if "raw" in cfg.benchmark_phases:
+            log.info("Phase raw: %d processes x %d envs, random actions", cfg.num_workers, cfg.num_envs_per_worker)
+            results["raw"] = measure_raw_fps(cfg, *timing)
+        if "sampler" in cfg.benchmark_phases:
+            log.info("Phase sampler: the pipeline without learning")
+            results["sampler"] = measure_pipeline(AttrDict({**cfg, **common, "experiment": "sampler", "sampler_only": True}), *timing)
+        if "training" in cfg.benchmark_phases:
+            log.info("Phase training")
+            results["training"] = measure_pipeline(AttrDict({**cfg, **common, "experiment": "training", "sampler_only": False}), *timing)
+    finally:
+        shutil.rmtree(train_dir, ignore_errors=True)
+    raw_fps = results.get("raw", {}).get("fps")
+    for phase in ("sampler", "training"):
+        if phase in results and raw_fps:
+            results[phase]["ratio_to_raw"] = results[phase]["fps"] / raw_fps
+    return results
+
+
+def format_results(results: dict) -> str:
+    lines = [f"Benchmark of {results['env']}: {results['num_workers']} workers x {results['num_envs_per_worker']} envs on {results['cores']} cores"]
+    for phase in ("raw", "sampler", "training"):
+        if phase not in results:
+            continue
+        r = results[phase]
+        line = f"  {phase:<9} {r['fps']:>10,.0f} FPS (median of {r['windows']} windows)"
+        if "ratio_to_raw" in r:
+            line += f"  = {100 * r['ratio_to_raw']:.1f}% of raw"
+        lines.append(line)
+    training = results.get("training") or results.get("sampler")
+    if training:
+        lines.append(f"  peak memory (PSS, whole process tree): {training['peak_pss_mib']:.0f} MiB")
+        lines.append(f"  start-up to the first env step: {training['startup_to_first_step_sec']:.1f} s")
+        lines.append("  CPU use during the measured part (% of one core):")
+        for name, pct in training["cpu_percent_by_process"].items():
+            lines.append(f"    {name:<30} {pct:6.1f}")
+    return "\n".join(lines)
+
+
+def parse_benchmark_args(argv=None, extra_setup=None):
+    """`extra_setup(parser, partial_cfg)` lets an env family add flags, defaults and registrations."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser, partial_cfg = parse_sf_args(argv)
+    add_benchmark_args(parser)
+    if extra_setup is not None:
+        extra_setup(parser, partial_cfg)
+    return parse_full_cfg(parser, argv)
+
+
+def main(argv=None, extra_setup=setup_env_family) -> int:
+    setup_logging()
+    cfg = parse_benchmark_args(argv, extra_setup)
+    results = run_benchmark(cfg)
+    if cfg.json:
+        print(json.dumps(results, indent=2, default=float))
+    else:
+        print(format_results(results))
+    return 0 if all(results.get(p, {}).get("status", 0) == 0 for p in ("sampler", "training")) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

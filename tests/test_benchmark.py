@@ -1,0 +1,40 @@
+"""The benchmark command runs its three phases and reports FPS ratios, memory, start-up and CPU use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_benchmark_json_has_every_measurement():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sample_factory.benchmark",
+            "--env=CartPole-v1",
+            "--benchmark_sec=3",
+            "--benchmark_warmup_sec=1",
+            "--benchmark_window_sec=0.5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(result.stdout[result.stdout.index("{") :])
+    assert results["raw"]["fps"] > 0
+    for phase in ("sampler", "training"):
+        r = results[phase]
+        assert r["fps"] > 0 and r["windows"] >= 2
+        assert 0 < r["ratio_to_raw"] < 2
+        assert r["peak_pss_mib"] > 50
+        assert 0 < r["startup_to_first_step_sec"] < 60
+        assert any(name.startswith("rollout_worker") for name in r["cpu_percent_by_process"])
+    assert results["sampler"]["fps"] > results["training"]["fps"] * 0.5
