@@ -148,7 +148,8 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
             except psutil.Error:
                 continue
         peak_pss[0] = max(peak_pss[0], pss)
-        if measure_from[0] is None and now - launched >= warmup_sec + (first_step_sec.get("sec") or 0):
+        # Warm-up counts from the first env step, so slow start-ups don't eat into the measurement.
+        if measure_from[0] is None and "sec" in first_step_sec and now - launched >= warmup_sec + first_step_sec["sec"]:
             measure_from[0] = now
         if measure_from[0] is not None and now - measure_from[0] >= duration_sec:
             runner.request_stop()

@@ -1,0 +1,29 @@
+"""Train a MuJoCo task: `python -m sf_examples.mujoco.train_mujoco --env=mujoco_halfcheetah --experiment=halfcheetah`.
+
+Tasks: mujoco_halfcheetah, mujoco_hopper, mujoco_walker2d, mujoco_ant, mujoco_humanoid, ... (mujoco_envs.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
+from sample_factory.train import run_rl
+from sf_examples.mujoco.mujoco_envs import register_mujoco_envs
+from sf_examples.mujoco.mujoco_params import mujoco_override_defaults
+
+
+def parse_mujoco_args(argv=None, evaluation: bool = False):
+    parser, _ = parse_sf_args(argv, evaluation=evaluation)
+    mujoco_override_defaults(parser)
+    register_mujoco_envs()
+    return parse_full_cfg(parser, argv)
+
+
+def main() -> int:
+    cfg = parse_mujoco_args()
+    return run_rl(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
