@@ -134,7 +134,7 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
 
     def sample_progress():
         now = time.monotonic()
-        samples.append((now, runner.stats.env_steps_this_run))
+        samples.append((now, int(runner.shared.frames_sampled.sum())))
         procs = _process_tree(psutil.Process().pid)
         pss = 0
         for p in procs:

@@ -18,9 +18,10 @@ def test_benchmark_json_has_every_measurement():
             "-m",
             "sample_factory.benchmark",
             "--env=CartPole-v1",
-            "--benchmark_sec=3",
+            "--benchmark_sec=4",
             "--benchmark_warmup_sec=1",
-            "--benchmark_window_sec=0.5",
+            "--benchmark_window_sec=1",
+            "--num_epochs=1",
             "--json",
         ],
         capture_output=True,
@@ -38,3 +39,4 @@ def test_benchmark_json_has_every_measurement():
         assert 0 < r["startup_to_first_step_sec"] < 60
         assert any(name.startswith("rollout_worker") for name in r["cpu_percent_by_process"])
     assert results["sampler"]["fps"] > results["training"]["fps"] * 0.5
+    assert results["training"]["cpu_percent_by_process"]["learner_p0"] > results["sampler"]["cpu_percent_by_process"]["learner_p0"]

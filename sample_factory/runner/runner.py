@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sample_factory.algo.learning.learner_worker import LearnerWorker, trajectories_per_iteration
 from sample_factory.algo.sampling.inference_worker import InferenceWorker
@@ -52,6 +53,7 @@ class SharedResources:
     slot_pools: list[SlotPool]
     policy_states: list[SharedPolicyState]
     stop_event: object
+    frames_sampled: torch.Tensor  # [num_workers] env frames each rollout worker has stepped (benchmarks)
     run_started_at: float = 0.0  # time.time() when the run started: training seconds count from here
 
 
@@ -128,7 +130,8 @@ class Runner(EventLoopObject):
         template = create_actor_critic(cfg, env_info.obs_space, env_info.action_space)
         self._inspect_checkpoints(template)
         policy_states = [SharedPolicyState(template) for _ in range(cfg.num_policies)]
-        return SharedResources(buffers, pools, policy_states, self.mp_ctx.Event())
+        frames_sampled = torch.zeros(cfg.num_workers, dtype=torch.int64).share_memory_()
+        return SharedResources(buffers, pools, policy_states, self.mp_ctx.Event(), frames_sampled)
 
     def _inspect_checkpoints(self, template_model):
         """Fails before anything starts if a checkpoint exists but can't be used; notes what resumes."""

@@ -175,6 +175,7 @@ class RolloutWorker(EventLoopObject):
         if dones.any():
             buffers.rnn_states[slots[torch.from_numpy(dones)], t + 1] = 0.0
 
+        self.shared.frames_sampled[self.worker_idx] += split.num_agents * self.env_info.frameskip
         finished = self._track_episodes(split, result, dones)
         if finished:
             self.episodes_finished.emit(finished)

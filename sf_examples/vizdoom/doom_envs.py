@@ -1,0 +1,748 @@
+"""ViZDoom envs: the `doom_<scenario>` registry, the single-agent env and the multi-agent match.
+
+Every env renders at 160x120 (`RES_160X120`; 16:9 or 16:10 with `--wide_aspect_ratio`) and
+delivers `--res_w` x `--res_h` (128x72) with `cv2.resize(INTER_NEAREST)`; measured on the
+2-core dev machine a 160x120 -> 128x72 INTER_AREA resize costs ~110-150 us per frame, a third of a
+whole doom_basic step, while INTER_NEAREST costs ~10-20 us and keeps thin details (see
+`python -m sf_examples.vizdoom.doom_timing`). Frameskip (`--env_frameskip`, 4 for Doom) runs
+inside the engine: `make_action(buttons, frameskip)`.
+
+Observations: a Dict with `obs` (uint8 image, channels first unless `--pixel_format=HWC`) and
+`measurements` (float32[8]: health/100, armor/100, selected weapon/7, its ammo/50, bullets/200,
+shells/50, rockets/50, cells/300). The default model encodes them with the conv encoder and an
+MLP respectively, so no custom model is needed.
+
+Action spaces (button groups; see doom_action_space.py):
+
+| env                            | space                                                     |
+|--------------------------------|-----------------------------------------------------------|
+| doom_basic                     | Discrete(6): (none/left/right) x (none/attack)            |
+| doom_defend_the_center, _line  | Discrete(6): (none/turn left/turn right) x (none/attack)  |
+| doom_health_gathering(_supreme)| Discrete(6): (none/turn left/turn right) x (none/forward) |
+| doom_my_way_home               | Discrete(18): turn x forward x strafe                     |
+| doom_predict_position          | Discrete(6): turn x attack                                |
+| doom_take_cover                | Discrete(3): none/left/right                              |
+| doom_deadly_corridor           | MultiDiscrete([3, 3, 3, 2]): fwd/back, strafe, turn, attack |
+| doom_deathmatch                | MultiDiscrete([3, 3, 3, 2, 2, 8]): fwd/back, strafe, turn, attack, run, weapon 1-7 |
+| doom_deathmatch_bots, doom_duel| Tuple(Discrete(3), Discrete(3), Discrete(2), Discrete(2), Discrete(8), Box(-1, 1, (1,))): fwd/back, strafe, attack, run, weapon, continuous turn (+-7.5 deg/tic: aiming at a moving player needs fine angles) |
+
+Rewards: the scenario's own reward plus reward shaping (doom_reward_shaping.py): none for the
+single-player scenarios except doom_deathmatch (kills, damage, health...), frags and damage in
+the multiplayer envs. `info["true_objective"]` is the scenario's own episode return, or the frag
+count in the multiplayer envs (whose scenario reward is 0); `info["episode_extra_stats"]` has
+`scenario_return`, `kills`, `deaths`, `hits`, `damage`, `final_health` (and `frags` in matches).
+
+An episode ends when the scenario ends it (goal reached, death, its time limit, the match's
+`+timelimit`): `terminated=True`, `truncated=False`, as in ViZDoom's own gymnasium wrapper: the
+time limit is part of each scenario's task. In multiplayer matches a dead agent respawns on its
+next step and plays on (its death is counted and shaped).
+
+Multiplayer: `doom_deathmatch_bots` is one agent hosting a deathmatch against `--doom_num_bots`
+built-in bots (7). `doom_duel` is a multi-agent env (`is_multiagent`, two agents): a host and a
+client of one networked game on localhost, each DoomGame in its own thread (ViZDoom releases the
+GIL while it waits for the engine, and the lock-step netgame needs every player's action in
+parallel). The host's UDP port is one the OS reports free; a start that fails (the port was
+taken meanwhile) is retried with a new port.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+from sample_factory.envs.env_utils import register_env
+from sf_examples.vizdoom.doom_action_space import DoomActionSpace
+from sf_examples.vizdoom.doom_engine import (
+    EngineGuard,
+    close_at_exit,
+    close_game,
+    free_udp_port,
+    import_vizdoom,
+)
+from sf_examples.vizdoom.doom_reward_shaping import (
+    DEATHMATCH_SHAPING,
+    MONSTER_FIGHT_SHAPING,
+    NO_SHAPING,
+    TRACKED_VARIABLES,
+    VAR_INDEX,
+    RewardShaping,
+)
+
+log = logging.getLogger(__name__)
+
+RENDER_RESOLUTION = (160, 120)
+# 16:9 and 16:10 renders for --wide_aspect_ratio (a wider field of view, not a stretched 4:3 one)
+WIDE_RESOLUTIONS = ((256, 144), (256, 160))
+INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+
+# (game variable, divisor): small floats for the measurements MLP
+MEASUREMENTS = (
+    ("HEALTH", 100.0),
+    ("ARMOR", 100.0),
+    ("SELECTED_WEAPON", 7.0),
+    ("SELECTED_WEAPON_AMMO", 50.0),
+    ("AMMO2", 200.0),
+    ("AMMO3", 50.0),
+    ("AMMO5", 50.0),
+    ("AMMO6", 300.0),
+)
+MEASUREMENT_LIMIT = 10.0
+_MEASUREMENT_INDEX = np.array([VAR_INDEX[name] for name, _ in MEASUREMENTS])
+_MEASUREMENT_SCALE = np.array([1.0 / scale for _, scale in MEASUREMENTS])
+
+PLAYER_TIMEOUT_SEC = 60.0  # longest a player may take to start, reset or step before the env gives up
+MULTIPLAYER_START_ATTEMPTS = 3
+
+TURN = ("TURN_LEFT", "TURN_RIGHT")
+STRAFE = ("MOVE_LEFT", "MOVE_RIGHT")
+FORWARD_BACK = ("MOVE_FORWARD", "MOVE_BACKWARD")
+ATTACK = ("ATTACK",)
+WEAPONS = tuple(f"SELECT_WEAPON{i}" for i in range(1, 8))
+DEATHMATCH_BUTTONS = (FORWARD_BACK, STRAFE, TURN, ATTACK, ("SPEED",), WEAPONS)
+
+
+@dataclass(frozen=True)
+class DoomSpec:
+    """One `doom_<scenario>` env: the scenario files, its buttons, rewards and players."""
+
+    name: str
+    config: str  # .cfg in vizdoom.scenarios_path
+    buttons: tuple  # groups of mutually exclusive buttons (doom_action_space.py)
+    action_kind: str = "discrete"
+    continuous_turn_deg: float = 0.0
+    reward_shaping: Mapping[str, float] = field(default_factory=lambda: MappingProxyType(dict(NO_SHAPING)))
+    objective: str = "scenario_return"  # or "frags": what info["true_objective"] reports
+    wad: str | None = None  # overrides the .cfg's scenario
+    doom_map: str | None = None
+    multiplayer: bool = False
+    num_agents: int = 1
+    num_bots: int = 0
+    timelimit_min: float = 0.0  # multiplayer match length
+
+
+def _shaping(coefficients) -> Mapping[str, float]:
+    return MappingProxyType(dict(coefficients))
+
+
+DOOM_ENV_SPECS = (
+    DoomSpec("doom_basic", "basic.cfg", (STRAFE, ATTACK)),
+    DoomSpec("doom_defend_the_center", "defend_the_center.cfg", (TURN, ATTACK)),
+    DoomSpec("doom_defend_the_line", "defend_the_line.cfg", (TURN, ATTACK)),
+    DoomSpec("doom_health_gathering", "health_gathering.cfg", (TURN, ("MOVE_FORWARD",))),
+    DoomSpec("doom_health_gathering_supreme", "health_gathering_supreme.cfg", (TURN, ("MOVE_FORWARD",))),
+    DoomSpec("doom_my_way_home", "my_way_home.cfg", (TURN, ("MOVE_FORWARD",), STRAFE)),
+    DoomSpec("doom_deadly_corridor", "deadly_corridor.cfg", (FORWARD_BACK, STRAFE, TURN, ATTACK), action_kind="multidiscrete"),
+    DoomSpec("doom_predict_position", "predict_position.cfg", (TURN, ATTACK)),
+    DoomSpec("doom_take_cover", "take_cover.cfg", (STRAFE,)),
+    DoomSpec(
+        "doom_deathmatch",
+        "deathmatch.cfg",
+        DEATHMATCH_BUTTONS,
+        action_kind="multidiscrete",
+        reward_shaping=_shaping(MONSTER_FIGHT_SHAPING),
+    ),
+    DoomSpec(
+        "doom_deathmatch_bots",
+        "multi.cfg",
+        DEATHMATCH_BUTTONS,
+        action_kind="multidiscrete",
+        continuous_turn_deg=7.5,
+        reward_shaping=_shaping(DEATHMATCH_SHAPING),
+        objective="frags",
+        wad="cig.wad",
+        doom_map="map02",
+        multiplayer=True,
+        num_bots=7,
+        timelimit_min=4.0,
+    ),
+    DoomSpec(
+        "doom_duel",
+        "multi.cfg",
+        DEATHMATCH_BUTTONS,
+        action_kind="multidiscrete",
+        continuous_turn_deg=7.5,
+        reward_shaping=_shaping(DEATHMATCH_SHAPING),
+        objective="frags",
+        wad="cig.wad",
+        doom_map="map01",
+        multiplayer=True,
+        num_agents=2,
+        timelimit_min=3.0,
+    ),
+)
+DOOM_ENVS = {spec.name: spec for spec in DOOM_ENV_SPECS}
+
+
+def doom_env_spec(name: str) -> DoomSpec:
+    try:
+        return DOOM_ENVS[name]
+    except KeyError:
+        raise KeyError(f"unknown Doom env {name!r}; Doom envs: {', '.join(DOOM_ENVS)}") from None
+
+
+@dataclass(frozen=True)
+class DoomSettings:
+    """What the command line decides about a Doom env (doom_params.py has the flags)."""
+
+    res_w: int = 128
+    res_h: int = 72
+    wide_aspect_ratio: bool = False
+    frameskip: int = 4
+    pixel_format: str = "CHW"
+    interpolation: str = "nearest"
+    num_bots: int | None = None  # None: the spec's
+    timelimit_min: float | None = None  # None: the spec's
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "DoomSettings":
+        if cfg is None:
+            return cls()
+
+        def get(name, default):
+            value = cfg.get(name, default) if hasattr(cfg, "get") else getattr(cfg, name, default)
+            return default if value is None else value
+
+        num_bots = get("doom_num_bots", -1)
+        timelimit = get("doom_timelimit", 0.0)
+        return cls(
+            res_w=int(get("res_w", cls.res_w)),
+            res_h=int(get("res_h", cls.res_h)),
+            wide_aspect_ratio=bool(get("wide_aspect_ratio", cls.wide_aspect_ratio)),
+            frameskip=max(1, int(get("env_frameskip", cls.frameskip))),
+            pixel_format=str(get("pixel_format", cls.pixel_format)),
+            interpolation=str(get("doom_resize_interpolation", cls.interpolation)),
+            num_bots=None if num_bots < 0 else int(num_bots),
+            timelimit_min=float(timelimit) if timelimit > 0 else None,
+        )
+
+    @property
+    def render_resolution(self) -> tuple[int, int]:
+        if not self.wide_aspect_ratio:
+            return RENDER_RESOLUTION
+        aspect = self.res_w / self.res_h
+        return min(WIDE_RESOLUTIONS, key=lambda wh: abs(wh[0] / wh[1] - aspect))
+
+
+def observation_space(settings: DoomSettings) -> gym.spaces.Dict:
+    h, w = settings.res_h, settings.res_w
+    image_shape = (3, h, w) if settings.pixel_format == "CHW" else (h, w, 3)
+    return gym.spaces.Dict(
+        {
+            "obs": gym.spaces.Box(0, 255, shape=image_shape, dtype=np.uint8),
+            "measurements": gym.spaces.Box(-MEASUREMENT_LIMIT, MEASUREMENT_LIMIT, shape=(len(MEASUREMENTS),), dtype=np.float32),
+        }
+    )
+
+
+def make_action_space(spec: DoomSpec) -> DoomActionSpace:
+    return DoomActionSpace(spec.buttons, spec.action_kind, spec.continuous_turn_deg)
+
+
+@dataclass
+class _EpisodeStats:
+    scenario_return: float = 0.0
+    deaths: int = 0
+    steps: int = 0
+
+
+class DoomPlayer:
+    """One DoomGame: configure, start, step with engine frameskip, observe, shape, count.
+
+    Not thread-safe: every call for one player comes from one thread (its own, in a match).
+    `timing` accumulates seconds spent in the engine and in preprocessing (resize, measurements).
+    """
+
+    def __init__(
+        self,
+        spec: DoomSpec,
+        settings: DoomSettings,
+        action_space: DoomActionSpace,
+        shaping: RewardShaping,
+        engines: EngineGuard,
+        player_idx: int = 0,
+        num_players: int = 1,
+        num_bots: int = 0,
+        port: int | None = None,
+        render_mode: str | None = None,
+    ):
+        self.spec = spec
+        self.settings = settings
+        self.action_space = action_space
+        self.shaping = shaping
+        self.engines = engines
+        self.player_idx = player_idx
+        self.num_players = num_players
+        self.num_bots = num_bots
+        self.port = port
+        self.render_mode = render_mode
+        self.config_path = engines.config_path(f"player{player_idx}")
+        self.game = None
+        self.timing = {"engine_sec": 0.0, "preprocess_sec": 0.0, "steps": 0}
+
+        self._interpolation = INTERPOLATIONS[settings.interpolation]
+        self._resize = settings.render_resolution != (settings.res_w, settings.res_h)
+        self._chw = settings.pixel_format == "CHW"
+        self._vars = np.zeros(len(TRACKED_VARIABLES))
+        self._episode_start_vars = self._vars
+        self._episode = _EpisodeStats()
+        self._dead = False
+        self._last_obs: dict | None = None
+        self._last_screen: np.ndarray | None = None
+
+    # ----- start and configuration
+
+    def start(self, seed: int | None = None):
+        vzd = import_vizdoom()
+        game = vzd.DoomGame()
+        try:
+            self._configure(game, vzd, seed)
+            self.engines.start_game(game, self.config_path)
+        except BaseException:
+            close_game(game)
+            raise
+        self.game = game
+
+    def _configure(self, game, vzd, seed: int | None):
+        spec = self.spec
+        game.load_config(os.path.join(vzd.scenarios_path, spec.config))
+        if spec.wad is not None:
+            game.set_doom_scenario_path(os.path.join(vzd.scenarios_path, spec.wad))
+        if spec.doom_map is not None:
+            game.set_doom_map(spec.doom_map)
+        game.set_window_visible(False)
+        game.set_sound_enabled(False)
+        game.set_mode(vzd.Mode.PLAYER)  # synchronous: the engine waits for every action
+        width, height = self.settings.render_resolution
+        game.set_screen_resolution(getattr(vzd.ScreenResolution, f"RES_{width}X{height}"))
+        game.set_screen_format(vzd.ScreenFormat.RGB24)
+        game.set_available_buttons([getattr(vzd.Button, name) for name in self.action_space.buttons])
+        game.set_available_game_variables([getattr(vzd.GameVariable, name) for name in TRACKED_VARIABLES])
+        if seed is not None:
+            game.set_seed(int(seed) % 2**32)
+        if spec.multiplayer:
+            self._configure_multiplayer(game)
+
+    def _configure_multiplayer(self, game):
+        game.set_render_hud(False)
+        game.set_render_crosshair(True)
+        game.set_death_penalty(0.0)
+        game.set_living_reward(0.0)
+        game.set_episode_timeout(0)  # the match's +timelimit ends episodes
+        timelimit = self.settings.timelimit_min or self.spec.timelimit_min
+        if self.player_idx == 0:
+            game.add_game_args(
+                f"-host {self.num_players} -port {self.port} -deathmatch +timelimit {timelimit:g} "
+                "+sv_forcerespawn 1 +sv_noautoaim 1 +sv_respawnprotect 1 +sv_spawnfarthest 1 +sv_nocrouch 1 "
+                "+viz_respawn_delay 0 +viz_nocheat 1"
+            )
+        else:
+            game.add_game_args(f"-join 127.0.0.1 -port {self.port}")
+        game.add_game_args(f"+name Agent{self.player_idx} +colorset {self.player_idx}")
+
+    def close(self):
+        game, self.game = self.game, None
+        close_game(game)
+
+    # ----- episodes
+
+    def new_episode(self, seed: int | None = None) -> dict:
+        game = self.game
+        if seed is not None:
+            game.set_seed(int(seed) % 2**32)
+        game.new_episode()
+        if self.player_idx == 0 and self.num_bots > 0:
+            game.send_game_command("removebots")
+            for _ in range(self.num_bots):
+                game.send_game_command("addbot")
+        state = game.get_state()
+        self._vars = self._read_vars(state)
+        self._episode_start_vars = self._vars
+        self._episode = _EpisodeStats()
+        self._dead = False
+        return self._observe(state)
+
+    def step(self, action) -> tuple[dict, float, bool, dict]:
+        """One env step (frameskip tics): (obs, reward, episode finished, info)."""
+        game = self.game
+        buttons = self.action_space.to_buttons(action)
+        started = time.perf_counter()
+        # Every player of a match must advance by exactly `frameskip` tics per step (lock-step
+        # netgame), so a dead player is not respawned with respawn_player() (it runs tics of its
+        # own): with +sv_forcerespawn and +viz_respawn_delay 0 the next make_action respawns it.
+        scenario_reward = game.make_action(buttons, self.settings.frameskip)
+        finished = game.is_episode_finished()
+        dead = game.is_player_dead()
+        state = None if finished else game.get_state()
+        self.timing["engine_sec"] += time.perf_counter() - started
+
+        new_vars = self._read_vars(state)
+        died = dead and not self._dead
+        alive_throughout = not (dead or self._dead)  # health etc. deltas across a death/respawn are no reward
+        reward = scenario_reward + self.shaping.shaped_reward(self._vars, new_vars, died, alive_throughout)
+        self._vars = new_vars
+        self._dead = dead
+        episode = self._episode
+        episode.scenario_return += scenario_reward
+        episode.steps += 1
+        episode.deaths += int(died)
+
+        obs = self._observe(state) if state is not None else self._last_obs
+        info = {"episode_extra_stats": self._episode_stats(), "true_objective": self._true_objective()} if finished else {}
+        self.timing["steps"] += 1
+        return obs, float(reward), finished, info
+
+    def _read_vars(self, state) -> np.ndarray:
+        if state is not None:
+            return np.asarray(state.game_variables, dtype=np.float64)
+        vzd = import_vizdoom()  # after the episode's end there is no state, the variables remain readable
+        return np.array([self.game.get_game_variable(getattr(vzd.GameVariable, name)) for name in TRACKED_VARIABLES])
+
+    def _observe(self, state) -> dict:
+        started = time.perf_counter()
+        screen = state.screen_buffer  # (H, W, 3) RGB at the render resolution
+        self._last_screen = screen
+        image = screen
+        if self._resize:
+            image = cv2.resize(image, (self.settings.res_w, self.settings.res_h), interpolation=self._interpolation)
+        if self._chw:
+            image = np.ascontiguousarray(image.transpose(2, 0, 1))
+        measurements = np.clip(self._vars[_MEASUREMENT_INDEX] * _MEASUREMENT_SCALE, -MEASUREMENT_LIMIT, MEASUREMENT_LIMIT)
+        self._last_obs = {"obs": image, "measurements": measurements.astype(np.float32)}
+        self.timing["preprocess_sec"] += time.perf_counter() - started
+        return self._last_obs
+
+    def _delta(self, name: str) -> float:
+        i = VAR_INDEX[name]
+        return float(self._vars[i] - self._episode_start_vars[i])
+
+    def _episode_stats(self) -> dict:
+        stats = {
+            "scenario_return": self._episode.scenario_return,
+            "kills": self._delta("KILLCOUNT"),
+            "deaths": float(self._episode.deaths),
+            "hits": self._delta("HITCOUNT"),
+            "damage": self._delta("DAMAGECOUNT"),
+            "final_health": float(self._vars[VAR_INDEX["HEALTH"]]),
+        }
+        if self.spec.multiplayer:
+            stats["frags"] = self._delta("FRAGCOUNT")
+        return stats
+
+    def _true_objective(self) -> float:
+        if self.spec.objective == "frags":
+            return self._delta("FRAGCOUNT")
+        return self._episode.scenario_return
+
+    def screen(self) -> np.ndarray | None:
+        """The last frame at the render resolution, (H, W, 3) RGB."""
+        return None if self._last_screen is None else self._last_screen.copy()
+
+
+class _HumanRenderer:
+    """A pygame window for render_mode='human' (pygame comes with vizdoom)."""
+
+    SCALE = 4
+
+    def __init__(self, title: str):
+        import pygame
+
+        self.pygame = pygame
+        self.title = title
+        self.window = None
+
+    def show(self, frame: np.ndarray):
+        pygame = self.pygame
+        h, w = frame.shape[:2]
+        if self.window is None:
+            pygame.init()
+            self.window = pygame.display.set_mode((w * self.SCALE, h * self.SCALE))
+            pygame.display.set_caption(self.title)
+        surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
+        self.window.blit(pygame.transform.scale(surface, self.window.get_size()), (0, 0))
+        pygame.display.flip()
+        pygame.event.pump()
+
+    def close(self):
+        if self.window is not None:
+            self.pygame.display.quit()
+            self.window = None
+
+
+class _DoomEnvBase:
+    """What the single-agent env and the match share: spaces, shaping, rendering, closing."""
+
+    metadata = {"render_modes": ["human", "rgb_array"]}
+
+    def __init__(self, spec: DoomSpec, settings: DoomSettings, render_mode: str | None = None):
+        self.spec = spec
+        self.settings = settings
+        self.render_mode = render_mode
+        self.doom_action_space = make_action_space(spec)
+        self.action_space = self.doom_action_space.space
+        self.observation_space = observation_space(settings)
+        self.reward_shaping = RewardShaping(spec.reward_shaping)
+        self.engines: EngineGuard | None = None
+        self.players: list[DoomPlayer] = []
+        self._human = None
+        self._atexit_hook: Callable | None = None
+        self._closed = False
+
+    def get_coefficients(self) -> dict[str, float]:
+        """The reward shaping coefficients (for PBT); shared by every agent of the env."""
+        return self.reward_shaping.get_coefficients()
+
+    def set_coefficients(self, coefficients: Mapping[str, float]):
+        self.reward_shaping.set_coefficients(coefficients)
+
+    def _new_engines(self):
+        self.engines = EngineGuard()
+        if self._atexit_hook is None:
+            self._atexit_hook = close_at_exit(self)
+
+    def timing(self) -> dict:
+        """Seconds spent in the engine (make_action, respawn) and in preprocessing, summed over players."""
+        total = {"engine_sec": 0.0, "preprocess_sec": 0.0, "steps": 0}
+        for player in self.players:
+            for key in total:
+                total[key] += player.timing[key]
+        return total
+
+    def render(self):
+        frame = self.players[0].screen() if self.players else None
+        if frame is None:
+            return None
+        if self.render_mode == "human":
+            if self._human is None:
+                self._human = _HumanRenderer(self.spec.name)
+            self._human.show(frame)
+            return None
+        return frame
+
+    def _close_players(self):
+        raise NotImplementedError
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._close_players()
+        finally:
+            if self.engines is not None:
+                self.engines.close()
+            if self._human is not None:
+                self._human.close()
+            if self._atexit_hook is not None:
+                atexit.unregister(self._atexit_hook)
+                self._atexit_hook = None
+
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+class DoomEnv(_DoomEnvBase):
+    """A single-agent Doom env (gymnasium API): a scenario, or one agent hosting a match with bots.
+
+    The engine starts on the first reset(), so the throw-away env that only reads the spaces
+    never starts one.
+    """
+
+    def __init__(self, spec: DoomSpec, settings: DoomSettings, render_mode: str | None = None):
+        if spec.num_agents != 1:
+            raise ValueError(f"{spec.name} has {spec.num_agents} agents: use DoomMultiAgentEnv")
+        super().__init__(spec, settings, render_mode)
+        self.num_bots = spec.num_bots if settings.num_bots is None else settings.num_bots
+
+    @property
+    def player(self) -> DoomPlayer | None:
+        return self.players[0] if self.players else None
+
+    def _start(self, seed):
+        self._new_engines()
+        attempts = MULTIPLAYER_START_ATTEMPTS if self.spec.multiplayer else 1
+        for attempt in range(attempts):
+            port = free_udp_port() if self.spec.multiplayer else None
+            player = DoomPlayer(
+                self.spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
+                num_bots=self.num_bots, port=port, render_mode=self.render_mode,
+            )  # fmt: skip
+            try:
+                player.start(seed)
+                self.players = [player]
+                return
+            except Exception as e:
+                player.close()
+                if attempt + 1 == attempts:
+                    raise
+                log.warning("%s: the engine did not start (%s), retrying with another port", self.spec.name, e)
+
+    def reset(self, seed: int | None = None, options=None):
+        if self._closed:
+            raise RuntimeError(f"{self.spec.name}: reset() after close()")
+        if not self.players:
+            self._start(seed)
+            seed = None  # already applied before the engine started
+        obs = self.player.new_episode(seed)
+        return obs, {}
+
+    def step(self, action):
+        obs, reward, finished, info = self.player.step(action)
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward, finished, False, info
+
+    def _close_players(self):
+        for player in self.players:
+            player.close()
+
+
+class _PlayerThread:
+    """Runs every call for one player in one dedicated thread (a DoomGame stays in its thread)."""
+
+    def __init__(self, name: str):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            fn, args, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as e:  # noqa: BLE001 -- handed to the caller
+                    future.set_exception(e)
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        self._calls.put((fn, args, future))
+        return future
+
+    def stop(self, timeout_sec: float):
+        self._calls.put(None)
+        self._thread.join(timeout_sec)
+        return not self._thread.is_alive()
+
+
+class DoomMultiAgentEnv(_DoomEnvBase):
+    """Several agents in one deathmatch (API.md's multi-agent convention: lists in, lists out).
+
+    Agent 0 hosts the networked game, the others join it on localhost; each agent's DoomGame
+    lives in its own thread. All agents' episodes end together (the match's time limit) and the
+    env starts the next match itself, so `step` returns the first observations of the new match
+    along with the finished match's infos.
+    """
+
+    is_multiagent = True
+
+    def __init__(self, spec: DoomSpec, settings: DoomSettings, render_mode: str | None = None):
+        super().__init__(spec, settings, render_mode)
+        self.num_agents = spec.num_agents
+        self.num_bots = spec.num_bots if settings.num_bots is None else settings.num_bots
+        self._threads: list[_PlayerThread] = []
+
+    def _all(self, method: str, per_player_args: list[tuple]) -> list:
+        """Calls `method` on every player in its thread, in parallel; the results in agent order."""
+        futures = [t.submit(getattr(p, method), *args) for t, p, args in zip(self._threads, self.players, per_player_args)]
+        done, not_done = concurrent.futures.wait(futures, timeout=PLAYER_TIMEOUT_SEC, return_when=concurrent.futures.FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed or not_done:
+            # a player that failed leaves the others blocked in the lock-step game: unblock them
+            for player in self.players:
+                self.engines.kill_engine(player.config_path)
+            concurrent.futures.wait(futures, timeout=PLAYER_TIMEOUT_SEC)
+            if failed:
+                raise failed[0].exception()
+            raise TimeoutError(f"{self.spec.name}: {method}() of {len(not_done)} player(s) took more than {PLAYER_TIMEOUT_SEC}s")
+        return [f.result() for f in futures]
+
+    def _start(self, seed):
+        for attempt in range(MULTIPLAYER_START_ATTEMPTS):
+            self._new_engines()
+            port = free_udp_port()
+            self.players = [
+                DoomPlayer(
+                    self.spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
+                    player_idx=i, num_players=self.num_agents, num_bots=self.num_bots if i == 0 else 0,
+                    port=port, render_mode=self.render_mode,
+                )  # fmt: skip
+                for i in range(self.num_agents)
+            ]
+            self._threads = [_PlayerThread(f"{self.spec.name}-agent{i}") for i in range(self.num_agents)]
+            try:
+                self._all("start", [(seed,)] * self.num_agents)
+                return
+            except Exception as e:
+                self._close_players()
+                self.engines.close()
+                if attempt + 1 == MULTIPLAYER_START_ATTEMPTS:
+                    raise
+                log.warning("%s: the match did not start (%s), retrying with another port", self.spec.name, e)
+
+    def reset(self, seed: int | None = None, options=None):
+        if self._closed:
+            raise RuntimeError(f"{self.spec.name}: reset() after close()")
+        if not self.players:
+            self._start(seed)
+            seed = None
+        obs = self._all("new_episode", [(seed,)] * self.num_agents)
+        return obs, [{} for _ in range(self.num_agents)]
+
+    def step(self, actions):
+        results = self._all("step", [(a,) for a in actions])
+        obs = [r[0] for r in results]
+        rewards = [r[1] for r in results]
+        finished = [r[2] for r in results]
+        infos = [r[3] for r in results]
+        if any(finished):  # the match is over for everyone: start the next one
+            obs = self._all("new_episode", [(None,)] * self.num_agents)
+            finished = [True] * self.num_agents
+        if self.render_mode == "human":
+            self.render()
+        return obs, rewards, finished, [False] * self.num_agents, infos
+
+    def _close_players(self):
+        if self._threads:
+            futures = [t.submit(p.close) for t, p in zip(self._threads, self.players)]
+            _, not_done = concurrent.futures.wait(futures, timeout=PLAYER_TIMEOUT_SEC)
+            if not_done:  # a player stuck in the engine: kill the engines, then its close() returns
+                for player in self.players:
+                    self.engines.kill_engine(player.config_path)
+                concurrent.futures.wait(futures, timeout=PLAYER_TIMEOUT_SEC)
+            for thread in self._threads:
+                thread.stop(PLAYER_TIMEOUT_SEC)
+        self._threads = []
+        self.players = []
+
+
+def make_doom_env_from_spec(spec: DoomSpec, cfg=None, env_config=None, render_mode=None):
+    settings = DoomSettings.from_cfg(cfg)
+    if spec.num_agents > 1:
+        return DoomMultiAgentEnv(spec, settings, render_mode)
+    return DoomEnv(spec, settings, render_mode)
+
+
+def make_doom_env(full_env_name: str, cfg=None, env_config=None, render_mode=None):
+    """The make_env_func of every `doom_*` env (register_doom_envs)."""
+    return make_doom_env_from_spec(doom_env_spec(full_env_name), cfg, env_config, render_mode)
+
+
+def register_doom_envs():
+    for name in DOOM_ENVS:
+        register_env(name, make_doom_env)

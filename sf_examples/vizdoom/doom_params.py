@@ -1,0 +1,67 @@
+"""Command-line flags of the Doom envs and the training defaults that suit them."""
+
+from __future__ import annotations
+
+import os
+
+from sample_factory.cfg.cfg import str2bool
+
+
+def add_doom_env_args(parser):
+    g = parser.add_argument_group("vizdoom")
+    g.add_argument("--res_w", type=int, default=128, help="Width of image observations (the engine renders 160x120 and resizes)")
+    g.add_argument("--res_h", type=int, default=72, help="Height of image observations")
+    g.add_argument(
+        "--wide_aspect_ratio",
+        type=str2bool,
+        default=False,
+        help="Render 16:9 / 16:10 (a wider field of view, matching --res_w/--res_h) instead of 4:3 squeezed into it",
+    )
+    g.add_argument(
+        "--doom_resize_interpolation",
+        type=str,
+        default="nearest",
+        choices=["nearest", "area", "linear"],
+        help="cv2 interpolation of the resize to --res_w x --res_h (nearest: ~10x cheaper than area, keeps thin details)",
+    )
+    g.add_argument("--doom_num_bots", type=int, default=-1, help="Built-in bots in multiplayer envs (-1: the env's default)")
+    g.add_argument(
+        "--doom_timelimit", type=float, default=0.0, help="Length of a multiplayer match in minutes of game time (0: the env's default)"
+    )
+
+
+def doom_override_defaults(parser):
+    """Defaults for training on Doom: conv encoder + GRU 512 over 128x72 frames, frameskip 4."""
+    parser.set_defaults(
+        env_frameskip=4,
+        encoder_conv_architecture="convnet_simple",
+        encoder_conv_mlp_layers=[512],
+        encoder_mlp_layers=[128],  # the measurements MLP
+        use_rnn=True,
+        rnn_type="gru",
+        rnn_size=512,
+        rnn_num_layers=1,
+        nonlinearity="elu",
+        num_workers=max(1, os.cpu_count() or 1),
+        num_envs_per_worker=4,  # a multiple of worker_num_splits
+        worker_num_splits=2,
+        rollout=32,
+        recurrence=-1,
+        batch_size=2048,
+        num_batches_per_epoch=1,
+        num_epochs=1,
+        obs_scale=255.0,
+        normalize_input=False,  # measurements arrive already scaled to small floats
+        normalize_returns=True,
+        reward_scale=1.0,
+        gamma=0.99,
+        gae_lambda=0.95,
+        ppo_clip_ratio=0.1,
+        ppo_clip_value=1.0,
+        value_loss_coeff=0.5,
+        exploration_loss_coeff=0.001,
+        learning_rate=1e-4,
+        max_grad_norm=4.0,
+        save_every_sec=120,
+        pixel_format="CHW",
+    )

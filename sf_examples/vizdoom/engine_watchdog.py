@@ -1,0 +1,76 @@
+"""Kills the ViZDoom engines of a process that died without closing them (run as a script, stdlib only).
+
+ViZDoom starts each engine as a child process. `DoomGame.close()` stops it, but a process that
+dies abruptly (SIGKILL, the OOM killer, a segfault) leaves its engines running forever, waiting on
+their message queues, and their /dev/shm segments behind. The env starts this script as a child
+with a pipe on its stdin and writes one line per engine it starts:
+
+    <engine pid> <viz_instance_id>
+
+When the pipe closes, the env is gone (closed, or died): every listed engine that still runs is
+killed (SIGKILL; its command line must still name its instance id, so a reused pid is never hit)
+and its /dev/shm entries are removed. A cleanly closed env has nothing left to kill.
+
+SIGINT and SIGTERM are ignored: a signal to the whole process group must not end the watchdog
+while its env is alive (the env's process decides how to stop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+SHM_DIR = "/dev/shm"
+SHM_PREFIXES = ("ViZDoomSM", "ViZDoomMQCtr", "ViZDoomMQDoom")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kill_engine(pid: int, instance_id: str, wait_sec: float = 5.0):
+    """SIGKILLs the engine if it still runs as instance_id, then removes its shared memory."""
+    if instance_id and instance_id in _cmdline(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait_sec
+        while time.monotonic() < deadline and not _is_zombie(pid):
+            time.sleep(0.01)
+    for prefix in SHM_PREFIXES:
+        try:
+            os.unlink(os.path.join(SHM_DIR, prefix + instance_id))
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            pass
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    engines: list[tuple[int, str]] = []
+    for line in sys.stdin:  # ends when every writer has closed the pipe
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            engines.append((int(parts[0]), parts[1]))
+    for pid, instance_id in engines:
+        kill_engine(pid, instance_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

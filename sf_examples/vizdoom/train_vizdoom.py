@@ -1,0 +1,35 @@
+"""Train on a ViZDoom scenario: `python -m sf_examples.vizdoom.train_vizdoom --env=doom_basic --experiment=basic`.
+
+Envs: see sf_examples/vizdoom/doom_envs.py (`doom_basic`, ..., `doom_deathmatch_bots`, `doom_duel`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
+from sample_factory.train import run_rl
+from sf_examples.vizdoom.doom_envs import register_doom_envs
+from sf_examples.vizdoom.doom_params import add_doom_env_args, doom_override_defaults
+
+
+def setup_doom_parser(parser, partial_cfg=None):
+    """Env-family hook (sample_factory/envs/env_families.py): Doom flags, defaults and envs."""
+    add_doom_env_args(parser)
+    doom_override_defaults(parser)
+    register_doom_envs()
+
+
+def parse_vizdoom_cfg(argv=None, evaluation=False):
+    parser, partial_cfg = parse_sf_args(argv, evaluation=evaluation)
+    setup_doom_parser(parser, partial_cfg)
+    return parse_full_cfg(parser, argv)
+
+
+def main() -> int:
+    cfg = parse_vizdoom_cfg()
+    return run_rl(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
