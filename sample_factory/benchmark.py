@@ -22,9 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
 import psutil
 import torch
 

@@ -102,9 +102,7 @@ class Runner(EventLoopObject):
         self.learners: list[LearnerWorker] = []
         self.inference_workers: list[InferenceWorker] = []
         self.rollout_workers: list[RolloutWorker] = []
-        self.stats = RunStats(cfg, experiment_dir)
-        self.stats.env_steps = list(self.resumed_env_steps)
-        self.stats.env_steps_at_start = list(self.resumed_env_steps)
+        self.stats = RunStats(cfg, experiment_dir, self.resumed_env_steps, self.resumed_train_seconds)
         self._best_metric = [float("-inf")] * cfg.num_policies
         self.status = ExitStatus.SUCCESS
         self._stopping = False
@@ -341,7 +339,7 @@ class Runner(EventLoopObject):
                 usage[f"memory_mb_{name}"] = psutil.Process(pid).memory_full_info().pss / 2**20
             except (psutil.Error, AttributeError):
                 continue
-        self.stats._write_scalars(0, "perf", usage, self.stats.total_env_steps)
+        self.stats.write_scalars(0, "perf", usage)
 
     def _check_health(self):
         for process in self.processes:

@@ -35,11 +35,14 @@ def last_train_seconds(progress_path: Path) -> float:
 
 
 class RunStats:
-    def __init__(self, cfg, experiment_dir: Path):
+    def __init__(self, cfg, experiment_dir: Path, resumed_env_steps: list[int] | None = None, resumed_train_seconds: float | None = None):
         self.cfg = cfg
         self.experiment_dir = Path(experiment_dir)
-        self.env_steps = [0] * cfg.num_policies
-        self.env_steps_at_start: list[int | None] = [None] * cfg.num_policies
+        resumed = list(resumed_env_steps or [0] * cfg.num_policies)
+        self.env_steps = list(resumed)
+        self.env_steps_at_start = list(resumed)
+        self.samples_trained = 0
+        self._samples_history: deque = deque()
         self.train_steps = [0] * cfg.num_policies
         self.episode_rewards = [deque(maxlen=cfg.stats_avg) for _ in range(cfg.num_policies)]
         self.episode_lens = [deque(maxlen=cfg.stats_avg) for _ in range(cfg.num_policies)]
@@ -53,8 +56,11 @@ class RunStats:
         self._writers = None
         self._last_summary_time = 0.0
         self.progress_path = self.experiment_dir / PROGRESS_FILE
-        # A resumed run continues the time axis of the runs before it.
-        self._train_seconds_before = last_train_seconds(self.progress_path)
+        # A resumed run continues the time axis of the runs before it (the checkpoint's clock when known).
+        if resumed_train_seconds is None:
+            resumed_train_seconds = last_train_seconds(self.progress_path)
+        self._train_seconds_before = resumed_train_seconds
+        self._wandb = None
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -67,14 +73,12 @@ class RunStats:
         return sum(s - (s0 or 0) for s, s0 in zip(self.env_steps, self.env_steps_at_start))
 
     def on_learner_report(self, policy_id: int, stats: dict):
-        if self.env_steps_at_start[policy_id] is None:
-            # Steps of a resumed run counted before this run (and this first batch) are not "this run".
-            self.env_steps_at_start[policy_id] = stats["env_steps"]
+        self.samples_trained += stats.get("samples", 0)
         self.env_steps[policy_id] = stats["env_steps"]
         self.train_steps[policy_id] = stats["policy_version"]
         self.learner_stats[policy_id] = stats
         self.lag[policy_id] = {"min": stats["lag_min"], "avg": stats["lag_avg"], "max": stats["lag_max"]}
-        self._write_scalars(policy_id, "train", stats, stats["env_steps"])
+        self.write_scalars(policy_id, "train", stats, stats["env_steps"])
 
     def on_episodes(self, episodes: list[dict]):
         for ep in episodes:
@@ -107,10 +111,19 @@ class RunStats:
                 out[window] = (self.env_steps_this_run - past[1]) / (now - past[0])
         return out
 
+    def samples_per_sec(self, now: float, window_sec: float = 10.0) -> float:
+        """Samples the learners trained on per second over the last `window_sec`."""
+        self._samples_history.append((now, self.samples_trained))
+        while now - self._samples_history[0][0] > window_sec:
+            self._samples_history.popleft()
+        t0, s0 = self._samples_history[0]
+        return (self.samples_trained - s0) / (now - t0) if now > t0 else float("nan")
+
     def report(self, elapsed_sec: float):
-        fps = self.fps(time.monotonic())
+        now = time.monotonic()
+        fps = self.fps(now)
         fps_text = ", ".join(f"{w}s: {v:.0f}" for w, v in fps.items())
-        parts = [f"FPS ({fps_text})", f"env steps {self.total_env_steps}"]
+        parts = [f"FPS ({fps_text})", f"samples/s {self.samples_per_sec(now):.0f}", f"env steps {self.total_env_steps}"]
         budget = self.cfg.train_for_env_steps
         if budget < int(1e10) and not np.isnan(fps[10]) and fps[10] > 0:
             eta = max(0.0, (budget - self.total_env_steps) / fps[10])
@@ -189,11 +202,36 @@ class RunStats:
             ]
         return self._writers[policy_id]
 
-    def _write_scalars(self, policy_id: int, prefix: str, stats: dict, step: int):
+    def write_scalars(self, policy_id: int, prefix: str, stats: dict, step: int | None = None):
+        """TensorBoard (and W&B with --with_wandb) scalars `prefix/key`, at env step `step`."""
+        step = self.env_steps[policy_id] if step is None else step
         writer = self._writer(policy_id)
-        for key, value in stats.items():
-            if isinstance(value, (int, float)) and np.isfinite(value):
-                writer.add_scalar(f"{prefix}/{key}", value, step)
+        numbers = {f"{prefix}/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+        for key, value in numbers.items():
+            writer.add_scalar(key, value, step)
+        if self.cfg.with_wandb and numbers:
+            self._wandb_run().log({f"p{policy_id}/{k}": v for k, v in numbers.items()} | {"env_steps": step})
+
+    def _wandb_run(self):
+        if self._wandb is None:
+            try:
+                import wandb
+            except ImportError:
+                raise RuntimeError("--with_wandb needs the wandb package: pip install wandb") from None
+            cfg = self.cfg
+            self._wandb = wandb.init(
+                project=cfg.wandb_project,
+                entity=cfg.wandb_user,
+                group=cfg.wandb_group,
+                job_type=cfg.wandb_job_type,
+                tags=cfg.wandb_tags,
+                name=cfg.experiment,
+                id=f"{cfg.experiment}_{abs(hash(str(self.experiment_dir.resolve()))) % 10**8}",
+                resume="allow",
+                dir=str(self.experiment_dir),
+                config=dict(cfg),
+            )
+        return self._wandb
 
     def _write_episode_scalars(self, p: int, fps: dict):
         step = self.env_steps[p]
@@ -203,10 +241,10 @@ class RunStats:
             scalars["len"] = float(np.mean(self.episode_lens[p]))
         if self.true_objectives[p]:
             scalars["true_objective"] = float(np.mean(self.true_objectives[p]))
-        self._write_scalars(p, "episode", scalars, step)
+        self.write_scalars(p, "episode", scalars, step)
         extra = {k: float(np.mean(v)) for k, v in self.extra_stats[p].items() if v}
         if extra:
-            self._write_scalars(p, "episode_extra", extra, step)
+            self.write_scalars(p, "episode_extra", extra, step)
 
     def _flush_if_due(self):
         now = time.monotonic()
@@ -219,3 +257,6 @@ class RunStats:
         for w in self._writers or []:
             w.close()
         self._writers = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
