@@ -2,7 +2,7 @@
 
 Three phases on the same cores, one after another:
   raw       the env alone: --num_workers processes, each stepping --num_envs_per_worker envs
-            with random actions, no framework;
+            with random actions, no framework (as vector envs with --batched_sampling);
   sampler   the whole pipeline (rollout and inference workers) with learning switched off;
   training  the real thing.
 FPS counts env frames (agent steps x frameskip). Each phase runs `--benchmark_sec` after
@@ -17,17 +17,19 @@ import argparse
 import json
 import logging
 import multiprocessing
+import queue
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 
+import numpy as np
 import psutil
 import torch
 
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
-from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env
+from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env, obtain_env_info
 from sample_factory.envs.env_families import setup_env_family
 from sample_factory.envs.env_utils import env_registry_snapshot, restore_env_registry
 from sample_factory.signal_slot.signal_slot import Timer
@@ -50,38 +52,76 @@ def add_benchmark_args(parser: argparse.ArgumentParser):
 # --- raw simulator ----------------------------------------------------------------------------
 
 
-def _raw_env_process(cfg, registry, worker_idx: int, duration_sec: float, warmup_sec: float, window_sec: float, results):
+class _PerEnvStepper:
+    """Steps a list of envs one by one with pre-drawn random actions (what non-batched workers do)."""
+
+    def __init__(self, cfg, worker_idx: int):
+        self.envs = [
+            MultiAgentView(make_env(cfg, env_config_for(worker_idx, i, worker_idx * cfg.num_envs_per_worker + i)))
+            for i in range(cfg.num_envs_per_worker)
+        ]
+        for i, env in enumerate(self.envs):
+            env.reset(seed=worker_idx * 1000 + i)
+        space = self.envs[0].env.action_space
+        self.actions = [[space.sample() for _ in range(self.envs[0].num_agents)] for _ in range(256)]
+        self.agent_steps_per_call = sum(env.num_agents for env in self.envs)
+        self._k = 0
+
+    def step(self):
+        for env in self.envs:
+            env.step(self.actions[self._k % len(self.actions)][: env.num_agents])
+            self._k += 1
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+class _VectorEnvStepper:
+    """Steps vector envs, one per split, with pre-drawn random action batches (batched sampling)."""
+
+    def __init__(self, cfg, env_info, worker_idx: int):
+        from sample_factory.algo.sampling.env_runners import VectorEnvRunner
+
+        per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
+        self.runners = [VectorEnvRunner(cfg, env_info, worker_idx, s, per_split) for s in range(cfg.worker_num_splits)]
+        for runner in self.runners:
+            runner.reset()
+        space = env_info.action_space
+        self.actions = [np.stack([space.sample() for _ in range(per_split)]) for _ in range(64)]
+        self.agent_steps_per_call = per_split * cfg.worker_num_splits
+        self._k = 0
+
+    def step(self):
+        for runner in self.runners:
+            runner.step(self.actions[self._k % len(self.actions)])
+            self._k += 1
+
+    def close(self):
+        for runner in self.runners:
+            runner.close()
+
+
+def _raw_env_process(cfg, env_info, registry, worker_idx: int, duration_sec: float, warmup_sec: float, window_sec: float, results):
     restore_env_registry(registry)
     torch.set_num_threads(1)
-    envs = [
-        MultiAgentView(make_env(cfg, env_config_for(worker_idx, i, worker_idx * cfg.num_envs_per_worker + i)))
-        for i in range(cfg.num_envs_per_worker)
-    ]
-    for i, env in enumerate(envs):
-        env.reset(seed=worker_idx * 1000 + i)
-    space = envs[0].env.action_space
-    # Random actions drawn up front: the benchmark measures the env, not the action sampler.
-    actions = [[space.sample() for _ in range(envs[0].num_agents)] for _ in range(256)]
-    frameskip = cfg.env_frameskip
+    stepper = _VectorEnvStepper(cfg, env_info, worker_idx) if cfg.batched_sampling else _PerEnvStepper(cfg, worker_idx)
+    frames_per_call = stepper.agent_steps_per_call * cfg.env_frameskip
     started = time.monotonic()
     frames, windows, window_start, window_frames = 0, [], None, 0
-    k = 0
     while True:
         now = time.monotonic()
         if now - started >= warmup_sec + duration_sec:
             break
-        for env in envs:
-            env.step(actions[k % len(actions)][: env.num_agents])
-            k += 1
-            frames += env.num_agents * frameskip
+        stepper.step()
+        frames += frames_per_call
         if now - started >= warmup_sec:
             if window_start is None:
                 window_start, window_frames = now, frames
             elif now - window_start >= window_sec:
                 windows.append((now - window_start, frames - window_frames))
                 window_start, window_frames = now, frames
-    for env in envs:
-        env.close()
+    stepper.close()
     results.put(windows)
 
 
@@ -89,13 +129,24 @@ def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: flo
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     registry = env_registry_snapshot()
+    env_info = obtain_env_info(cfg)
     procs = [
-        ctx.Process(target=_raw_env_process, args=(cfg, registry, w, duration_sec, warmup_sec, window_sec, results))
+        ctx.Process(target=_raw_env_process, args=(cfg, env_info, registry, w, duration_sec, warmup_sec, window_sec, results))
         for w in range(cfg.num_workers)
     ]
     for p in procs:
         p.start()
-    per_process = [results.get(timeout=warmup_sec + duration_sec + 120) for _ in procs]
+    per_process = []
+    deadline = time.monotonic() + warmup_sec + duration_sec + 120
+    while len(per_process) < len(procs):
+        try:
+            per_process.append(results.get(timeout=1.0))
+        except queue.Empty:
+            failed = [p for p in procs if p.exitcode not in (None, 0)]
+            if failed or time.monotonic() > deadline:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"raw env benchmark process failed (exit codes {[p.exitcode for p in procs]})") from None
     for p in procs:
         p.join(30)
     # Windows of all processes overlap in time: the total FPS of window i is the sum over processes.
