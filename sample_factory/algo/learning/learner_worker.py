@@ -26,7 +26,7 @@ from sample_factory.utils.checkpoint import (
     save_checkpoint,
     save_milestone,
 )
-from sample_factory.utils.device import policy_device
+from sample_factory.utils.device import learner_cpu_threads, policy_device
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class LearnerWorker(EventLoopObject):
     def on_loop_started(self):
         set_global_model_factory(self.model_factory)
         device = policy_device(self.cfg)
+        if device.type == "cpu" and not self.cfg.serial_mode:
+            torch.set_num_threads(learner_cpu_threads(self.cfg))
         self.learner = Learner(self.cfg, self.env_info, self.policy_id, device)
         restored = load_latest_checkpoint(checkpoint_dir(self.experiment_dir, self.policy_id), device)
         if restored is not None:
