@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from sample_factory.envs.env_utils import register_env
-from sf_examples.multi_agent_example import make_pointing_game
+from sf_examples.multi_agent_example import PointingGameEnv, make_pointing_game
 from sf_examples.train_gym_env import parse_gym_args
 from training import train_until
 
@@ -54,3 +56,46 @@ def test_continuous_actions_pendulum_trains(tmp_path):
     assert result["status"] == 0
     assert result["policies"][0]["num_episodes"] > 0
     assert result["policies"][0]["train_steps"] > 0
+
+
+def test_batched_sampling_keeps_the_final_info_of_episodes(tmp_path):
+    """With same-step autoreset, `true_objective` and extra stats come from the step that ended the episode."""
+    register_env("pointing_single", make_single_agent_pointing)
+    cfg = parse_gym_args(
+        [
+            "--env=pointing_single",
+            f"--train_dir={tmp_path}",
+            "--experiment=batched_info",
+            "--serial_mode=True",
+            "--batched_sampling=True",
+            "--num_envs_per_worker=4",
+            "--train_for_env_steps=3000",
+        ]
+    )
+    result = train_until(cfg)
+    stats = result["runner"].stats
+    assert result["status"] == 0
+    assert stats.num_episodes[0] > 0
+    assert len(stats.true_objectives[0]) == min(stats.num_episodes[0], cfg.stats_avg)
+    assert stats.extra_stats[0]["hit_rate"]
+
+
+class SingleAgentPointing(gym.Env):
+    """One agent of the pointing game, as a plain gymnasium env."""
+
+    def __init__(self):
+        self.game = PointingGameEnv(num_agents=1)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
+        self.action_space = self.game.action_space
+
+    def reset(self, seed=None, options=None):
+        obs, infos = self.game.reset(seed=seed)
+        return obs[0]["obs"], infos[0]
+
+    def step(self, action):
+        obs, rewards, terminated, truncated, infos = self.game.step([action])
+        return obs[0]["obs"], rewards[0], terminated[0], truncated[0], infos[0]
+
+
+def make_single_agent_pointing(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return SingleAgentPointing()

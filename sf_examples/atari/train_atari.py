@@ -15,11 +15,16 @@ from sf_examples.atari.atari_envs import register_atari_envs
 from sf_examples.atari.atari_params import add_atari_env_args, atari_override_defaults
 
 
-def parse_atari_args(argv=None, evaluation: bool = False):
-    parser, _ = parse_sf_args(argv, evaluation=evaluation)
+def setup_atari_parser(parser, partial_cfg=None, evaluation: bool = False):
+    """Env-family hook (sample_factory/envs/env_families.py): Atari flags, defaults and `atari_*` envs."""
     add_atari_env_args(parser)
     atari_override_defaults(parser)
     register_atari_envs(evaluation=evaluation)
+
+
+def parse_atari_args(argv=None, evaluation: bool = False):
+    parser, partial_cfg = parse_sf_args(argv, evaluation=evaluation)
+    setup_atari_parser(parser, partial_cfg, evaluation=evaluation)
     return parse_full_cfg(parser, argv)
 
 

@@ -12,14 +12,21 @@ Rendering: `render_mode="rgb_array"` needs an OpenGL context. Without a display 
 (GLFW) cannot make one, so the factory picks EGL (GPU or Mesa, no display needed) unless
 MUJOCO_GL is already set or a display exists. mujoco and gymnasium's mujoco envs are imported
 when the env is made.
+
+MuJoCo's own warnings (e.g. a deprecated attribute in gymnasium's HalfCheetah model) would go to
+a MUJOCO_LOG.TXT in the working directory; the factory sends them to Python logging instead,
+once per message, unless the user installed a warning handler already.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import gymnasium as gym
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MUJOCO_ENV_PREFIX = "mujoco_"
 
@@ -56,6 +63,22 @@ def use_headless_gl_if_needed(render_mode: str | None):
         os.environ["MUJOCO_GL"] = "egl"
 
 
+def route_mujoco_warnings_to_logging():
+    """MuJoCo warnings go to this module's logger (each distinct message once) instead of MUJOCO_LOG.TXT."""
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is not None:
+        return  # the user's handler, or ours from an earlier env of this process
+    seen: set[str] = set()
+
+    def warn(message: str):
+        if message not in seen:
+            seen.add(message)
+            log.warning("MuJoCo: %s", message)
+
+    mujoco.set_mju_user_warning(warn)
+
+
 def make_mujoco_env(full_env_name: str, cfg=None, env_config=None, render_mode=None) -> gym.Env:
     try:
         gym_id = MUJOCO_ENVS[full_env_name]
@@ -63,8 +86,9 @@ def make_mujoco_env(full_env_name: str, cfg=None, env_config=None, render_mode=N
         raise ValueError(f"unknown MuJoCo env {full_env_name!r}; known: {', '.join(MUJOCO_ENVS)}") from None
     use_headless_gl_if_needed(render_mode)
     try:
+        route_mujoco_warnings_to_logging()
         env = gym.make(gym_id, render_mode=render_mode)
-    except gym.error.DependencyNotInstalled as e:
+    except (ImportError, gym.error.DependencyNotInstalled) as e:
         raise ImportError(f'{full_env_name} needs MuJoCo: pip install "gymnasium[mujoco]" ({e})') from None
     return ClipActionToBounds(env)
 

@@ -13,10 +13,15 @@ from sf_examples.mujoco.mujoco_envs import register_mujoco_envs
 from sf_examples.mujoco.mujoco_params import mujoco_override_defaults
 
 
-def parse_mujoco_args(argv=None, evaluation: bool = False):
-    parser, _ = parse_sf_args(argv, evaluation=evaluation)
+def setup_mujoco_parser(parser, partial_cfg=None):
+    """Env-family hook (sample_factory/envs/env_families.py): MuJoCo defaults and `mujoco_*` envs."""
     mujoco_override_defaults(parser)
     register_mujoco_envs()
+
+
+def parse_mujoco_args(argv=None, evaluation: bool = False):
+    parser, partial_cfg = parse_sf_args(argv, evaluation=evaluation)
+    setup_mujoco_parser(parser, partial_cfg)
     return parse_full_cfg(parser, argv)
 
 

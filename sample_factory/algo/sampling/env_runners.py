@@ -143,8 +143,11 @@ class VectorEnvRunner:
             valids = np.ones(self.num_agents, bool)
         episode_infos = {}
         if done.any():
+            # With same-step autoreset the info of the last step sits under "final_info".
+            final_infos = infos.get("final_info")
             for i in np.flatnonzero(done):
-                episode_infos[int(i)] = _info_of(infos, int(i))
+                has_final = final_infos is not None and infos.get("_final_info", np.zeros(self.num_agents, bool))[i]
+                episode_infos[int(i)] = _info_of(final_infos if has_final else infos, int(i))
         return StepResult(
             obs=as_obs_dict(obs),
             rewards=np.asarray(rewards, np.float32),
