@@ -26,6 +26,9 @@ setup(
         # Lets generic commands (e.g. python -m sample_factory.benchmark) find example env families.
         "sample_factory.env_families": [
             "gymnasium = sf_examples.train_gym_env:setup_gym_parser",
+            "atari = sf_examples.atari.train_atari:setup_atari_parser",
+            "mujoco = sf_examples.mujoco.train_mujoco:setup_mujoco_parser",
+            "doom = sf_examples.vizdoom.train_vizdoom:setup_doom_parser",
         ],
     },
     extras_require={

@@ -132,7 +132,8 @@ class RunStats:
             lag = self.lag[p]
             parts.append(
                 f"p{p}: reward {self.mean_reward(p):.2f} len {np.mean(self.episode_lens[p]) if self.episode_lens[p] else float('nan'):.0f}"
-                f" train steps {self.train_steps[p]} lag {lag['min']:.0f}/{lag['avg']:.1f}/{lag['max']:.0f}"
+                + (f" true objective {np.mean(self.true_objectives[p]):.2f}" if self.true_objectives[p] else "")
+                + f" train steps {self.train_steps[p]} lag {lag['min']:.0f}/{lag['avg']:.1f}/{lag['max']:.0f}"
             )
             self._write_episode_scalars(p, fps)
         log.info(" | ".join(parts))
