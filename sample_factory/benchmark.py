@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import queue
 import shutil
 import statistics
@@ -32,6 +31,7 @@ from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env, obtain_env_info
 from sample_factory.envs.env_families import setup_env_family
 from sample_factory.envs.env_utils import env_registry_snapshot, restore_env_registry
+from sample_factory.runner.runner import process_context
 from sample_factory.signal_slot.signal_slot import Timer
 from sample_factory.train import make_runner
 from sample_factory.utils.attr_dict import AttrDict
@@ -126,7 +126,7 @@ def _raw_env_process(cfg, env_info, registry, worker_idx: int, duration_sec: flo
 
 
 def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: float) -> dict:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = process_context()
     results = ctx.Queue()
     registry = env_registry_snapshot()
     env_info = obtain_env_info(cfg)
