@@ -20,7 +20,7 @@ Buttons are named by their ViZDoom `Button` names, so this module never imports 
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np

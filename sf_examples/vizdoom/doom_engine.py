@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 
 import psutil
 
@@ -160,7 +161,7 @@ def close_game(game):
         log.debug("DoomGame.close() failed: %s", e)
 
 
-def close_at_exit(env) -> callable:
+def close_at_exit(env) -> Callable[[], None]:
     """Registers `env.close()` to run at interpreter exit (e.g. a worker ending on an exception)
     without keeping the env alive; returns the hook for `atexit.unregister`."""
     env_ref = weakref.ref(env)

@@ -1,11 +1,13 @@
 """ViZDoom envs: the `doom_<scenario>` registry, the single-agent env and the multi-agent match.
 
 Every env renders at 160x120 (`RES_160X120`; 16:9 or 16:10 with `--wide_aspect_ratio`) and
-delivers `--res_w` x `--res_h` (128x72) with `cv2.resize(INTER_NEAREST)`; measured on the
-2-core dev machine a 160x120 -> 128x72 INTER_AREA resize costs ~110-150 us per frame, a third of a
-whole doom_basic step, while INTER_NEAREST costs ~10-20 us and keeps thin details (see
-`python -m sf_examples.vizdoom.doom_timing`). Frameskip (`--env_frameskip`, 4 for Doom) runs
-inside the engine: `make_action(buttons, frameskip)`.
+delivers `--res_w` x `--res_h` (128x72) with `cv2.resize(INTER_NEAREST)`. Measured on the
+2-core dev machine (`python -m sf_examples.vizdoom.doom_timing`, doom_basic, frameskip 4): the
+engine takes ~360 us per env step; a 160x120 -> 128x72 INTER_AREA resize ~100 us, INTER_NEAREST
+~13 us (whole preprocessing with the CHW transpose and measurements: 138 vs 37 us per step).
+Nearest keeps thin details (the 8-pixel-wide monster of doom_basic) as sharp as area does.
+Frameskip (`--env_frameskip`, 4 for Doom) runs inside the engine: `make_action(buttons, frameskip)`
+(multi-agent matches excepted, see below).
 
 Observations: a Dict with `obs` (uint8 image, channels first unless `--pixel_format=HWC`) and
 `measurements` (float32[8]: health/100, armor/100, selected weapon/7, its ammo/50, bullets/200,
@@ -41,8 +43,15 @@ Multiplayer: `doom_deathmatch_bots` is one agent hosting a deathmatch against `-
 built-in bots (7). `doom_duel` is a multi-agent env (`is_multiagent`, two agents): a host and a
 client of one networked game on localhost, each DoomGame in its own thread (ViZDoom releases the
 GIL while it waits for the engine, and the lock-step netgame needs every player's action in
-parallel). The host's UDP port is one the OS reports free; a start that fails (the port was
-taken meanwhile) is retried with a new port.
+parallel). In a match the players advance tic by tic in step with each other (a Python loop over
+the frameskip: skipping several tics per call deadlocks ViZDoom's synchronous netgame now and
+then). Both use cig.wad (map02 for the bots, map01 for the duel); the host's UDP port is one the
+OS reports free, and a start that fails (the port was taken meanwhile) is retried with a new port.
+
+Engine processes die with their env (doom_engine.py): `close()` (also at exit), and a watchdog
+child process that kills the engines and removes their /dev/shm segments if the env's process
+dies without closing (SIGKILL, OOM, segfault). The engine itself writes an empty `_vizdoom/`
+folder into the working directory.
 """
 
 from __future__ import annotations
@@ -54,9 +63,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import ClassVar
 
 import cv2
 import gymnasium as gym
@@ -130,6 +140,8 @@ class DoomSpec:
     num_agents: int = 1
     num_bots: int = 0
     timelimit_min: float = 0.0  # multiplayer match length
+    # training defaults of this env on top of doom_override_defaults' (doom_params.py)
+    train_defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def _shaping(coefficients) -> Mapping[str, float]:
@@ -137,7 +149,15 @@ def _shaping(coefficients) -> Mapping[str, float]:
 
 
 DOOM_ENV_SPECS = (
-    DoomSpec("doom_basic", "basic.cfg", (STRAFE, ATTACK)),
+    DoomSpec(
+        "doom_basic",
+        "basic.cfg",
+        (STRAFE, ATTACK),
+        # A tiny task: many small updates beat few large ones. On 2 CPU cores batch 2048 gets only
+        # 61 updates in 500k frames and does not move the policy; 256 with lr 5e-4 reaches a mean
+        # return of 70 in ~300k frames.
+        train_defaults=MappingProxyType({"batch_size": 256, "learning_rate": 5e-4}),
+    ),
     DoomSpec("doom_defend_the_center", "defend_the_center.cfg", (TURN, ATTACK)),
     DoomSpec("doom_defend_the_line", "defend_the_line.cfg", (TURN, ATTACK)),
     DoomSpec("doom_health_gathering", "health_gathering.cfg", (TURN, ("MOVE_FORWARD",))),
@@ -182,7 +202,7 @@ DOOM_ENV_SPECS = (
         timelimit_min=3.0,
     ),
 )
-DOOM_ENVS = {spec.name: spec for spec in DOOM_ENV_SPECS}
+DOOM_ENVS: Mapping[str, DoomSpec] = MappingProxyType({spec.name: spec for spec in DOOM_ENV_SPECS})
 
 
 def doom_env_spec(name: str) -> DoomSpec:
@@ -206,7 +226,7 @@ class DoomSettings:
     timelimit_min: float | None = None  # None: the spec's
 
     @classmethod
-    def from_cfg(cls, cfg) -> "DoomSettings":
+    def from_cfg(cls, cfg) -> DoomSettings:
         if cfg is None:
             return cls()
 
@@ -254,7 +274,6 @@ def make_action_space(spec: DoomSpec) -> DoomActionSpace:
 class _EpisodeStats:
     scenario_return: float = 0.0
     deaths: int = 0
-    steps: int = 0
 
 
 class DoomPlayer:
@@ -275,7 +294,6 @@ class DoomPlayer:
         num_players: int = 1,
         num_bots: int = 0,
         port: int | None = None,
-        render_mode: str | None = None,
     ):
         self.spec = spec
         self.settings = settings
@@ -286,7 +304,6 @@ class DoomPlayer:
         self.num_players = num_players
         self.num_bots = num_bots
         self.port = port
-        self.render_mode = render_mode
         self.config_path = engines.config_path(f"player{player_idx}")
         self.game = None
         self.timing = {"engine_sec": 0.0, "preprocess_sec": 0.0, "steps": 0}
@@ -373,15 +390,33 @@ class DoomPlayer:
         self._dead = False
         return self._observe(state)
 
-    def step(self, action) -> tuple[dict, float, bool, dict]:
-        """One env step (frameskip tics): (obs, reward, episode finished, info)."""
+    def step(self, action, tic_barrier: threading.Barrier | None = None) -> tuple[dict, float, bool, dict]:
+        """One env step (frameskip tics): (obs, reward, episode finished, info).
+
+        Alone, the engine skips the frames itself (`make_action(buttons, frameskip)`). With a
+        `tic_barrier` (the players of one match), every tic is a `make_action(buttons, 1)` after
+        all players reached the barrier: ViZDoom's synchronous netgame deadlocks now and then
+        when the players of a match skip several tics per call (measured with 1.3.2: one run in
+        two hangs within 4 steps; tic by tic never did in thousands of tics).
+        """
         game = self.game
         buttons = self.action_space.to_buttons(action)
         started = time.perf_counter()
-        # Every player of a match must advance by exactly `frameskip` tics per step (lock-step
-        # netgame), so a dead player is not respawned with respawn_player() (it runs tics of its
-        # own): with +sv_forcerespawn and +viz_respawn_delay 0 the next make_action respawns it.
-        scenario_reward = game.make_action(buttons, self.settings.frameskip)
+        # A dead player is not respawned with respawn_player(), which would run tics of its own
+        # while the other players of a match wait: with +sv_forcerespawn and +viz_respawn_delay 0
+        # the next make_action respawns it.
+        if tic_barrier is None:
+            scenario_reward = game.make_action(buttons, self.settings.frameskip)
+        else:
+            scenario_reward = 0.0
+            try:
+                for _ in range(self.settings.frameskip):
+                    tic_barrier.wait()
+                    if not game.is_episode_finished():  # every player waits at each tic's barrier
+                        scenario_reward += game.make_action(buttons, 1)
+            except BaseException:
+                tic_barrier.abort()  # the other players stop waiting for this one
+                raise
         finished = game.is_episode_finished()
         dead = game.is_player_dead()
         state = None if finished else game.get_state()
@@ -395,7 +430,6 @@ class DoomPlayer:
         self._dead = dead
         episode = self._episode
         episode.scenario_return += scenario_reward
-        episode.steps += 1
         episode.deaths += int(died)
 
         obs = self._observe(state) if state is not None else self._last_obs
@@ -466,7 +500,7 @@ class _HumanRenderer:
         pygame = self.pygame
         h, w = frame.shape[:2]
         if self.window is None:
-            pygame.init()
+            pygame.display.init()  # only the display: no audio device is needed
             self.window = pygame.display.set_mode((w * self.SCALE, h * self.SCALE))
             pygame.display.set_caption(self.title)
         surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
@@ -483,10 +517,10 @@ class _HumanRenderer:
 class _DoomEnvBase:
     """What the single-agent env and the match share: spaces, shaping, rendering, closing."""
 
-    metadata = {"render_modes": ["human", "rgb_array"]}
+    metadata: ClassVar[dict] = {"render_modes": ["human", "rgb_array"]}
 
     def __init__(self, spec: DoomSpec, settings: DoomSettings, render_mode: str | None = None):
-        self.spec = spec
+        self.doom_spec = spec
         self.settings = settings
         self.render_mode = render_mode
         self.doom_action_space = make_action_space(spec)
@@ -525,7 +559,7 @@ class _DoomEnvBase:
             return None
         if self.render_mode == "human":
             if self._human is None:
-                self._human = _HumanRenderer(self.spec.name)
+                self._human = _HumanRenderer(self.doom_spec.name)
             self._human.show(frame)
             return None
         return frame
@@ -553,7 +587,7 @@ class _DoomEnvBase:
             self.close()
 
 
-class DoomEnv(_DoomEnvBase):
+class DoomEnv(_DoomEnvBase, gym.Env):
     """A single-agent Doom env (gymnasium API): a scenario, or one agent hosting a match with bots.
 
     The engine starts on the first reset(), so the throw-away env that only reads the spaces
@@ -572,13 +606,13 @@ class DoomEnv(_DoomEnvBase):
 
     def _start(self, seed):
         self._new_engines()
-        attempts = MULTIPLAYER_START_ATTEMPTS if self.spec.multiplayer else 1
+        attempts = MULTIPLAYER_START_ATTEMPTS if self.doom_spec.multiplayer else 1
         for attempt in range(attempts):
-            port = free_udp_port() if self.spec.multiplayer else None
+            port = free_udp_port() if self.doom_spec.multiplayer else None
             player = DoomPlayer(
-                self.spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
-                num_bots=self.num_bots, port=port, render_mode=self.render_mode,
-            )  # fmt: skip
+                self.doom_spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
+                num_bots=self.num_bots, port=port,
+            )
             try:
                 player.start(seed)
                 self.players = [player]
@@ -587,11 +621,11 @@ class DoomEnv(_DoomEnvBase):
                 player.close()
                 if attempt + 1 == attempts:
                     raise
-                log.warning("%s: the engine did not start (%s), retrying with another port", self.spec.name, e)
+                log.warning("%s: the engine did not start (%s), retrying with another port", self.doom_spec.name, e)
 
     def reset(self, seed: int | None = None, options=None):
         if self._closed:
-            raise RuntimeError(f"{self.spec.name}: reset() after close()")
+            raise RuntimeError(f"{self.doom_spec.name}: reset() after close()")
         if not self.players:
             self._start(seed)
             seed = None  # already applied before the engine started
@@ -599,6 +633,8 @@ class DoomEnv(_DoomEnvBase):
         return obs, {}
 
     def step(self, action):
+        if not self.players:
+            raise RuntimeError(f"{self.doom_spec.name}: call reset() before step()")
         obs, reward, finished, info = self.player.step(action)
         if self.render_mode == "human":
             self.render()
@@ -656,6 +692,7 @@ class DoomMultiAgentEnv(_DoomEnvBase):
         self.num_agents = spec.num_agents
         self.num_bots = spec.num_bots if settings.num_bots is None else settings.num_bots
         self._threads: list[_PlayerThread] = []
+        self._tic_barrier: threading.Barrier | None = None
 
     def _all(self, method: str, per_player_args: list[tuple]) -> list:
         """Calls `method` on every player in its thread, in parallel; the results in agent order."""
@@ -664,12 +701,14 @@ class DoomMultiAgentEnv(_DoomEnvBase):
         failed = [f for f in done if f.exception() is not None]
         if failed or not_done:
             # a player that failed leaves the others blocked in the lock-step game: unblock them
+            if self._tic_barrier is not None:
+                self._tic_barrier.abort()
             for player in self.players:
                 self.engines.kill_engine(player.config_path)
             concurrent.futures.wait(futures, timeout=PLAYER_TIMEOUT_SEC)
             if failed:
                 raise failed[0].exception()
-            raise TimeoutError(f"{self.spec.name}: {method}() of {len(not_done)} player(s) took more than {PLAYER_TIMEOUT_SEC}s")
+            raise TimeoutError(f"{self.doom_spec.name}: {method}() of {len(not_done)} player(s) took more than {PLAYER_TIMEOUT_SEC}s")
         return [f.result() for f in futures]
 
     def _start(self, seed):
@@ -678,13 +717,14 @@ class DoomMultiAgentEnv(_DoomEnvBase):
             port = free_udp_port()
             self.players = [
                 DoomPlayer(
-                    self.spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
+                    self.doom_spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
                     player_idx=i, num_players=self.num_agents, num_bots=self.num_bots if i == 0 else 0,
-                    port=port, render_mode=self.render_mode,
-                )  # fmt: skip
+                    port=port,
+                )
                 for i in range(self.num_agents)
             ]
-            self._threads = [_PlayerThread(f"{self.spec.name}-agent{i}") for i in range(self.num_agents)]
+            self._threads = [_PlayerThread(f"{self.doom_spec.name}-agent{i}") for i in range(self.num_agents)]
+            self._tic_barrier = threading.Barrier(self.num_agents, timeout=PLAYER_TIMEOUT_SEC)
             try:
                 self._all("start", [(seed,)] * self.num_agents)
                 return
@@ -693,11 +733,11 @@ class DoomMultiAgentEnv(_DoomEnvBase):
                 self.engines.close()
                 if attempt + 1 == MULTIPLAYER_START_ATTEMPTS:
                     raise
-                log.warning("%s: the match did not start (%s), retrying with another port", self.spec.name, e)
+                log.warning("%s: the match did not start (%s), retrying with another port", self.doom_spec.name, e)
 
     def reset(self, seed: int | None = None, options=None):
         if self._closed:
-            raise RuntimeError(f"{self.spec.name}: reset() after close()")
+            raise RuntimeError(f"{self.doom_spec.name}: reset() after close()")
         if not self.players:
             self._start(seed)
             seed = None
@@ -705,7 +745,9 @@ class DoomMultiAgentEnv(_DoomEnvBase):
         return obs, [{} for _ in range(self.num_agents)]
 
     def step(self, actions):
-        results = self._all("step", [(a,) for a in actions])
+        if not self.players:
+            raise RuntimeError(f"{self.doom_spec.name}: call reset() before step()")
+        results = self._all("step", [(a, self._tic_barrier) for a in actions])
         obs = [r[0] for r in results]
         rewards = [r[1] for r in results]
         finished = [r[2] for r in results]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from sample_factory.cfg.cfg import str2bool
+from sf_examples.vizdoom.doom_envs import DOOM_ENVS
 
 
 def add_doom_env_args(parser):
@@ -30,8 +31,12 @@ def add_doom_env_args(parser):
     )
 
 
-def doom_override_defaults(parser):
-    """Defaults for training on Doom: conv encoder + GRU 512 over 128x72 frames, frameskip 4."""
+def doom_override_defaults(parser, env: str | None = None):
+    """Defaults for training on Doom: conv encoder + GRU 512 over 128x72 frames, frameskip 4.
+
+    With `env` (a `doom_*` name), that env's own training defaults (DoomSpec.train_defaults) go
+    on top, e.g. smaller batches for the tiny doom_basic.
+    """
     parser.set_defaults(
         env_frameskip=4,
         encoder_conv_architecture="convnet_simple",
@@ -65,3 +70,6 @@ def doom_override_defaults(parser):
         save_every_sec=120,
         pixel_format="CHW",
     )
+    spec = DOOM_ENVS.get(env) if env else None
+    if spec is not None and spec.train_defaults:
+        parser.set_defaults(**spec.train_defaults)

@@ -26,7 +26,7 @@ going from <= 0 back to 100 at the respawn is a change the agent earned.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 # Game variables every Doom env tracks (ViZDoom GameVariable names), in this order.
 TRACKED_VARIABLES = (

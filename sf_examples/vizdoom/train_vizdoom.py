@@ -16,7 +16,7 @@ from sf_examples.vizdoom.doom_params import add_doom_env_args, doom_override_def
 def setup_doom_parser(parser, partial_cfg=None):
     """Env-family hook (sample_factory/envs/env_families.py): Doom flags, defaults and envs."""
     add_doom_env_args(parser)
-    doom_override_defaults(parser)
+    doom_override_defaults(parser, partial_cfg.env if partial_cfg is not None else None)
     register_doom_envs()
 
 

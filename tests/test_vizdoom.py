@@ -1,0 +1,386 @@
+"""ViZDoom envs: spaces, episodes, frameskip, reward shaping, training, multiplayer, engine cleanup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import psutil
+import pytest
+
+vizdoom = pytest.importorskip("vizdoom", reason="the Doom envs need ViZDoom: pip install vizdoom")
+
+from sample_factory.envs.create_env import obtain_env_info
+from sample_factory.envs.env_utils import is_registered
+from sf_examples.vizdoom.doom_action_space import DoomActionSpace
+from sf_examples.vizdoom.doom_envs import (
+    DOOM_ENVS,
+    DoomSettings,
+    doom_env_spec,
+    make_doom_env,
+)
+from sf_examples.vizdoom.doom_reward_shaping import (
+    SHAPING_TERMS,
+    TRACKED_VARIABLES,
+    VAR_INDEX,
+    RewardShaping,
+)
+from sf_examples.vizdoom.train_vizdoom import parse_vizdoom_cfg
+
+pytestmark = pytest.mark.timeout(60)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SINGLE_PLAYER = [name for name, spec in DOOM_ENVS.items() if not spec.multiplayer]
+MAX_STEPS = 150  # random play: enough for the short scenarios to end, a cap for the long ones
+
+
+@pytest.fixture(autouse=True)
+def run_in_tmp_dir(tmp_path, monkeypatch):
+    """The engine creates a `_vizdoom` folder in the working directory: keep it out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
+def doom_cfg(env: str, *flags: str):
+    return parse_vizdoom_cfg([f"--env={env}", *flags])
+
+
+def engine_processes() -> list[psutil.Process]:
+    """ViZDoom engines (and their watchdogs) among this process's descendants."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if "vizdoom" in proc.name().lower() or "vizdoom" in " ".join(proc.cmdline()).lower():
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def assert_no_engines_left():
+    psutil.wait_procs(engine_processes(), timeout=5.0)
+    left = engine_processes()
+    assert not left, f"ViZDoom processes outlived their env: {[(p.pid, p.name()) for p in left]}"
+
+
+def vizdoom_shm() -> set[str]:
+    return {name for name in os.listdir("/dev/shm") if name.startswith("ViZDoom")} if os.path.isdir("/dev/shm") else set()
+
+
+def check_obs(obs, space: gym.spaces.Dict):
+    assert obs["obs"].shape == (3, 72, 128) and obs["obs"].dtype == np.uint8
+    assert obs["measurements"].shape == (8,) and obs["measurements"].dtype == np.float32
+    assert space.contains(obs), "observation outside the observation space"
+
+
+# ----- pure parts: no engine
+
+
+def test_every_env_is_registered_and_spaces_need_no_engine():
+    cfg = doom_cfg("doom_basic")
+    for name in DOOM_ENVS:
+        assert is_registered(name)
+        env = make_doom_env(name, cfg, env_config=None)
+        try:
+            assert env.observation_space["obs"].shape == (3, 72, 128)
+            assert env.observation_space["measurements"].shape == (8,)
+        finally:
+            env.close()
+    assert not engine_processes(), "creating an env (as the parent does to read spaces) must not start an engine"
+    info = obtain_env_info(doom_cfg("doom_duel"))
+    assert info.is_multiagent and info.num_agents == 2
+
+
+def test_action_spaces_map_to_buttons():
+    discrete = DoomActionSpace((("MOVE_LEFT", "MOVE_RIGHT"), ("ATTACK",)))
+    assert discrete.space == gym.spaces.Discrete(6)
+    combos = {tuple(discrete.to_buttons(a)) for a in range(6)}
+    assert combos == {(l, r, f) for l, r in ((0, 0), (1, 0), (0, 1)) for f in (0, 1)}, "every combination once"
+
+    multi = DoomActionSpace((("MOVE_FORWARD", "MOVE_BACKWARD"), ("ATTACK",)), kind="multidiscrete")
+    assert multi.space == gym.spaces.MultiDiscrete([3, 2])
+    assert multi.to_buttons(np.array([2, 1])) == [0.0, 1.0, 1.0]
+
+    turn = DoomActionSpace((("TURN_LEFT", "TURN_RIGHT"), ("ATTACK",)), kind="multidiscrete", continuous_turn_deg=7.5)
+    assert isinstance(turn.space, gym.spaces.Tuple) and isinstance(turn.space[-1], gym.spaces.Box)
+    assert turn.buttons == ["ATTACK", "TURN_LEFT_RIGHT_DELTA"]
+    assert turn.to_buttons((1, np.array([-2.0], np.float32))) == [1.0, -7.5], "the turn is clipped to [-1, 1]"
+
+    spec = doom_env_spec("doom_deathmatch")
+    assert make_doom_env("doom_deathmatch").action_space == gym.spaces.MultiDiscrete([3, 3, 3, 2, 2, 8])
+    assert spec.action_kind == "multidiscrete"
+
+
+def test_reward_shaping_terms_and_coefficients():
+    shaping = RewardShaping({"kill": 1.0, "health": 0.01, "death": -1.0})
+    assert set(shaping.get_coefficients()) == set(SHAPING_TERMS)
+    prev = np.zeros(len(TRACKED_VARIABLES))
+    prev[VAR_INDEX["HEALTH"]] = 50
+    new = prev.copy()
+    new[VAR_INDEX["KILLCOUNT"]] = 2
+    new[VAR_INDEX["HEALTH"]] = 75
+    assert shaping.shaped_reward(prev, new, died=False) == pytest.approx(2.0 + 0.25)
+    # dying: the health drop is not shaped, the death is
+    dead = prev.copy()
+    dead[VAR_INDEX["HEALTH"]] = -10
+    assert shaping.shaped_reward(prev, dead, died=True) == pytest.approx(-1.0)
+    # respawning: health back to 100 is no reward
+    assert shaping.shaped_reward(dead, prev, died=False, alive_throughout=False) == 0.0
+
+    shaping.set_coefficients({"kill": 0.5})
+    assert shaping.get_coefficients()["kill"] == 0.5 and shaping.get_coefficients()["health"] == 0.01
+    with pytest.raises(KeyError, match="unknown reward shaping terms"):
+        shaping.set_coefficients({"kils": 1.0})
+
+
+def test_settings_from_cfg():
+    settings = DoomSettings.from_cfg(doom_cfg("doom_basic", "--res_w=64", "--res_h=48", "--env_frameskip=2"))
+    assert (settings.res_w, settings.res_h, settings.frameskip) == (64, 48, 2)
+    assert settings.render_resolution == (160, 120)
+    wide = DoomSettings.from_cfg(doom_cfg("doom_basic", "--wide_aspect_ratio=True"))
+    assert wide.render_resolution == (256, 144), "128x72 is 16:9"
+
+
+# ----- single player
+
+
+@pytest.mark.parametrize("env_name", SINGLE_PLAYER)
+def test_random_episode(env_name):
+    env = make_doom_env(env_name, doom_cfg(env_name))
+    env.action_space.seed(0)
+    try:
+        obs, _ = env.reset(seed=0)
+        check_obs(obs, env.observation_space)
+        for _ in range(MAX_STEPS):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            check_obs(obs, env.observation_space)
+            assert np.isfinite(reward)
+            if terminated or truncated:
+                stats = info["episode_extra_stats"]
+                assert info["true_objective"] == pytest.approx(stats["scenario_return"])
+                assert {"kills", "deaths", "final_health"} <= set(stats)
+                break
+        timing = env.timing()
+        print(f"{env_name}: engine {1e6 * timing['engine_sec'] / timing['steps']:.0f} us/step, "
+              f"preprocessing {1e6 * timing['preprocess_sec'] / timing['steps']:.0f} us/step")  # fmt: skip
+    finally:
+        env.close()
+    assert_no_engines_left()
+
+
+@pytest.mark.parametrize("frameskip", [1, 4])
+def test_frameskip_is_done_by_the_engine(frameskip):
+    env = make_doom_env("doom_basic", doom_cfg("doom_basic", f"--env_frameskip={frameskip}"))
+    try:
+        env.reset(seed=1)
+        game = env.player.game
+        start_tic = game.get_episode_time()
+        for step in range(1, 6):
+            env.step(0)  # no-op: the episode cannot end early
+            assert game.get_episode_time() - start_tic == step * frameskip
+    finally:
+        env.close()
+
+
+def test_hwc_and_other_resolutions():
+    env = make_doom_env("doom_basic", doom_cfg("doom_basic", "--pixel_format=HWC", "--res_w=80", "--res_h=60"))
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs["obs"].shape == (60, 80, 3) == env.observation_space["obs"].shape
+        assert env.render() is None or env.render().shape == (120, 160, 3)
+    finally:
+        env.close()
+    env = make_doom_env("doom_basic", doom_cfg("doom_basic"), render_mode="rgb_array")
+    try:
+        env.reset(seed=0)
+        assert env.render().shape == (120, 160, 3), "render() gives the full 160x120 frame"
+    finally:
+        env.close()
+
+
+def play_fixed(env, seed: int, action, max_steps: int = 600):
+    env.reset(seed=seed)
+    rewards = []
+    for _ in range(max_steps):
+        _, reward, terminated, truncated, info = env.step(action)
+        rewards.append(reward)
+        if terminated or truncated:
+            return np.array(rewards), info
+    raise AssertionError(f"the episode did not end in {max_steps} steps")
+
+
+def test_reward_shaping_changes_reward_not_true_objective():
+    # health_gathering: the acid floor takes health away at a steady pace, whatever the agent does
+    env = make_doom_env("doom_health_gathering", doom_cfg("doom_health_gathering"))
+    try:
+        assert not any(env.get_coefficients().values()), "no shaping by default"
+        rewards, info = play_fixed(env, seed=3, action=0)
+        env.set_coefficients({"health": 0.5, "death": -10.0})
+        shaped, shaped_info = play_fixed(env, seed=3, action=0)
+    finally:
+        env.close()
+    assert len(rewards) == len(shaped), "same seed, same actions: the same episode"
+    assert not np.allclose(rewards, shaped)
+    assert shaped.sum() < rewards.sum(), "health only drops and the death is penalized"
+    assert shaped_info["true_objective"] == info["true_objective"] == pytest.approx(rewards.sum())
+
+
+def test_engine_survives_sigint_and_dies_with_its_process():
+    """Ctrl-C to the process group must not kill the engine under a running worker; a worker
+    killed with SIGKILL must not leave its engine running (the watchdog kills it)."""
+    code = (
+        "import sys, os, signal, time, psutil\n"
+        "from sf_examples.vizdoom.doom_envs import make_doom_env\n"
+        "env = make_doom_env('doom_basic'); env.reset(seed=0)\n"
+        "engine = [p for p in psutil.Process().children() if 'vizdoom' in p.name()][0]\n"
+        "os.kill(engine.pid, signal.SIGINT); os.kill(engine.pid, signal.SIGTERM); time.sleep(0.5)\n"
+        "for _ in range(20): env.step(0)\n"
+        "print(engine.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    shm_before = vizdoom_shm()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), "the env did not step after SIGINT/SIGTERM reached its engine"
+        engine = psutil.Process(int(line))
+        proc.kill()
+        proc.wait()
+        _, alive = psutil.wait_procs([engine], timeout=10.0)
+        assert not alive, "the engine outlived its SIGKILLed process"
+        deadline = time.monotonic() + 5.0
+        while vizdoom_shm() - shm_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not vizdoom_shm() - shm_before, "the engine's shared memory was left in /dev/shm"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+# ----- multiplayer
+
+
+def test_deathmatch_against_bots_plays_episodes_and_cleans_up():
+    env = make_doom_env("doom_deathmatch_bots", doom_cfg("doom_deathmatch_bots", "--doom_timelimit=0.05", "--doom_num_bots=3"))
+    env.action_space.seed(0)
+    episodes = []
+    try:
+        obs, _ = env.reset(seed=0)
+        check_obs(obs, env.observation_space)
+        for _ in range(200):
+            obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+            if terminated or truncated:
+                episodes.append(info)
+                if len(episodes) == 2:
+                    break
+                env.reset()
+        assert env.player.game.get_game_variable(vizdoom.GameVariable.PLAYER_COUNT) >= 1
+    finally:
+        env.close()
+    assert len(episodes) == 2, "a 0.05-minute match lasts 105 tics = 27 steps"
+    for info in episodes:
+        assert info["true_objective"] == info["episode_extra_stats"]["frags"]
+    assert_no_engines_left()
+
+
+def test_two_agent_match_plays_episodes_and_cleans_up():
+    env = make_doom_env("doom_duel", doom_cfg("doom_duel", "--doom_timelimit=0.05"))
+    assert env.is_multiagent and env.num_agents == 2
+    env.action_space.seed(0)
+    finished = 0
+    try:
+        obs, infos = env.reset(seed=0)
+        assert len(obs) == 2 and len(infos) == 2
+        for o in obs:
+            check_obs(o, env.observation_space)
+        for _ in range(100):
+            obs, rewards, terminated, truncated, infos = env.step([env.action_space.sample() for _ in range(2)])
+            assert len(obs) == len(rewards) == len(terminated) == len(truncated) == len(infos) == 2
+            if any(terminated):
+                assert all(terminated), "a match ends for every agent at once"
+                assert all("true_objective" in info for info in infos)
+                for o in obs:  # the env has started the next match itself
+                    check_obs(o, env.observation_space)
+                finished += 1
+                if finished == 2:
+                    break
+    finally:
+        env.close()
+    assert finished == 2
+    assert_no_engines_left()
+
+
+# ----- training
+
+
+@pytest.mark.timeout(240)
+def test_training_doom_basic_serial_saves_a_checkpoint_and_enjoy_plays_it(tmp_path):
+    from training import train_until
+
+    from sample_factory.enjoy import enjoy
+
+    flags = [
+        f"--train_dir={tmp_path}",
+        "--experiment=doom_basic_test",
+        "--serial_mode=True",
+        "--num_workers=1",
+        "--num_envs_per_worker=2",
+        "--batch_size=256",
+        "--rnn_size=64",
+        "--encoder_conv_mlp_layers=64",
+        "--train_for_env_steps=6000",
+        "--decorrelate_envs_on_one_worker=False",
+        "--report_interval_sec=1",
+        "--device=cpu",
+    ]
+    result = train_until(doom_cfg("doom_basic", *flags))
+    assert result["status"] == 0
+    assert result["env_steps"] >= 6000
+    assert result["policies"][0]["train_steps"] >= 3
+    assert result["policies"][0]["num_episodes"] > 0
+    checkpoints = list((tmp_path / "doom_basic_test").glob("checkpoint_p0/*.pth"))
+    assert checkpoints, "no checkpoint saved"
+    runner = result.pop("runner")
+    assert runner.stats.true_objectives[0], "true_objective reached the stats"
+    del runner
+    assert_no_engines_left()
+
+    eval_cfg = parse_vizdoom_cfg(["--env=doom_basic", *flags, "--no_render", "--max_num_episodes=2"], evaluation=True)
+    assert enjoy(eval_cfg) == 0
+    assert_no_engines_left()
+
+
+@pytest.mark.timeout(180)
+def test_training_two_agent_match_serial(tmp_path):
+    from training import train_until
+
+    cfg = doom_cfg(
+        "doom_duel",
+        f"--train_dir={tmp_path}",
+        "--experiment=doom_duel_test",
+        "--serial_mode=True",
+        "--num_workers=1",
+        "--num_envs_per_worker=2",
+        "--batch_size=256",
+        "--rnn_size=64",
+        "--encoder_conv_mlp_layers=64",
+        "--doom_timelimit=0.05",
+        "--train_for_env_steps=3000",
+        "--decorrelate_envs_on_one_worker=False",
+        "--report_interval_sec=1",
+        "--device=cpu",
+    )
+    result = train_until(cfg)
+    assert result["status"] == 0
+    assert result["policies"][0]["num_episodes"] > 0 and result["policies"][0]["train_steps"] > 0
+    result.pop("runner")
+    assert_no_engines_left()
