@@ -35,7 +35,7 @@ from sample_factory.runner.runner import process_context
 from sample_factory.signal_slot.signal_slot import Timer
 from sample_factory.train import make_runner
 from sample_factory.utils.attr_dict import AttrDict
-from sample_factory.utils.logging_setup import setup_logging
+from sample_factory.utils.logging_setup import log_to_stderr, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,8 @@ def parse_benchmark_args(argv=None, extra_setup=None):
 def main(argv=None, extra_setup=setup_env_family) -> int:
     setup_logging()
     cfg = parse_benchmark_args(argv, extra_setup)
+    if cfg.json:
+        log_to_stderr()
     results = run_benchmark(cfg)
     if cfg.json:
         print(json.dumps(results, indent=2, default=float))

@@ -340,7 +340,7 @@ class Runner(EventLoopObject):
         return float(np.mean(values))
 
     def _save_best_if_improved(self):
-        if self._stopping:
+        if self._stopping or self.cfg.sampler_only:
             return
         for policy_id in range(self.cfg.num_policies):
             if self.stats.env_steps[policy_id] < self.cfg.save_best_after:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 LOG_FILE = "sf_log.txt"
+_LOGS_TO_STDERR = "SF_LOGS_TO_STDERR"
 _FORMAT = "[%(asctime)s][%(process)05d] %(message)s"
 
 
@@ -16,7 +18,8 @@ class _StdoutHandler(logging.StreamHandler):
 
     @property
     def stream(self):
-        return sys.stdout
+        # Machine-readable output on stdout (benchmark --json) moves the logs of every process away.
+        return sys.stderr if os.environ.get(_LOGS_TO_STDERR) else sys.stdout
 
     @stream.setter
     def stream(self, _value):
@@ -37,3 +40,8 @@ def setup_logging(level: int = logging.INFO, log_file: Path | None = None):
         file_handler._sf_file = str(log_file)
         root.addHandler(file_handler)
     root.setLevel(level)
+
+
+def log_to_stderr():
+    """Console logs (of this process and the ones it starts) go to stderr, leaving stdout to data."""
+    os.environ[_LOGS_TO_STDERR] = "1"
