@@ -49,3 +49,18 @@ def test_custom_encoder_reaches_worker_processes(tmp_path, custom_encoder):
     state, _ = load_latest_checkpoint(checkpoint_dir(tmp_path / "custom", 0))
     assert any("custom_layer" in key for key in state["model"]), "the learner built the default encoder"
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_custom_env_custom_model_example_trains(tmp_path):
+    from sf_examples import train_custom_env_custom_model as example
+
+    reset_global_model_factory()
+    try:
+        example.register_components()
+        cfg = example.parse_args([f"--train_dir={tmp_path}", "--experiment=example", "--serial_mode=True", "--train_for_env_steps=8000"])
+        result = train_until(cfg)
+    finally:
+        reset_global_model_factory()
+    assert result["status"] == 0 and result["policies"][0]["num_episodes"] > 0
+    state, _ = load_latest_checkpoint(checkpoint_dir(tmp_path / "example", 0))
+    assert any(".block." in key for key in state["model"]), "the example's encoder was not used"
