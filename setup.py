@@ -20,7 +20,7 @@ setup(
         "tensorboardx",
         "matplotlib",
         "opencv-python-headless",
-        "pygame",
+        "pygame-ce",  # gymnasium rendering; the same module vizdoom installs, so only one owns `pygame`
     ],
     entry_points={
         # Lets generic commands (e.g. python -m sample_factory.benchmark) find example env families.
