@@ -372,10 +372,8 @@ class Runner(EventLoopObject):
                 if not self._stopping:
                     self.request_stop(ExitStatus.FAILURE)
                 if process.name.startswith("learner"):
-                    # A dead learner will never confirm its stop.
-                    self._learners_stopped.add(int(process.name.split("_p")[1]))
-                    if len(self._learners_stopped) == self.cfg.num_policies:
-                        self.event_loop.stop()
+                    # A dead learner will never confirm its stop: count it as stopped.
+                    self.on_learner_stopped(int(process.name.split("_p")[1]))
         self._check_stop_conditions()
 
     # --- shutdown ----------------------------------------------------------------------------

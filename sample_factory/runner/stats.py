@@ -51,7 +51,6 @@ class RunStats:
         self.learner_stats: list[dict] = [{} for _ in range(cfg.num_policies)]
         self.lag = [{"min": 0.0, "avg": 0.0, "max": 0.0} for _ in range(cfg.num_policies)]
         self.num_episodes = [0] * cfg.num_policies
-        self.best_reward = [float("-inf")] * cfg.num_policies
         self._fps_history: deque = deque()
         self._writers = None
         self._last_summary_time = 0.0

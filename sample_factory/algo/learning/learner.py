@@ -9,7 +9,6 @@ minibatch SGD on the PPO clipped objective. Minibatches are made of whole sequen
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
@@ -323,15 +322,3 @@ def _grad_norm(parameters) -> float:
         return 0.0
     return float(torch.linalg.vector_norm(torch.stack(norms)))
 
-
-def check_recurrence(cfg) -> list[str]:
-    """Config errors about sequence lengths (used by the config validation)."""
-    errors = []
-    r = effective_recurrence(cfg)
-    if cfg.rollout % r != 0:
-        errors.append(f"--recurrence={cfg.recurrence}: the rollout ({cfg.rollout}) must be a multiple of it")
-    if cfg.batch_size % r != 0:
-        errors.append(f"--batch_size={cfg.batch_size}: must be a multiple of the recurrence ({r})")
-    if math.gcd(cfg.rollout, r) == 0:
-        errors.append("--rollout must be positive")
-    return errors

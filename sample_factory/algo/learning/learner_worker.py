@@ -71,10 +71,6 @@ class LearnerWorker(EventLoopObject):
             Timer(self.event_loop, float(self.cfg.save_milestones_sec), self._save_milestone)
         self.event_loop.add_idle_callback(self._train_when_ready)
 
-    @property
-    def env_steps(self) -> int:
-        return self.learner.state.env_steps if self.learner else 0
-
     def on_trajectory_ready(self, policy_id: int, slots: list[int]):
         self._pending.append(slots)
         self._num_pending += len(slots)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class SplitState:
     """Bookkeeping of one split: its envs, its slots, and per-agent episode accumulators."""
 
-    def __init__(self, env_runner, num_policies: int):
+    def __init__(self, env_runner):
         self.env_runner = env_runner
         n = env_runner.num_agents
         self.num_agents = n
@@ -47,7 +47,6 @@ class SplitState:
         self.pending_responses = 0
         self.episode_return = np.zeros(n, np.float64)
         self.episode_len = np.zeros(n, np.int64)
-        self.num_policies = num_policies
         self.waiting_for_slots = False
         # What the next trajectory starts from: the last obs and RNN state of the previous one.
         self.carried_obs: dict[str, torch.Tensor] = {}
@@ -77,7 +76,7 @@ class RolloutWorker(EventLoopObject):
         runner_cls = VectorEnvRunner if cfg.batched_sampling else PerEnvRunner
         for split_idx in range(self.num_splits):
             runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, envs_per_split)
-            self.splits.append(SplitState(runner, cfg.num_policies))
+            self.splits.append(SplitState(runner))
         if cfg.decorrelate_experience_max_seconds > 0:
             time.sleep(self.rng.uniform(0, cfg.decorrelate_experience_max_seconds))
         rnn_width = self.shared.buffers.rnn_states.shape[-1]
