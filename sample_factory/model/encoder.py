@@ -148,6 +148,9 @@ class ConvEncoder(Encoder):
         self.encoder_out_size = mlp_out_size(cfg.encoder_conv_mlp_layers, conv_out_size)
 
     def forward(self, obs: Tensor) -> Tensor:
+        if self.training and obs.device.type == "cpu":
+            # oneDNN's convolution backward is ~20% faster on NHWC; small inference batches are not.
+            obs = obs.contiguous(memory_format=torch.channels_last)
         x = self.conv_head(obs)
         return self.mlp(x.flatten(start_dim=1))
 

@@ -1,7 +1,7 @@
 """The learner: pure training logic (no processes, no queues), testable on a batch in memory.
 
 `train(batch)` takes trajectories shaped `[B, T+1, ...]` (as copied out of the shared buffers),
-computes GAE or V-trace targets with the current model, and runs `num_epochs` passes of
+computes GAE targets (once) or V-trace targets (each epoch, with the current model), and runs `num_epochs` passes of
 minibatch SGD on the PPO clipped objective. Minibatches are made of whole sequences of
 `recurrence` steps so that an RNN core is trained from its stored initial state.
 """
@@ -148,10 +148,15 @@ class Learner:
         if lr != self.state.learning_rate:
             self._set_lr(lr)
 
+        if not cfg.with_vtrace:
+            gae = self._gae_targets(obs, rnn_states, rewards, dones_f, behaviour_values, rollout)
         for epoch in range(cfg.num_epochs):
-            advantages, targets, values_now = self._targets(
-                obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout
-            )
+            if cfg.with_vtrace:
+                advantages, targets, values_now = self._vtrace_targets(
+                    obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout
+                )
+            else:
+                advantages, targets, values_now = gae
             if epoch == 0:
                 stats["explained_variance"] = float(explained_variance(values_now, targets, valids))
             if self.model.returns_normalizer is not None:
@@ -199,21 +204,34 @@ class Learner:
         return stats
 
     @torch.no_grad()
-    def _targets(self, obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout):
-        """Values of all T+1 observations under the current model -> (advantages, value targets, values)."""
+    def _gae_targets(self, obs, rnn_states, rewards, dones_f, behaviour_values, rollout):
+        """GAE from the values the behaviour policy recorded (as PPO does), bootstrapped from the
+        current model's value of the last observation, the one no inference step has seen.
+
+        Re-evaluating all T+1 observations instead would cost a third of the learner's compute.
+        """
+        last_obs = {k: v[:, rollout] for k, v in obs.items()}
+        last_rnn = rnn_states[:, rollout, : self.rnn_size]
+        head = self.model.forward_head(last_obs)
+        core, _ = self.model.forward_core(head, last_rnn)
+        last_values_n = self.model.forward_tail(core, values_only=True, sample_actions=False)["values"]
+        values = torch.cat([behaviour_values, self.model.denormalize_values(last_values_n)[:, None]], dim=1)
+        advantages, returns = calculate_gae(rewards, dones_f, values, self.cfg.gamma, self.cfg.gae_lambda)
+        return advantages, returns, behaviour_values
+
+    @torch.no_grad()
+    def _vtrace_targets(self, obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout):
+        """V-trace needs the current policy on every step: all T+1 observations are re-evaluated."""
         num_traj = rewards.shape[0]
         values_n, logits = self._forward_sequences(obs, rnn_states[:, 0], resets_full, action_mask)
         values = self.model.denormalize_values(values_n)
-        if self.cfg.with_vtrace:
-            mask = None if action_mask is None else action_mask[:, :rollout].reshape(num_traj * rollout, -1)
-            dist = self.model.action_distribution(logits[:, :rollout].reshape(num_traj * rollout, -1), mask)
-            log_prob = dist.log_prob(actions.reshape((num_traj * rollout,) + actions.shape[2:])).reshape(num_traj, rollout)
-            vs, advantages = calculate_vtrace(
-                rewards, dones_f, values, log_prob - old_log_prob, self.cfg.gamma, self.cfg.vtrace_rho, self.cfg.vtrace_c
-            )
-            return advantages, vs, values[:, :rollout]
-        advantages, returns = calculate_gae(rewards, dones_f, values, self.cfg.gamma, self.cfg.gae_lambda)
-        return advantages, returns, values[:, :rollout]
+        mask = None if action_mask is None else action_mask[:, :rollout].reshape(num_traj * rollout, -1)
+        dist = self.model.action_distribution(logits[:, :rollout].reshape(num_traj * rollout, -1), mask)
+        log_prob = dist.log_prob(actions.reshape((num_traj * rollout,) + actions.shape[2:])).reshape(num_traj, rollout)
+        vs, advantages = calculate_vtrace(
+            rewards, dones_f, values, log_prob - old_log_prob, self.cfg.gamma, self.cfg.vtrace_rho, self.cfg.vtrace_c
+        )
+        return advantages, vs, values[:, :rollout]
 
     def _sgd_epoch(self, data: dict, rollout: int) -> dict:
         """One pass of minibatch SGD over `data` (tensors [B, T, ...]); returns averaged stats."""
