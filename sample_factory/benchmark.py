@@ -35,6 +35,7 @@ from sample_factory.runner.runner import process_context
 from sample_factory.signal_slot.signal_slot import Timer
 from sample_factory.train import make_runner
 from sample_factory.utils.attr_dict import AttrDict
+from sample_factory.utils.device import pin_rollout_worker
 from sample_factory.utils.logging_setup import log_to_stderr, setup_logging
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class _VectorEnvStepper:
 def _raw_env_process(cfg, env_info, registry, worker_idx: int, duration_sec: float, warmup_sec: float, window_sec: float, results):
     restore_env_registry(registry)
     torch.set_num_threads(1)
+    pin_rollout_worker(cfg, worker_idx)  # placed like the rollout worker it stands for
     stepper = _VectorEnvStepper(cfg, env_info, worker_idx) if cfg.batched_sampling else _PerEnvStepper(cfg, worker_idx)
     frames_per_call = stepper.agent_steps_per_call * cfg.env_frameskip
     started = time.monotonic()

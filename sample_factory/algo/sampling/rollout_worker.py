@@ -28,6 +28,7 @@ import torch
 from sample_factory.algo.sampling.env_runners import PerEnvRunner, VectorEnvRunner
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
+from sample_factory.utils.device import pin_rollout_worker
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class RolloutWorker(EventLoopObject):
         restore_env_registry(self.env_registry)
         torch.set_num_threads(1)
         cfg = self.cfg
+        pin_rollout_worker(cfg, self.worker_idx)
         envs_per_split = cfg.num_envs_per_worker // self.num_splits
         runner_cls = VectorEnvRunner if cfg.batched_sampling else PerEnvRunner
         for split_idx in range(self.num_splits):
