@@ -27,6 +27,7 @@ import numpy as np
 import psutil
 import torch
 
+from sample_factory.algo.utils.auto_tune import auto_tune
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env, obtain_env_info
 from sample_factory.envs.env_families import setup_env_family
@@ -240,6 +241,8 @@ def _component_name(runner, pid: int) -> str:
 
 
 def run_benchmark(cfg) -> dict:
+    if cfg.auto_tune:
+        auto_tune(cfg, obtain_env_info(cfg))  # once, so that every phase runs the same layout
     train_dir = tempfile.mkdtemp(prefix="sf_benchmark_")
     results = {"env": cfg.env, "num_workers": cfg.num_workers, "num_envs_per_worker": cfg.num_envs_per_worker, "cores": psutil.cpu_count()}
     try:

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import torch
 
+from sample_factory.algo.utils.auto_tune import auto_tune
 from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import obtain_env_info
@@ -36,6 +37,8 @@ def make_runner(cfg) -> Runner:
     """Validates the config and builds the runner; raises ConfigError or UnknownEnvError."""
     verify_cfg(cfg)
     env_info = obtain_env_info(cfg)
+    if cfg.auto_tune:
+        auto_tune(cfg, env_info)
     verify_cfg(cfg, env_info)
     exp_dir = experiment_dir(cfg)
     if cfg.restart_behavior == "overwrite" and exp_dir.exists():

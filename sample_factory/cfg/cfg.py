@@ -48,6 +48,12 @@ def add_rl_args(p: argparse.ArgumentParser):
     g.add_argument("--rollout", type=int, default=32, help="Length of a trajectory sent to the learner (steps)")
     g.add_argument("--decorrelate_experience_max_seconds", type=int, default=0, help="Each worker waits a random time up to this before sampling")
     g.add_argument("--decorrelate_envs_on_one_worker", type=str2bool, default=True, help="Take a random number of steps in each env at start")
+    g.add_argument(
+        "--auto_tune",
+        type=str2bool,
+        default=False,
+        help="Choose num_workers, num_envs_per_worker, batched_sampling and batch_size from a measured env step (flags typed on the command line are kept)",
+    )
     g.add_argument("--set_workers_cpu_affinity", type=str2bool, default=True, help="Pin rollout workers to cores")
     g.add_argument("--force_envs_single_thread", type=str2bool, default=False, help="Limit env libraries (OpenMP, MKL) to one thread")
     g.add_argument("--default_niceness", type=int, default=0, help="Niceness of rollout workers")

@@ -1,0 +1,106 @@
+"""`--auto_tune`: a sampling layout sized from a measured env step, for the flags the user left unset.
+
+The rules, each from measurements on 2-core and 16-core machines:
+  - one rollout worker per core (each pinned to its core, see utils/device.py);
+  - a split's envs should take about `SPLIT_STEP_SEC` to step, so that the round trip of the
+    other split through the inference worker (two queue messages and one batched forward pass)
+    hides behind it. Slow envs (Doom: ~300 us a step) get a few envs per split, fast ones
+    (CartPole: ~5 us) get many;
+  - with many envs per split the per-env Python loop costs more than the envs themselves, so
+    single-agent envs are stepped as one vector env (--batched_sampling);
+  - the training batch is half of what the workers have in flight: the learner trains on one half
+    while the other half is being sampled, and never waits for a batch bigger than the pipeline.
+Only flags not typed on the command line change; the choice is logged and saved with the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from sample_factory.envs.create_env import env_config_for, is_vector_env, make_env
+
+log = logging.getLogger(__name__)
+
+SPLIT_STEP_SEC = 1e-3
+MAX_ENVS_PER_SPLIT = 128
+MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
+PROBE_SEC = 0.3
+PROBE_MIN_STEPS = 10
+
+
+@dataclass(frozen=True)
+class SamplingLayout:
+    num_workers: int
+    num_envs_per_worker: int
+    worker_num_splits: int
+    batched_sampling: bool
+    batch_size: int
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def measure_env_step_sec(cfg) -> float:
+    """Seconds per env step (one env, random actions, resets included), in this process."""
+    env = make_env(cfg, env_config_for(-1, 0, 0))
+    try:
+        vector_envs = env.num_envs if is_vector_env(env) else 1
+        space = env.action_space
+        env.reset(seed=0)
+        steps = 0
+        started = time.perf_counter()
+        while steps < PROBE_MIN_STEPS or time.perf_counter() - started < PROBE_SEC:
+            _, _, terminated, truncated, _ = env.step(space.sample())
+            if vector_envs == 1 and np.any(np.logical_or(terminated, truncated)):
+                env.reset()
+            steps += 1
+        return (time.perf_counter() - started) / (steps * vector_envs)
+    finally:
+        env.close()
+
+
+def _pow2_at_least(x: float) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1.0, x))))
+
+
+def choose_layout(cfg, num_agents: int, env_step_sec: float, cores: int) -> SamplingLayout:
+    splits = cfg.worker_num_splits
+    envs_per_split = min(MAX_ENVS_PER_SPLIT, _pow2_at_least(SPLIT_STEP_SEC / max(env_step_sec, 1e-7)))
+    batched = num_agents == 1 and envs_per_split >= MIN_ENVS_PER_SPLIT_FOR_BATCHING
+    envs_per_worker = envs_per_split * splits
+    in_flight = cores * envs_per_worker * num_agents * cfg.rollout
+    batch_size = max(1, in_flight // 2 // cfg.rollout) * cfg.rollout
+    return SamplingLayout(cores, envs_per_worker, splits, batched, batch_size)
+
+
+def auto_tune(cfg, env_info) -> dict:
+    """Sets the layout flags the user did not type; returns what changed."""
+    typed = set(cfg.get("cli_args", {}))
+    step_sec = measure_env_step_sec(cfg)
+    cores = available_cores()
+    layout = choose_layout(cfg, env_info.num_agents, step_sec, cores)
+    chosen = {name: value for name, value in vars(layout).items() if name not in typed and cfg[name] != value}
+    for name, value in chosen.items():
+        cfg[name] = value
+    log.info(
+        "auto_tune: an env step takes %.0f us on %d cores -> %d workers x %d envs (%d splits, %s), batch_size %d%s",
+        step_sec * 1e6,
+        cores,
+        cfg.num_workers,
+        cfg.num_envs_per_worker,
+        cfg.worker_num_splits,
+        "vectorized" if cfg.batched_sampling else "per-env stepping",
+        cfg.batch_size,
+        f" (kept as typed: {', '.join(sorted(typed & set(vars(layout))))})" if typed & set(vars(layout)) else "",
+    )
+    cfg.auto_tune = False  # applied once: a resumed run keeps this layout
+    return chosen

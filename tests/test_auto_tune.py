@@ -1,0 +1,65 @@
+"""--auto_tune sizes the sampling layout from a measured env step and keeps what the user typed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sample_factory.algo.utils.auto_tune import MAX_ENVS_PER_SPLIT, choose_layout
+from sample_factory.utils.attr_dict import AttrDict
+
+pytestmark = pytest.mark.timeout(120)
+
+CFG = AttrDict(worker_num_splits=2, rollout=32)
+
+
+def test_slow_env_gets_few_envs_stepped_one_by_one():
+    layout = choose_layout(CFG, num_agents=1, env_step_sec=300e-6, cores=2)  # a Doom step
+    assert layout.num_workers == 2
+    assert layout.num_envs_per_worker == 8  # 4 per split: ~1.2 ms of env work hides a round trip
+    assert not layout.batched_sampling
+    assert layout.batch_size == 2 * 8 * 32 // 2
+
+
+def test_fast_env_is_vectorized_with_many_envs():
+    layout = choose_layout(CFG, num_agents=1, env_step_sec=5e-6, cores=4)  # a CartPole step
+    assert layout.num_envs_per_worker == 2 * MAX_ENVS_PER_SPLIT
+    assert layout.batched_sampling
+    assert layout.batch_size % CFG.rollout == 0
+    assert layout.batch_size == 4 * layout.num_envs_per_worker * 32 // 2
+
+
+def test_multi_agent_env_is_never_vectorized():
+    layout = choose_layout(CFG, num_agents=2, env_step_sec=5e-6, cores=2)
+    assert not layout.batched_sampling
+    assert layout.batch_size == 2 * layout.num_envs_per_worker * 2 * 32 // 2
+
+
+def test_auto_tune_run_reports_its_choice_and_keeps_typed_flags(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sf_examples.train_gym_env",
+            "--env=CartPole-v1",
+            "--auto_tune=True",
+            "--num_workers=1",
+            "--train_for_env_steps=20000",
+            f"--train_dir={tmp_path}",
+            "--experiment=tuned",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "auto_tune: an env step takes" in result.stdout
+    assert "kept as typed: num_workers" in result.stdout
+    saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert saved["num_workers"] == 1
+    assert saved["batched_sampling"] is True, "a CartPole step is microseconds: vectorized"
+    assert saved["num_envs_per_worker"] >= 32
+    assert saved["auto_tune"] is False, "applied once; a resumed run keeps the layout"
