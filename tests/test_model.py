@@ -494,3 +494,19 @@ def test_policy_initialization(init):
         assert torch.allclose(w.T @ w, torch.eye(5), atol=1e-5)
     if init != "torch_default":
         assert (first_layer.bias == 0).all()
+
+
+def test_bf16_convs_match_fp32_features_and_train():
+    torch.manual_seed(0)
+    fp32 = ConvEncoder(make_cfg(), (3, 72, 128))
+    bf16 = ConvEncoder(make_cfg(encoder_conv_bf16=True), (3, 72, 128))
+    bf16.load_state_dict(fp32.state_dict())
+    obs = torch.rand(BATCH, 3, 72, 128)
+    for mode in ("eval", "train"):
+        getattr(fp32, mode)()
+        getattr(bf16, mode)()
+        expected, got = fp32(obs), bf16(obs)
+        assert got.dtype == torch.float32
+        assert torch.allclose(got, expected, rtol=0.05, atol=0.02), (got - expected).abs().max()
+    bf16(obs).sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in bf16.parameters())

@@ -137,6 +137,7 @@ class ConvEncoder(Encoder):
 
         make_activation = functools.partial(nonlinearity, cfg)
         self.conv_head = CONV_ARCHITECTURES[arch](obs_shape[0], make_activation)
+        self.conv_bf16 = bool(getattr(cfg, "encoder_conv_bf16", False))
         try:
             conv_out_size = calc_num_elements(self.conv_head, tuple(obs_shape))
         except RuntimeError as exc:
@@ -151,7 +152,12 @@ class ConvEncoder(Encoder):
         if self.training and obs.device.type == "cpu":
             # oneDNN's convolution backward is ~20% faster on NHWC; small inference batches are not.
             obs = obs.contiguous(memory_format=torch.channels_last)
-        x = self.conv_head(obs)
+        if self.conv_bf16:
+            with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
+                x = self.conv_head(obs)
+            x = x.float()
+        else:
+            x = self.conv_head(obs)
         return self.mlp(x.flatten(start_dim=1))
 
 
