@@ -158,7 +158,14 @@ DOOM_ENV_SPECS = (
         # return of 70 in ~300k frames.
         train_defaults=MappingProxyType({"batch_size": 256, "learning_rate": 5e-4}),
     ),
-    DoomSpec("doom_defend_the_center", "defend_the_center.cfg", (TURN, ATTACK)),
+    DoomSpec(
+        "doom_defend_the_center",
+        "defend_the_center.cfg",
+        (TURN, ATTACK),
+        # Measured over 1M frames on 2 cores: batch 2048, lr 1e-4 goes from 0.5 to 2.9 kills;
+        # batch 256, lr 5e-4 from 0.7 to 7.8.
+        train_defaults=MappingProxyType({"batch_size": 256, "learning_rate": 5e-4}),
+    ),
     DoomSpec("doom_defend_the_line", "defend_the_line.cfg", (TURN, ATTACK)),
     DoomSpec("doom_health_gathering", "health_gathering.cfg", (TURN, ("MOVE_FORWARD",))),
     DoomSpec("doom_health_gathering_supreme", "health_gathering_supreme.cfg", (TURN, ("MOVE_FORWARD",))),
