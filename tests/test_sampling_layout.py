@@ -1,8 +1,10 @@
-"""--auto_tune sizes the sampling layout from a measured env step and keeps what the user typed."""
+"""Where sampling runs: --auto_tune sizes the layout from a measured env step (keeping what the user
+typed), and --set_workers_cpu_affinity pins each rollout worker to a core."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -63,3 +65,29 @@ def test_auto_tune_run_reports_its_choice_and_keeps_typed_flags(tmp_path):
     assert saved["batched_sampling"] is True, "a CartPole step is microseconds: vectorized"
     assert saved["num_envs_per_worker"] >= 32
     assert saved["auto_tune"] is False, "applied once; a resumed run keeps the layout"
+
+
+PIN = """
+import json, os, sys
+from sample_factory.utils.attr_dict import AttrDict
+from sample_factory.utils.device import pin_rollout_worker
+cfg = AttrDict(set_workers_cpu_affinity=sys.argv[1] == "True", serial_mode=False)
+before = sorted(os.sched_getaffinity(0))
+core = pin_rollout_worker(cfg, int(sys.argv[2]))
+print(json.dumps([before, core, sorted(os.sched_getaffinity(0))]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+@pytest.mark.parametrize("worker_idx", [0, 1, 5])
+def test_rollout_worker_is_pinned_to_one_core_round_robin(worker_idx):
+    out = subprocess.run([sys.executable, "-c", PIN, "True", str(worker_idx)], capture_output=True, text=True, check=True)
+    before, core, after = json.loads(out.stdout)
+    assert core == before[worker_idx % len(before)]
+    assert after == [core]
+
+
+def test_no_pinning_when_switched_off():
+    out = subprocess.run([sys.executable, "-c", PIN, "False", "0"], capture_output=True, text=True, check=True)
+    before, core, after = json.loads(out.stdout)
+    assert core is None and after == before
