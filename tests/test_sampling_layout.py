@@ -71,23 +71,26 @@ PIN = """
 import json, os, sys
 from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.device import pin_rollout_worker
-cfg = AttrDict(set_workers_cpu_affinity=sys.argv[1] == "True", serial_mode=False)
+cfg = AttrDict(set_workers_cpu_affinity=sys.argv[1] == "True", serial_mode=False, num_workers=int(sys.argv[3]))
 before = sorted(os.sched_getaffinity(0))
 core = pin_rollout_worker(cfg, int(sys.argv[2]))
 print(json.dumps([before, core, sorted(os.sched_getaffinity(0))]))
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs CPU affinity and 2+ cores"
+)
 @pytest.mark.parametrize("worker_idx", [0, 1, 5])
 def test_rollout_worker_is_pinned_to_one_core_round_robin(worker_idx):
-    out = subprocess.run([sys.executable, "-c", PIN, "True", str(worker_idx)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", PIN, "True", str(worker_idx), "1"], capture_output=True, text=True, check=True)
     before, core, after = json.loads(out.stdout)
     assert core == before[worker_idx % len(before)]
     assert after == [core]
 
 
-def test_no_pinning_when_switched_off():
-    out = subprocess.run([sys.executable, "-c", PIN, "False", "0"], capture_output=True, text=True, check=True)
+@pytest.mark.parametrize(("flag", "num_workers"), [("False", 1), ("True", 64)])
+def test_no_pinning_when_switched_off_or_workers_fill_every_core(flag, num_workers):
+    out = subprocess.run([sys.executable, "-c", PIN, flag, "0", str(num_workers)], capture_output=True, text=True, check=True)
     before, core, after = json.loads(out.stdout)
     assert core is None and after == before

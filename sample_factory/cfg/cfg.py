@@ -54,7 +54,7 @@ def add_rl_args(p: argparse.ArgumentParser):
         default=False,
         help="Choose num_workers, num_envs_per_worker, batched_sampling and batch_size from a measured env step (flags typed on the command line are kept)",
     )
-    g.add_argument("--set_workers_cpu_affinity", type=str2bool, default=True, help="Pin rollout workers to cores")
+    g.add_argument("--set_workers_cpu_affinity", type=str2bool, default=True, help="Pin each rollout worker (and its env processes) to a core, when cores outnumber rollout workers")
     g.add_argument("--force_envs_single_thread", type=str2bool, default=False, help="Limit env libraries (OpenMP, MKL) to one thread")
     g.add_argument("--default_niceness", type=int, default=0, help="Niceness of rollout workers")
     g.add_argument("--sampler_only", type=str2bool, default=False, help="Benchmark the sampler: trajectories are dropped, nothing is learned")

@@ -1,8 +1,8 @@
 """The learner: pure training logic (no processes, no queues), testable on a batch in memory.
 
 `train(batch)` takes trajectories shaped `[B, T+1, ...]` (as copied out of the shared buffers),
-computes GAE targets (once) or V-trace targets (each epoch, with the current model), and runs `num_epochs` passes of
-minibatch SGD on the PPO clipped objective. Minibatches are made of whole sequences of
+computes GAE targets (once) or V-trace targets (each epoch, with the current model), and runs
+`num_epochs` passes of minibatch SGD on the PPO clipped objective. Minibatches are made of whole sequences of
 `recurrence` steps so that an RNN core is trained from its stored initial state.
 """
 
