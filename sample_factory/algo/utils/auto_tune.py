@@ -4,8 +4,10 @@ The rules, each from measurements on 2-core and 16-core machines:
   - one rollout worker per core (each pinned to its core, see utils/device.py);
   - a split's envs should take about `SPLIT_STEP_SEC` to step, so that the round trip of the
     other split through the inference worker (two queue messages and one batched forward pass)
-    hides behind it. Slow envs (Doom: ~300 us a step) get a few envs per split, fast ones
-    (CartPole: ~5 us) get many;
+    hides behind it, and inference batches grow past the size where streaming the weights
+    dominates. Slow envs (Doom: ~500 us a step) get a few envs per split, fast ones (CartPole:
+    ~5 us) get many. doom_basic on 2 cores trained at 2,580 / 3,040 / 3,320 FPS with 2 / 4 / 8
+    envs per split;
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
   - the training batch is half of what the workers have in flight: the learner trains on one half
@@ -27,7 +29,7 @@ from sample_factory.envs.create_env import env_config_for, is_vector_env, make_e
 
 log = logging.getLogger(__name__)
 
-SPLIT_STEP_SEC = 1e-3
+SPLIT_STEP_SEC = 4e-3
 MAX_ENVS_PER_SPLIT = 128
 MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
 PROBE_SEC = 0.3
