@@ -15,7 +15,7 @@ from sample_factory.utils.attr_dict import AttrDict
 
 pytestmark = pytest.mark.timeout(120)
 
-CFG = AttrDict(worker_num_splits=2, rollout=32)
+CFG = AttrDict(worker_num_splits=2, rollout=32, num_batches_per_epoch=1)
 
 
 def test_slow_env_gets_few_envs_stepped_one_by_one():
@@ -38,6 +38,13 @@ def test_multi_agent_env_is_never_vectorized():
     layout = choose_layout(CFG, num_agents=2, env_step_sec=5e-6, cores=2)
     assert not layout.batched_sampling
     assert layout.batch_size == 2 * layout.num_envs_per_worker * 2 * 32 // 2
+
+
+def test_an_iteration_of_several_minibatches_is_half_of_what_is_in_flight():
+    cfg = AttrDict(worker_num_splits=2, rollout=128, num_batches_per_epoch=4)
+    layout = choose_layout(cfg, num_agents=1, env_step_sec=500e-6, cores=2)  # an Atari step
+    assert layout.num_envs_per_worker == 16
+    assert layout.batch_size * 4 == 2 * 16 * 128 // 2
 
 
 def test_auto_tune_run_reports_its_choice_and_keeps_typed_flags(tmp_path):

@@ -10,8 +10,9 @@ The rules, each from measurements on 2-core and 16-core machines:
     envs per split;
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
-  - the training batch is half of what the workers have in flight: the learner trains on one half
-    while the other half is being sampled, and never waits for a batch bigger than the pipeline.
+  - a training iteration (batch_size x num_batches_per_epoch) is half of what the workers have
+    in flight: the learner trains on one half while the other half is being sampled, and never
+    waits for more than the pipeline holds.
 Only flags not typed on the command line change; the choice is logged and saved with the config.
 """
 
@@ -70,17 +71,20 @@ def measure_env_step_sec(cfg) -> float:
         env.close()
 
 
-def _pow2_at_least(x: float) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(1.0, x))))
+def _nearest_pow2(x: float) -> int:
+    return 1 << max(0, round(math.log2(max(1.0, x))))
 
 
 def choose_layout(cfg, num_agents: int, env_step_sec: float, cores: int) -> SamplingLayout:
     splits = cfg.worker_num_splits
-    envs_per_split = min(MAX_ENVS_PER_SPLIT, _pow2_at_least(SPLIT_STEP_SEC / max(env_step_sec, 1e-7)))
+    envs_per_split = min(MAX_ENVS_PER_SPLIT, _nearest_pow2(SPLIT_STEP_SEC / max(env_step_sec, 1e-7)))
     batched = num_agents == 1 and envs_per_split >= MIN_ENVS_PER_SPLIT_FOR_BATCHING
     envs_per_worker = envs_per_split * splits
-    in_flight = cores * envs_per_worker * num_agents * cfg.rollout
-    batch_size = max(1, in_flight // 2 // cfg.rollout) * cfg.rollout
+    # A training iteration (batch_size x num_batches_per_epoch samples) of whole trajectories.
+    trajectories_in_flight = cores * envs_per_worker * num_agents
+    minibatches = cfg.num_batches_per_epoch
+    trajectories_per_minibatch = max(1, trajectories_in_flight // 2 // minibatches)
+    batch_size = trajectories_per_minibatch * cfg.rollout
     return SamplingLayout(cores, envs_per_worker, splits, batched, batch_size)
 
 
