@@ -6,7 +6,9 @@ Three phases on the same cores, one after another:
   sampler   the whole pipeline (rollout and inference workers) with learning switched off;
   training  the real thing.
 FPS counts env frames (agent steps x frameskip). Each phase runs `--benchmark_sec` after
-`--benchmark_warmup_sec` of warm-up; FPS is the median over windows of `--benchmark_window_sec`.
+`--benchmark_warmup_sec` of warm-up; FPS is the median over windows of `--benchmark_window_sec`,
+or the mean over the whole span when sampling stalls for a window or more (workers waiting for
+a learner with long iterations sample in bursts; a median of windows would then say nothing).
 Also reported: peak memory (PSS) of the whole process tree and CPU use per process during
 training, and the start-up time to the first env step.
 """
@@ -217,10 +219,19 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
     for pid, (name, start) in cpu_start.items():
         if span > 0:
             cpu[name] = cpu.get(name, 0.0) + 100.0 * (cpu_end[pid] - start) / span
+    # Windows without a single frame mean the workers stall while the learner trains a long
+    # iteration: sampling comes in bursts longer than a window, so only the span's mean is true.
+    stalls = sum(1 for fps in fps_windows if fps == 0)
+    if stalls and span > 0:
+        fps = (measured[-1][1] - measured[0][1]) / span
+    else:
+        fps = statistics.median(fps_windows) if fps_windows else float("nan")
     return {
         "status": status,
-        "fps": statistics.median(fps_windows) if fps_windows else float("nan"),
+        "fps": fps,
         "windows": len(fps_windows),
+        "stalled_windows": stalls,
+        "span_sec": span,
         "peak_pss_mib": peak_pss[0] / 2**20,
         "startup_to_first_step_sec": first_step_sec.get("sec", float("nan")),
         "cpu_percent_by_process": {k: round(v, 1) for k, v in sorted(cpu.items())},
@@ -272,7 +283,11 @@ def format_results(results: dict) -> str:
         if phase not in results:
             continue
         r = results[phase]
-        line = f"  {phase:<9} {r['fps']:>10,.0f} FPS (median of {r['windows']} windows)"
+        if r.get("stalled_windows"):
+            how = f"mean over {r['span_sec']:.0f} s: sampling stalled in {r['stalled_windows']} of {r['windows']} windows"
+        else:
+            how = f"median of {r['windows']} windows"
+        line = f"  {phase:<9} {r['fps']:>10,.0f} FPS ({how})"
         if "ratio_to_raw" in r:
             line += f"  = {100 * r['ratio_to_raw']:.1f}% of raw"
         lines.append(line)
