@@ -101,3 +101,10 @@ def test_no_pinning_when_switched_off_or_workers_fill_every_core(flag, num_worke
     out = subprocess.run([sys.executable, "-c", PIN, flag, "0", str(num_workers)], capture_output=True, text=True, check=True)
     before, core, after = json.loads(out.stdout)
     assert core is None and after == before
+
+
+def test_typed_flags_stay_and_size_the_rest():
+    cfg = AttrDict(CFG, num_workers=6, num_envs_per_worker=4, batched_sampling=False, batch_size=64)
+    layout = choose_layout(cfg, num_agents=1, env_step_sec=5e-6, cores=2, keep=frozenset({"num_workers", "num_envs_per_worker"}))
+    assert (layout.num_workers, layout.num_envs_per_worker) == (6, 4)
+    assert layout.batch_size == 6 * 4 * 32 // 2, "the batch follows the typed layout"

@@ -24,9 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from sample_factory.envs.create_env import env_config_for, is_vector_env, make_env
+from sample_factory.envs.create_env import MultiAgentView, env_config_for, is_vector_env, make_env
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +54,20 @@ def measure_env_step_sec(cfg) -> float:
     """Seconds per env step (one env, random actions, resets included), in this process."""
     env = make_env(cfg, env_config_for(-1, 0, 0))
     try:
-        vector_envs = env.num_envs if is_vector_env(env) else 1
-        space = env.action_space
-        env.reset(seed=0)
+        if is_vector_env(env):
+            env.reset(seed=0)
+            step, envs_per_step = (lambda: env.step(env.action_space.sample())), env.num_envs
+        else:
+            view = MultiAgentView(env)  # resets single-agent envs when done; multi-agent envs reset themselves
+            view.reset(seed=0)
+            space = env.action_space
+            step, envs_per_step = (lambda: view.step([space.sample() for _ in range(view.num_agents)])), 1
         steps = 0
         started = time.perf_counter()
         while steps < PROBE_MIN_STEPS or time.perf_counter() - started < PROBE_SEC:
-            _, _, terminated, truncated, _ = env.step(space.sample())
-            if vector_envs == 1 and np.any(np.logical_or(terminated, truncated)):
-                env.reset()
+            step()
             steps += 1
-        return (time.perf_counter() - started) / (steps * vector_envs)
+        return (time.perf_counter() - started) / (steps * envs_per_step)
     finally:
         env.close()
 
@@ -75,17 +76,22 @@ def _nearest_pow2(x: float) -> int:
     return 1 << max(0, round(math.log2(max(1.0, x))))
 
 
-def choose_layout(cfg, num_agents: int, env_step_sec: float, cores: int) -> SamplingLayout:
+def choose_layout(cfg, num_agents: int, env_step_sec: float, cores: int, keep: frozenset = frozenset()) -> SamplingLayout:
+    """The layout for this env; flags named in `keep` stay as they are in cfg (and size the rest)."""
+
+    def kept_or(name, value):
+        return cfg[name] if name in keep else value
+
     splits = cfg.worker_num_splits
+    num_workers = kept_or("num_workers", cores)
     envs_per_split = min(MAX_ENVS_PER_SPLIT, _nearest_pow2(SPLIT_STEP_SEC / max(env_step_sec, 1e-7)))
-    batched = num_agents == 1 and envs_per_split >= MIN_ENVS_PER_SPLIT_FOR_BATCHING
-    envs_per_worker = envs_per_split * splits
+    envs_per_worker = kept_or("num_envs_per_worker", envs_per_split * splits)
+    batched = kept_or("batched_sampling", num_agents == 1 and envs_per_split >= MIN_ENVS_PER_SPLIT_FOR_BATCHING)
     # A training iteration (batch_size x num_batches_per_epoch samples) of whole trajectories.
-    trajectories_in_flight = cores * envs_per_worker * num_agents
-    minibatches = cfg.num_batches_per_epoch
-    trajectories_per_minibatch = max(1, trajectories_in_flight // 2 // minibatches)
-    batch_size = trajectories_per_minibatch * cfg.rollout
-    return SamplingLayout(cores, envs_per_worker, splits, batched, batch_size)
+    trajectories_in_flight = num_workers * envs_per_worker * num_agents
+    trajectories_per_minibatch = max(1, trajectories_in_flight // 2 // cfg.num_batches_per_epoch)
+    batch_size = kept_or("batch_size", trajectories_per_minibatch * cfg.rollout)
+    return SamplingLayout(num_workers, envs_per_worker, splits, batched, batch_size)
 
 
 def auto_tune(cfg, env_info) -> dict:
@@ -93,8 +99,8 @@ def auto_tune(cfg, env_info) -> dict:
     typed = set(cfg.get("cli_args", {}))
     step_sec = measure_env_step_sec(cfg)
     cores = available_cores()
-    layout = choose_layout(cfg, env_info.num_agents, step_sec, cores)
-    chosen = {name: value for name, value in vars(layout).items() if name not in typed and cfg[name] != value}
+    layout = choose_layout(cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed))
+    chosen = {name: value for name, value in vars(layout).items() if cfg[name] != value}
     for name, value in chosen.items():
         cfg[name] = value
     log.info(
