@@ -6,7 +6,7 @@ The rules, each from measurements on 2-core and 16-core machines:
     other split through the inference worker (two queue messages and one batched forward pass)
     hides behind it, and inference batches grow past the size where streaming the weights
     dominates. Slow envs (Doom: ~500 us a step) get a few envs per split, fast ones (CartPole:
-    ~5 us) get many. doom_basic on 2 cores trained at 2,580 / 3,040 / 3,320 FPS with 2 / 4 / 8
+    ~5 us) get many. doom_basic on 2 cores trained at 2,880 / 3,040 / 3,320 FPS with 2 / 4 / 8
     envs per split;
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
