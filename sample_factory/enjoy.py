@@ -411,10 +411,12 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_re
 
 
 def main() -> int:
-    """`python -m sample_factory.enjoy --env=NAME ...` for envs that need no registration script."""
+    """`python -m sample_factory.enjoy --env=NAME ...` for gymnasium ids and installed env families (doom_*, atari_*, ...)."""
     from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
+    from sample_factory.envs.env_families import setup_env_family
 
-    parser, _ = parse_sf_args(evaluation=True)
+    parser, partial_cfg = parse_sf_args(evaluation=True)
+    setup_env_family(parser, partial_cfg)
     return enjoy(parse_full_cfg(parser))
 
 

@@ -35,7 +35,7 @@ from sample_factory.enjoy import (
     load_policy_for_eval,
 )
 from sample_factory.envs.env_utils import UnknownEnvError
-from sample_factory.model.encoder import ACTION_MASK_KEY
+from sample_factory.model.encoder import ACTION_MASK_KEY, ConvEncoder
 from sample_factory.utils.logging_setup import setup_logging
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ def write_onnx(policy: LoadedPolicy, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = policy.model.to("cpu").eval()
+    for module in model.modules():
+        if isinstance(module, ConvEncoder):
+            module.conv_bf16 = False  # ONNX gets the float32 graph (the weights are float32 anyway)
     wrapper = OnnxPolicy(model, list(policy.obs_space.spaces.keys()), policy.rnn_state_size).eval()
     inputs = example_inputs(policy)
     input_names = list(inputs.keys())
@@ -174,8 +177,10 @@ def onnx_path_for(cfg) -> Path:
 def main() -> int:
     """`python -m sample_factory.export_onnx --env=NAME --experiment=... [--onnx_path=...]`."""
     from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
+    from sample_factory.envs.env_families import setup_env_family
 
-    parser, _ = parse_sf_args(evaluation=True)
+    parser, partial_cfg = parse_sf_args(evaluation=True)
+    setup_env_family(parser, partial_cfg)
     add_export_args(parser)
     cfg = parse_full_cfg(parser)
     return export_onnx(cfg, onnx_path_for(cfg))

@@ -358,6 +358,17 @@ def test_training_doom_basic_serial_saves_a_checkpoint_and_enjoy_plays_it(tmp_pa
     assert enjoy(eval_cfg) == 0
     assert_no_engines_left()
 
+    # The generic commands find the Doom family through its entry point.
+    generic_enjoy = subprocess.run(
+        [sys.executable, "-m", "sample_factory.enjoy", "--env=doom_basic", *flags, "--no_render", "--max_num_episodes=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert generic_enjoy.returncode == 0, generic_enjoy.stderr[-2000:]
+    assert "Mean return" in generic_enjoy.stdout
+    assert_no_engines_left()
+
 
 @pytest.mark.timeout(180)
 def test_training_two_agent_match_serial(tmp_path):
