@@ -35,7 +35,7 @@ from sample_factory.enjoy import (
     load_policy_for_eval,
 )
 from sample_factory.envs.env_utils import UnknownEnvError
-from sample_factory.model.encoder import ACTION_MASK_KEY, ConvEncoder
+from sample_factory.model.encoder import ACTION_MASK_KEY
 from sample_factory.utils.logging_setup import setup_logging
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,8 @@ def write_onnx(policy: LoadedPolicy, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     model = policy.model.to("cpu").eval()
     for module in model.modules():
-        if isinstance(module, ConvEncoder):
-            module.conv_bf16 = False  # ONNX gets the float32 graph (the weights are float32 anyway)
+        if hasattr(module, "use_reference_ops"):
+            module.use_reference_ops()  # ONNX gets the plain float32 graph: no bf16 casts, no fused GRU
     wrapper = OnnxPolicy(model, list(policy.obs_space.spaces.keys()), policy.rnn_state_size).eval()
     inputs = example_inputs(policy)
     input_names = list(inputs.keys())

@@ -23,6 +23,7 @@ from sample_factory.model.actor_critic import (
 )
 from sample_factory.model.core import ModelCoreRNN, make_default_core, rnn_state_size
 from sample_factory.model.encoder import ConvEncoder, Encoder, make_default_encoder
+from sample_factory.model.gru_sequence import gru_sequence
 from sample_factory.utils.attr_dict import AttrDict
 
 BATCH = 4
@@ -307,10 +308,10 @@ def test_tanh_scale_and_non_adaptive_stddev():
 
 # cores
 
-@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+@pytest.mark.parametrize("rnn_type,num_layers", [("gru", 1), ("gru", 2), ("lstm", 1)])
 @pytest.mark.parametrize("with_resets", [False, True])
-def test_forward_sequence_matches_step_loop(rnn_type, with_resets):
-    cfg = make_cfg(rnn_type=rnn_type, rnn_num_layers=2)
+def test_forward_sequence_matches_step_loop(rnn_type, num_layers, with_resets):
+    cfg = make_cfg(rnn_type=rnn_type, rnn_num_layers=num_layers)
     core = ModelCoreRNN(cfg, input_size=6)
     seq_len, batch = 7, 3
     x = torch.randn(seq_len, batch, 6)
@@ -343,6 +344,77 @@ def test_bool_resets_are_accepted():
     out_bool, final_bool = core.forward_sequence(x, states, resets)
     out_float, final_float = core.forward_sequence(x, states, resets.float())
     assert torch.equal(out_bool, out_float) and torch.equal(final_bool, final_float)
+
+
+def _gru_step_by_step(gru: nn.GRU, x, h0, resets):
+    """The reference: torch's own GRU, one step at a time, states zeroed where resets say."""
+    outputs, h = [], h0
+    for t in range(x.shape[0]):
+        h = h * (1 - resets[t]).unsqueeze(1)
+        out, hidden = gru(x[t : t + 1], h.unsqueeze(0))
+        outputs.append(out[0])
+        h = hidden[0]
+    return torch.stack(outputs), h
+
+
+def test_gru_sequence_matches_torch_gru_and_its_gradients():
+    torch.manual_seed(0)
+    gru = nn.GRU(5, 6).double()
+    x = torch.randn(9, 4, 5, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    resets = (torch.rand(9, 4) < 0.25).double()
+    resets[4, :] = 1.0
+    grad_out, grad_h = torch.randn(9, 4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    inputs = [x, h0, *gru.parameters()]
+
+    results = []
+    for run in (_gru_step_by_step, gru_sequence):
+        out, h_last = run(gru, x, h0, resets)
+        loss = (out * grad_out).sum() + (h_last * grad_h).sum()
+        results.append((out, h_last, torch.autograd.grad(loss, inputs)))
+    (out_ref, h_ref, grads_ref), (out, h_last, grads) = results
+    assert torch.allclose(out, out_ref, atol=1e-12) and torch.allclose(h_last, h_ref, atol=1e-12)
+    for name, got, expected in zip(["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"], grads, grads_ref):
+        assert torch.allclose(got, expected, atol=1e-10), name
+    # no resets at all: the same as one call of torch's GRU
+    out, h_last = gru_sequence(gru, x, h0)
+    expected, hidden = gru(x, h0.unsqueeze(0))
+    assert torch.allclose(out, expected, atol=1e-12) and torch.allclose(h_last, hidden[0], atol=1e-12)
+
+
+def test_gru_sequence_bf16_matmuls_stay_close_and_float32():
+    torch.manual_seed(0)
+    gru = nn.GRU(64, 32)
+    x = torch.randn(16, 8, 64, requires_grad=True)
+    h0 = torch.zeros(8, 32)
+    resets = (torch.rand(16, 8) < 0.1).float()
+    out32, _ = gru_sequence(gru, x, h0, resets)
+    out16, _ = gru_sequence(gru, x, h0, resets, matmul_dtype=torch.bfloat16)
+    assert out16.dtype == torch.float32
+    assert (out16 - out32).abs().max() < 0.03
+    out16.sum().backward()
+    assert x.grad.dtype == torch.float32 and all(p.grad.dtype == torch.float32 for p in gru.parameters())
+
+
+def test_bf16_model_inference_with_bf16_weights_matches_float32():
+    torch.manual_seed(0)
+    obs_space = gym.spaces.Dict({"obs": gym.spaces.Box(0, 255, (3, 72, 128), np.uint8)})
+    fp32 = create_actor_critic(make_cfg(rnn_size=32), obs_space, gym.spaces.Discrete(3)).eval()
+    bf16 = create_actor_critic(make_cfg(rnn_size=32, model_bf16=True), obs_space, gym.spaces.Discrete(3)).eval()
+    for module in bf16.modules():
+        if hasattr(module, "store_bf16_weights"):
+            module.store_bf16_weights()
+    bf16.load_state_dict(fp32.state_dict())  # float32 weights, as the learner publishes them
+    assert bf16.core.rnn.weight_hh_l0.dtype == torch.bfloat16
+    obs = {"obs": torch.randint(0, 256, (BATCH, 3, 72, 128), dtype=torch.uint8)}
+    rnn_states = torch.randn(BATCH, 32)
+    with torch.no_grad():
+        expected = fp32.forward_tail(fp32.forward_core(fp32.forward_head(fp32.normalize_obs(obs)), rnn_states)[0], True, False)
+        head = bf16.forward_head(bf16.normalize_obs(obs))
+        core, new_states = bf16.forward_core(head, rnn_states)
+        got = bf16.forward_tail(core, True, False)
+    assert head.dtype == core.dtype == new_states.dtype == got["values"].dtype == torch.float32
+    assert torch.allclose(got["values"], expected["values"], atol=0.05), (got["values"], expected["values"])
 
 
 @pytest.mark.parametrize("share_weights", [True, False])

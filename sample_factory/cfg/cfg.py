@@ -147,6 +147,14 @@ def add_model_args(p: argparse.ArgumentParser):
         default=False,
         help="Run the conv layers in bfloat16 (autocast; features return as float32): ~2x faster convs on CPUs with AVX512-BF16 or AMX, slower on CPUs without",
     )
+    g.add_argument(
+        "--model_bf16",
+        type=str2bool,
+        default=False,
+        help="Run the encoder (convs and MLP) and the GRU core's matmuls in bfloat16; observation normalization, "
+        "RNN states, heads, losses and the optimizer stay float32. Includes --encoder_conv_bf16. "
+        "~1.3x faster training on CPUs with AVX512-BF16 or AMX, slower on CPUs without",
+    )
     g.add_argument("--use_rnn", type=str2bool, default=True, help="Recurrent core (else identity)")
     g.add_argument("--rnn_size", type=int, default=512, help="RNN hidden size")
     g.add_argument("--rnn_type", type=str, default="gru", choices=["gru", "lstm"], help="RNN kind")

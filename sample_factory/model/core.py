@@ -13,6 +13,8 @@ from typing import List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from sample_factory.model.gru_sequence import gru_sequence
+
 RnnHidden = Union[Tensor, Tuple[Tensor, Tensor]]  # what nn.GRU / nn.LSTM take and return
 
 
@@ -76,6 +78,22 @@ class ModelCoreRNN(ModelCore):
         self.num_layers = cfg.rnn_num_layers
         self.hidden_size = cfg.rnn_size
         self.core_output_size = cfg.rnn_size
+        # On CPU a single-layer GRU runs through gru_sequence (faster backward, optional bf16 matmuls).
+        self.fused_gru = not self.is_lstm and self.num_layers == 1
+        self.matmul_dtype = torch.bfloat16 if getattr(cfg, "model_bf16", False) else None
+
+    def use_reference_ops(self):
+        """Plain torch.nn.GRU/LSTM in float32 from here on (for ONNX export)."""
+        self.fused_gru = False
+        self.matmul_dtype = None
+
+    def store_bf16_weights(self):
+        """For inference on CPU with bf16 matmuls: the GRU weights are kept in bf16 (not cast on every call)."""
+        if self.fused_gru and self.matmul_dtype is not None:
+            self.rnn.to(self.matmul_dtype)
+
+    def _runs_fused(self, x: Tensor) -> bool:
+        return self.fused_gru and x.device.type == "cpu"
 
     def _unpack(self, rnn_states: Tensor) -> RnnHidden:
         """[B, S] -> [L, B, H] (GRU) or a (h, c) pair of them (LSTM)."""
@@ -103,6 +121,9 @@ class ModelCoreRNN(ModelCore):
         return self._pack_layers(hidden)
 
     def forward(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+        if self._runs_fused(head_output):
+            out, new_states = gru_sequence(self.rnn, head_output.unsqueeze(0), rnn_states, None, self.matmul_dtype)
+            return out.squeeze(0), new_states
         out, hidden = self.rnn(head_output.unsqueeze(0), self._unpack(rnn_states))
         return out.squeeze(0), self._pack(hidden)
 
@@ -111,10 +132,13 @@ class ModelCoreRNN(ModelCore):
     ) -> Tuple[Tensor, Tensor]:
         """See ModelCore.forward_sequence.
 
-        Without resets this is one fused nn.GRU/LSTM call. Otherwise the sequence is cut at every
-        step where any sample resets; each segment is one fused call, and the states of the
-        resetting samples are zeroed between segments.
+        A single-layer GRU on CPU is one gru_sequence call, resets included. Otherwise the
+        sequence is cut at every step where any sample resets (no cut without resets); each
+        segment is one nn.GRU/LSTM call, and the states of the resetting samples are zeroed
+        between segments.
         """
+        if self._runs_fused(head_output):
+            return gru_sequence(self.rnn, head_output, rnn_states, resets, self.matmul_dtype)
         seq_len = head_output.shape[0]
         if resets is None:
             segment_starts = [0]

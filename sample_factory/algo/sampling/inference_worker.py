@@ -42,6 +42,10 @@ class InferenceWorker(EventLoopObject):
             torch.set_num_threads(1)
         self.model = create_actor_critic(self.cfg, self.env_info.obs_space, self.env_info.action_space).to(self.device)
         self.model.eval()
+        if self.device.type == "cpu":
+            for module in self.model.modules():
+                if hasattr(module, "store_bf16_weights"):
+                    module.store_bf16_weights()
         self.event_loop.add_idle_callback(self._infer_pending)
 
     def _retry_after_wait(self):
