@@ -233,28 +233,32 @@ def test_reward_shaping_changes_reward_not_true_objective():
 
 def test_engine_survives_sigint_and_dies_with_its_process():
     """Ctrl-C to the process group must not kill the engine under a running worker; a worker
-    killed with SIGKILL must not leave its engine running (the watchdog kills it)."""
+    killed with SIGKILL must not leave its engines running (its one watchdog kills them all)."""
     code = (
         "import sys, os, signal, time, psutil\n"
         "from sf_examples.vizdoom.doom_envs import make_doom_env\n"
         "env = make_doom_env('doom_basic'); env.reset(seed=0)\n"
-        "engine = [p for p in psutil.Process().children() if 'vizdoom' in p.name()][0]\n"
-        "os.kill(engine.pid, signal.SIGINT); os.kill(engine.pid, signal.SIGTERM); time.sleep(0.5)\n"
+        "other = make_doom_env('doom_basic'); other.reset(seed=1)\n"
+        "children = psutil.Process().children()\n"
+        "engines = [p for p in children if 'vizdoom' in p.name()]\n"
+        "watchdogs = [p for p in children if 'engine_watchdog' in ' '.join(p.cmdline())]\n"
+        "assert len(engines) == 2 and len(watchdogs) == 1, (engines, watchdogs)\n"
+        "os.kill(engines[0].pid, signal.SIGINT); os.kill(engines[0].pid, signal.SIGTERM); time.sleep(0.5)\n"
         "for _ in range(20): env.step(0)\n"
-        "print(engine.pid, flush=True)\n"
+        "print(*[e.pid for e in engines], flush=True)\n"
         "time.sleep(60)\n"
     )
     shm_before = vizdoom_shm()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()
-        assert line.strip().isdigit(), "the env did not step after SIGINT/SIGTERM reached its engine"
-        engine = psutil.Process(int(line))
+        pids = proc.stdout.readline().split()
+        assert len(pids) == 2 and all(pid.isdigit() for pid in pids), "the env did not step after SIGINT/SIGTERM reached its engine"
+        engines = [psutil.Process(int(pid)) for pid in pids]
         proc.kill()
         proc.wait()
-        _, alive = psutil.wait_procs([engine], timeout=10.0)
-        assert not alive, "the engine outlived its SIGKILLed process"
+        _, alive = psutil.wait_procs(engines, timeout=10.0)
+        assert not alive, "an engine outlived its SIGKILLed process"
         deadline = time.monotonic() + 5.0
         while vizdoom_shm() - shm_before and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -6,8 +6,9 @@ ViZDoom runs each game in an engine child process. These helpers make sure that:
   that is still stepping them (the runner stops the workers itself, with a final checkpoint): the
   engine is started with SIGINT and SIGTERM blocked, a mask it inherits;
 - an engine never outlives its env: `close()` runs `game.close()` (also from `atexit`), and an
-  `engine_watchdog` child kills the engines when the env's process dies without closing them
-  (SIGKILL, OOM killer, segfault) and removes their /dev/shm segments;
+  `engine_watchdog` child (one per process, shared by its envs) kills the engines when the
+  process dies without closing them (SIGKILL, OOM killer, segfault) and removes their /dev/shm
+  segments;
 - parallel envs never share files or ports: each env keeps its engines' ini files in its own
   temporary folder, and multiplayer hosts get a port the OS reports free.
 """
@@ -58,15 +59,74 @@ def _instance_id(cmdline: list[str]) -> str:
     return ""
 
 
+class _ProcessWatchdog:
+    """The one `engine_watchdog` child of this process, shared by all its envs while any is open.
+
+    A watchdog per env would be a Python process (~4 MiB) per env: 120 MiB for 32 Doom envs.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._owner_pid = os.getpid()
+        self._users = 0
+
+    def _forget_if_forked(self):
+        if self._owner_pid != os.getpid():  # a forked child: the parent's watchdog is not ours
+            self._proc, self._owner_pid, self._users = None, os.getpid(), 0
+
+    def acquire(self):
+        with self._lock:
+            self._forget_if_forked()
+            self._users += 1
+
+    def watch(self, engine_pid: int, instance_id: str) -> bool:
+        """Tells the watchdog about an engine (starting the watchdog first); False if it is gone."""
+        with self._lock:
+            self._forget_if_forked()
+            if self._proc is None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", WATCHDOG_SCRIPT], stdin=subprocess.PIPE, close_fds=True
+                )
+            try:
+                self._proc.stdin.write(f"{engine_pid} {instance_id}\n".encode())
+                self._proc.stdin.flush()
+                return True
+            except (BrokenPipeError, OSError):
+                return False
+
+    def release(self):
+        """The last open env is closed: the watchdog checks its list (nothing left to kill) and exits."""
+        with self._lock:
+            self._forget_if_forked()
+            self._users = max(0, self._users - 1)
+            if self._users > 0 or self._proc is None:
+                return
+            proc, self._proc = self._proc, None
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(ENGINE_EXIT_WAIT_SEC)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_WATCHDOG = _ProcessWatchdog()
+
+
 class EngineGuard:
-    """Per env: a private folder for the engines' files, a watchdog, and the engines it has started."""
+    """Per env: a private folder for the engines' files and the engines it has started, which the
+    process's watchdog kills if the process dies without closing them."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="sf_vizdoom_")
         self._lock = threading.Lock()  # players of a multi-agent env start in parallel threads
-        self._watchdog: subprocess.Popen | None = None
         self._engines: dict[str, psutil.Process] = {}  # config path -> engine process
         self._closed = False
+        _WATCHDOG.acquire()
 
     def config_path(self, name: str) -> str:
         """A per-engine ini file: the engine writes it on exit, parallel engines must not share it."""
@@ -103,14 +163,7 @@ class EngineGuard:
                 instance_id = _instance_id(engine.cmdline())
             except psutil.Error:
                 return
-            if self._watchdog is None:
-                self._watchdog = subprocess.Popen(
-                    [sys.executable, "-I", "-S", WATCHDOG_SCRIPT], stdin=subprocess.PIPE, close_fds=True
-                )
-            try:
-                self._watchdog.stdin.write(f"{engine.pid} {instance_id}\n".encode())
-                self._watchdog.stdin.flush()
-            except (BrokenPipeError, OSError):
+            if not _WATCHDOG.watch(engine.pid, instance_id):
                 log.warning("the ViZDoom engine watchdog is gone: engine %d is only stopped by close()", engine.pid)
 
     def kill_engine(self, config_path: str):
@@ -125,7 +178,7 @@ class EngineGuard:
             pass
 
     def close(self):
-        """After every game's close(): kills engines still running, stops the watchdog, removes the folder."""
+        """After every game's close(): kills engines still running, releases the watchdog, removes the folder."""
         if self._closed:
             return
         self._closed = True
@@ -138,16 +191,7 @@ class EngineGuard:
                 self.kill_engine(config_path)
             except psutil.Error:
                 pass
-        if self._watchdog is not None:
-            try:
-                self._watchdog.stdin.close()  # EOF: the watchdog checks (nothing left to kill) and exits
-            except OSError:
-                pass
-            try:
-                self._watchdog.wait(ENGINE_EXIT_WAIT_SEC)
-            except subprocess.TimeoutExpired:
-                self._watchdog.kill()
-                self._watchdog.wait()
+        _WATCHDOG.release()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -2,14 +2,15 @@
 
 ViZDoom starts each engine as a child process. `DoomGame.close()` stops it, but a process that
 dies abruptly (SIGKILL, the OOM killer, a segfault) leaves its engines running forever, waiting on
-their message queues, and their /dev/shm segments behind. The env starts this script as a child
-with a pipe on its stdin and writes one line per engine it starts:
+their message queues, and their /dev/shm segments behind. A process with Doom envs starts this
+script as one child with a pipe on its stdin, and its envs write one line per engine they start:
 
     <engine pid> <viz_instance_id>
 
-When the pipe closes, the env is gone (closed, or died): every listed engine that still runs is
-killed (SIGKILL; its command line must still name its instance id, so a reused pid is never hit)
-and its /dev/shm entries are removed. A cleanly closed env has nothing left to kill.
+When the pipe closes, the envs are gone (all closed, or the process died): every listed engine
+that still runs is killed (SIGKILL; its command line must still name its instance id, so a
+reused pid is never hit) and its /dev/shm entries are removed. Cleanly closed envs leave nothing
+to kill.
 
 SIGINT and SIGTERM are ignored: a signal to the whole process group must not end the watchdog
 while its env is alive (the env's process decides how to stop).
