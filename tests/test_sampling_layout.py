@@ -26,6 +26,14 @@ def test_slow_env_gets_few_envs_stepped_one_by_one():
     assert layout.batch_size == 2 * 16 * 32 // 2
 
 
+def test_image_env_gets_inference_batches_of_at_least_eight_per_split():
+    slow_step = 2e-3  # 2 envs per split by the step rule alone
+    assert choose_layout(CFG, num_agents=1, env_step_sec=slow_step, cores=2).num_envs_per_worker == 4
+    layout = choose_layout(CFG, num_agents=1, env_step_sec=slow_step, cores=2, image_obs=True)
+    assert layout.num_envs_per_worker == 16
+    assert layout.batch_size == 2 * 16 * 32 // 2
+
+
 def test_fast_env_is_vectorized_with_many_envs():
     layout = choose_layout(CFG, num_agents=1, env_step_sec=5e-6, cores=4)  # a CartPole step
     assert layout.num_envs_per_worker == 2 * MAX_ENVS_PER_SPLIT

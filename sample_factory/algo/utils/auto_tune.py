@@ -8,6 +8,10 @@ The rules, each from measurements on 2-core and 16-core machines:
     dominates. Slow envs (Doom: ~500 us a step) get a few envs per split, fast ones (CartPole:
     ~5 us) get many. doom_basic on 2 cores trained at 2,880 / 3,040 / 3,320 FPS with 2 / 4 / 8
     envs per split;
+  - image observations get at least `MIN_ENVS_PER_SPLIT_FOR_IMAGES` per split: a conv net's
+    inference on CPU costs 0.8 ms a sample in batches of 4 and 0.4 ms in batches of 16, and
+    with --model_bf16 doom_basic trained at 3,275 / 4,400-4,860 / 5,260-5,380 FPS with 4 / 8 / 16
+    envs per split (each env adds ~22 MiB of PSS, most of it the engine);
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
   - a training iteration (batch_size x num_batches_per_epoch) is half of what the workers have
@@ -25,12 +29,14 @@ import time
 from dataclasses import dataclass
 
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, is_vector_env, make_env
+from sample_factory.model.model_utils import is_image_space
 
 log = logging.getLogger(__name__)
 
 SPLIT_STEP_SEC = 4e-3
 MAX_ENVS_PER_SPLIT = 128
 MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
+MIN_ENVS_PER_SPLIT_FOR_IMAGES = 8
 PROBE_SEC = 0.3
 PROBE_MIN_STEPS = 10
 
@@ -76,7 +82,9 @@ def _nearest_pow2(x: float) -> int:
     return 1 << max(0, round(math.log2(max(1.0, x))))
 
 
-def choose_layout(cfg, num_agents: int, env_step_sec: float, cores: int, keep: frozenset = frozenset()) -> SamplingLayout:
+def choose_layout(
+    cfg, num_agents: int, env_step_sec: float, cores: int, keep: frozenset = frozenset(), image_obs: bool = False
+) -> SamplingLayout:
     """The layout for this env; flags named in `keep` stay as they are in cfg (and size the rest)."""
 
     def kept_or(name, value):
@@ -85,6 +93,8 @@ def choose_layout(cfg, num_agents: int, env_step_sec: float, cores: int, keep: f
     splits = cfg.worker_num_splits
     num_workers = kept_or("num_workers", cores)
     envs_per_split = min(MAX_ENVS_PER_SPLIT, _nearest_pow2(SPLIT_STEP_SEC / max(env_step_sec, 1e-7)))
+    if image_obs:
+        envs_per_split = max(envs_per_split, MIN_ENVS_PER_SPLIT_FOR_IMAGES)
     envs_per_worker = kept_or("num_envs_per_worker", envs_per_split * splits)
     batched = kept_or("batched_sampling", num_agents == 1 and envs_per_split >= MIN_ENVS_PER_SPLIT_FOR_BATCHING)
     # A training iteration (batch_size x num_batches_per_epoch samples) of whole trajectories.
@@ -99,7 +109,8 @@ def auto_tune(cfg, env_info) -> dict:
     typed = set(cfg.get("cli_args", {}))
     step_sec = measure_env_step_sec(cfg)
     cores = available_cores()
-    layout = choose_layout(cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed))
+    image_obs = any(is_image_space(space) for space in env_info.obs_space.spaces.values())
+    layout = choose_layout(cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed), image_obs=image_obs)
     chosen = {name: value for name, value in vars(layout).items() if cfg[name] != value}
     for name, value in chosen.items():
         cfg[name] = value
