@@ -116,9 +116,7 @@ def write_onnx(policy: LoadedPolicy, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = policy.model.to("cpu").eval()
-    for module in model.modules():
-        if hasattr(module, "use_reference_ops"):
-            module.use_reference_ops()  # ONNX gets the plain float32 graph: no bf16 casts, no fused GRU
+    model.use_reference_ops()  # ONNX gets the plain float32 graph
     wrapper = OnnxPolicy(model, list(policy.obs_space.spaces.keys()), policy.rnn_state_size).eval()
     inputs = example_inputs(policy)
     input_names = list(inputs.keys())

@@ -401,9 +401,7 @@ def test_bf16_model_inference_with_bf16_weights_matches_float32():
     obs_space = gym.spaces.Dict({"obs": gym.spaces.Box(0, 255, (3, 72, 128), np.uint8)})
     fp32 = create_actor_critic(make_cfg(rnn_size=32), obs_space, gym.spaces.Discrete(3)).eval()
     bf16 = create_actor_critic(make_cfg(rnn_size=32, model_bf16=True), obs_space, gym.spaces.Discrete(3)).eval()
-    for module in bf16.modules():
-        if hasattr(module, "store_bf16_weights"):
-            module.store_bf16_weights()
+    bf16.store_bf16_weights()
     bf16.load_state_dict(fp32.state_dict())  # float32 weights, as the learner publishes them
     assert bf16.core.rnn.weight_hh_l0.dtype == torch.bfloat16
     obs = {"obs": torch.randint(0, 256, (BATCH, 3, 72, 128), dtype=torch.uint8)}

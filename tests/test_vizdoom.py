@@ -49,6 +49,23 @@ def doom_cfg(env: str, *flags: str):
     return parse_vizdoom_cfg([f"--env={env}", *flags])
 
 
+def small_serial_training_flags(train_dir, experiment: str) -> list[str]:
+    """A short serial training run on the CPU with a small model."""
+    return [
+        f"--train_dir={train_dir}",
+        f"--experiment={experiment}",
+        "--serial_mode=True",
+        "--num_workers=1",
+        "--num_envs_per_worker=2",
+        "--batch_size=256",
+        "--rnn_size=64",
+        "--encoder_conv_mlp_layers=64",
+        "--decorrelate_envs_on_one_worker=False",
+        "--report_interval_sec=1",
+        "--device=cpu",
+    ]
+
+
 def engine_processes() -> list[psutil.Process]:
     """ViZDoom engines (and their watchdogs) among this process's descendants."""
     found = []
@@ -332,20 +349,7 @@ def test_training_doom_basic_serial_saves_a_checkpoint_and_enjoy_plays_it(tmp_pa
 
     from sample_factory.enjoy import enjoy
 
-    flags = [
-        f"--train_dir={tmp_path}",
-        "--experiment=doom_basic_test",
-        "--serial_mode=True",
-        "--num_workers=1",
-        "--num_envs_per_worker=2",
-        "--batch_size=256",
-        "--rnn_size=64",
-        "--encoder_conv_mlp_layers=64",
-        "--train_for_env_steps=6000",
-        "--decorrelate_envs_on_one_worker=False",
-        "--report_interval_sec=1",
-        "--device=cpu",
-    ]
+    flags = [*small_serial_training_flags(tmp_path, "doom_basic_test"), "--train_for_env_steps=6000"]
     result = train_until(doom_cfg("doom_basic", *flags))
     assert result["status"] == 0
     assert result["env_steps"] >= 6000
@@ -380,19 +384,9 @@ def test_training_two_agent_match_serial(tmp_path):
 
     cfg = doom_cfg(
         "doom_duel",
-        f"--train_dir={tmp_path}",
-        "--experiment=doom_duel_test",
-        "--serial_mode=True",
-        "--num_workers=1",
-        "--num_envs_per_worker=2",
-        "--batch_size=256",
-        "--rnn_size=64",
-        "--encoder_conv_mlp_layers=64",
+        *small_serial_training_flags(tmp_path, "doom_duel_test"),
         "--doom_timelimit=0.05",
         "--train_for_env_steps=3000",
-        "--decorrelate_envs_on_one_worker=False",
-        "--report_interval_sec=1",
-        "--device=cpu",
     )
     result = train_until(cfg)
     assert result["status"] == 0

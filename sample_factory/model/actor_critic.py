@@ -143,6 +143,21 @@ class ActorCritic(nn.Module):
         """Re-initialise every Linear/Conv/RNN layer per cfg.policy_initialization and cfg.policy_init_gain."""
         self.apply(lambda m: init_layer_weights(m, self.cfg.policy_initialization, self.cfg.policy_init_gain))
 
+    # precision and kernels of the submodules that offer a choice (ConvEncoder, ModelCoreRNN)
+
+    def store_bf16_weights(self) -> None:
+        """For inference on CPU: the bf16 layers keep their weights in bf16 (not cast on every call)."""
+        self._apply_to_submodules("store_bf16_weights")
+
+    def use_reference_ops(self) -> None:
+        """Plain float32 torch ops from here on, no bf16 casts and no fused GRU (for ONNX export)."""
+        self._apply_to_submodules("use_reference_ops")
+
+    def _apply_to_submodules(self, method: str) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, method):
+                getattr(module, method)()
+
     # the pipeline
 
     def forward_head(self, normalized_obs_dict: Dict[str, Tensor]) -> Tensor:

@@ -43,9 +43,7 @@ class InferenceWorker(EventLoopObject):
         self.model = create_actor_critic(self.cfg, self.env_info.obs_space, self.env_info.action_space).to(self.device)
         self.model.eval()
         if self.device.type == "cpu":
-            for module in self.model.modules():
-                if hasattr(module, "store_bf16_weights"):
-                    module.store_bf16_weights()
+            self.model.store_bf16_weights()
         self.event_loop.add_idle_callback(self._infer_pending)
 
     def _retry_after_wait(self):
