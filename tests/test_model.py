@@ -488,6 +488,27 @@ def test_obs_and_returns_normalization_in_model():
     assert plain.returns_normalizer is None and plain.denormalize_values(returns) is returns
 
 
+def test_training_scales_images_into_channels_last_with_the_same_values():
+    """On CPU the learner's encoder takes NHWC: images are scaled straight into it, also from a
+    strided [trajectories, steps] slice, whose flattened view must need no further copy."""
+    cfg = make_cfg(obs_subtract_mean=10.0, obs_scale=255.0)
+    obs_space = gym.spaces.Dict({"obs": gym.spaces.Box(0, 255, (3, 36, 40), dtype=np.uint8)})
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(2))
+    trajectories = torch.randint(0, 256, (5, 7, 3, 36, 40), dtype=torch.uint8)
+    steps = trajectories[:, :6]  # the learner's slice: every step but the last, not contiguous
+    expected = (steps.float() - 10.0) / 255.0
+
+    model.eval()
+    assert model.normalize_obs({"obs": steps})["obs"].is_contiguous()
+    model.train()
+    scaled = model.normalize_obs({"obs": steps})["obs"]
+    assert scaled.shape == steps.shape and torch.allclose(scaled, expected)
+    flat = scaled.reshape(30, 3, 36, 40)
+    assert flat.data_ptr() == scaled.data_ptr() and flat.is_contiguous(memory_format=torch.channels_last)
+    single = model.normalize_obs({"obs": steps[:, 0]})["obs"]
+    assert single.is_contiguous(memory_format=torch.channels_last) and torch.allclose(single, expected[:, 0])
+
+
 # separate weights, factory, gradients
 
 def test_separate_weights_model():

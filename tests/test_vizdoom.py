@@ -250,7 +250,8 @@ def test_reward_shaping_changes_reward_not_true_objective():
 
 def test_engine_survives_sigint_and_dies_with_its_process():
     """Ctrl-C to the process group must not kill the engine under a running worker; a worker
-    killed with SIGKILL must not leave its engines running (its one watchdog kills them all)."""
+    killed with SIGKILL must not leave its engines running, nor their shared memory and folders
+    (its one watchdog cleans up after all its envs)."""
     code = (
         "import sys, os, signal, time, psutil\n"
         "from sf_examples.vizdoom.doom_envs import make_doom_env\n"
@@ -263,6 +264,7 @@ def test_engine_survives_sigint_and_dies_with_its_process():
         "os.kill(engines[0].pid, signal.SIGINT); os.kill(engines[0].pid, signal.SIGTERM); time.sleep(0.5)\n"
         "for _ in range(20): env.step(0)\n"
         "print(*[e.pid for e in engines], flush=True)\n"
+        "print(env.unwrapped.engines.dir, other.unwrapped.engines.dir, flush=True)\n"
         "time.sleep(60)\n"
     )
     shm_before = vizdoom_shm()
@@ -272,14 +274,17 @@ def test_engine_survives_sigint_and_dies_with_its_process():
         pids = proc.stdout.readline().split()
         assert len(pids) == 2 and all(pid.isdigit() for pid in pids), "the env did not step after SIGINT/SIGTERM reached its engine"
         engines = [psutil.Process(int(pid)) for pid in pids]
+        folders = [Path(folder) for folder in proc.stdout.readline().split()]
+        assert len(folders) == 2 and all(folder.is_dir() for folder in folders)
         proc.kill()
         proc.wait()
         _, alive = psutil.wait_procs(engines, timeout=10.0)
         assert not alive, "an engine outlived its SIGKILLed process"
         deadline = time.monotonic() + 5.0
-        while vizdoom_shm() - shm_before and time.monotonic() < deadline:
+        while (vizdoom_shm() - shm_before or any(f.exists() for f in folders)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not vizdoom_shm() - shm_before, "the engine's shared memory was left in /dev/shm"
+        assert not any(f.exists() for f in folders), "the envs' temporary folders were left behind"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -39,7 +39,7 @@ def add_rl_args(p: argparse.ArgumentParser):
     g.add_argument("--async_rl", type=str2bool, default=True, help="False: sampling waits for every learner step (on-policy PPO)")
     g.add_argument("--serial_mode", type=str2bool, default=False, help="Run every component in one process (debugging, tests)")
     g.add_argument("--batched_sampling", type=str2bool, default=False, help="Each worker split steps one vectorized env (no per-env Python loop)")
-    g.add_argument("--num_batches_to_accumulate", type=int, default=2, help="Trajectory buffers hold this many training batches per policy")
+    g.add_argument("--num_batches_to_accumulate", type=int, default=2, help="The learner may fall this many training batches behind before rollout workers wait for it (bounds the policy lag)")
     g.add_argument("--worker_num_splits", type=int, default=2, help="Env groups per worker: one group steps while another waits for actions")
     g.add_argument("--policy_workers_per_policy", type=int, default=1, help="Inference workers per policy")
     g.add_argument("--max_policy_lag", type=int, default=1000, help="Samples whose policy is this many versions behind the learner are dropped")

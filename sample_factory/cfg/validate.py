@@ -36,6 +36,7 @@ def config_errors(cfg, env_info=None) -> list[str]:
         "policy_workers_per_policy",
         "learning_rate",
         "env_frameskip",
+        "num_batches_to_accumulate",
     )
     if errors:
         return errors

@@ -91,14 +91,27 @@ class ObservationNormalizer(nn.Module):
     def _scale_image(self, value: Tensor) -> Tensor:
         """One float copy, already in the encoder's memory format, scaled in place (a third of
         the time of `(x.float() - m) / s`, and no second copy when the encoder wants NHWC)."""
-        memory_format = conv_memory_format(self.training, value.device) if value.dim() == 4 else torch.contiguous_format
-        scaled = torch.empty(value.shape, dtype=torch.float32, device=value.device, memory_format=memory_format)
-        scaled.copy_(value)
+        if value.dim() >= 4 and conv_memory_format(self.training, value.device) == torch.channels_last:
+            scaled = _to_channels_last_float(value)
+        else:
+            scaled = torch.empty(value.shape, dtype=torch.float32, device=value.device).copy_(value)
         if self.obs_subtract_mean != 0.0:
             scaled.sub_(self.obs_subtract_mean)
         if self.obs_scale != 1.0:
             scaled.mul_(1.0 / self.obs_scale)
         return scaled
+
+
+def _to_channels_last_float(images: Tensor) -> Tensor:
+    """[..., C, H, W] (any strides) -> float32 with channels innermost in memory (channels_last
+    once the leading dims are flattened, a view), one channel plane at a time: on CPU, torch's
+    converting copy into a permuted layout is 2-3x slower (a 256 x 3 x 72 x 128 batch: 16-18 ms
+    against 6-9 ms)."""
+    c, h, w = images.shape[-3:]
+    nhwc = torch.empty(images.shape[:-3] + (h, w, c), dtype=torch.float32, device=images.device)
+    for channel in range(c):
+        nhwc[..., channel].copy_(images[..., channel, :, :])
+    return nhwc.movedim(-1, -3)
 
 
 class ActorCritic(nn.Module):

@@ -89,16 +89,18 @@ class SlotLayout:
 def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
     """How many trajectory slots each policy needs so that sampling never deadlocks.
 
-    Async: every agent may hold one slot while another waits in the batcher, plus room for the
-    batches the learner accumulates. Sync: exactly one training batch, handed out in whole
-    splits so that no split ever holds part of what it needs.
+    Async: one slot per agent for the trajectory it is filling, plus `num_batches_to_accumulate`
+    training iterations waiting for the learner. When the learner falls that far behind, splits
+    park until it catches up: a deeper queue would only age the experience (policy lag) without
+    raising the training rate. Sync: exactly one training batch, handed out in whole splits so
+    that no split ever holds part of what it needs.
     """
     agents_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * env_info.num_agents
     total_agents = cfg.num_workers * cfg.num_envs_per_worker * env_info.num_agents
     per_iteration = trajectories_per_iteration(cfg)
     group = agents_per_split if cfg.num_policies == 1 else 1
     if cfg.async_rl:
-        slots = 2 * total_agents + cfg.num_batches_to_accumulate * per_iteration
+        slots = total_agents + cfg.num_batches_to_accumulate * per_iteration
     else:
         slots = per_iteration
     slots = int(math.ceil(slots / group) * group)

@@ -8,7 +8,7 @@ ViZDoom runs each game in an engine child process. These helpers make sure that:
 - an engine never outlives its env: `close()` runs `game.close()` (also from `atexit`), and an
   `engine_watchdog` child (one per process, shared by its envs) kills the engines when the
   process dies without closing them (SIGKILL, OOM killer, segfault) and removes their /dev/shm
-  segments;
+  segments and temporary folders;
 - parallel envs never share files or ports: each env keeps its engines' ini files in its own
   temporary folder, and multiplayer hosts get a port the OS reports free.
 """
@@ -80,8 +80,8 @@ class _ProcessWatchdog:
             self._forget_if_forked()
             self._users += 1
 
-    def watch(self, engine_pid: int, instance_id: str) -> bool:
-        """Tells the watchdog about an engine (starting the watchdog first); False if it is gone."""
+    def watch(self, engine_pid: int, instance_id: str, folder: str) -> bool:
+        """Tells the watchdog about an engine and its env's folder (starting the watchdog first); False if it is gone."""
         with self._lock:
             self._forget_if_forked()
             if self._proc is None:
@@ -89,7 +89,7 @@ class _ProcessWatchdog:
                     [sys.executable, "-I", "-S", WATCHDOG_SCRIPT], stdin=subprocess.PIPE, close_fds=True
                 )
             try:
-                self._proc.stdin.write(f"{engine_pid} {instance_id}\n".encode())
+                self._proc.stdin.write(f"{engine_pid} {instance_id} {folder}\n".encode())
                 self._proc.stdin.flush()
                 return True
             except (BrokenPipeError, OSError):
@@ -163,7 +163,7 @@ class EngineGuard:
                 instance_id = _instance_id(engine.cmdline())
             except psutil.Error:
                 return
-            if not _WATCHDOG.watch(engine.pid, instance_id):
+            if not _WATCHDOG.watch(engine.pid, instance_id, self.dir):
                 log.warning("the ViZDoom engine watchdog is gone: engine %d is only stopped by close()", engine.pid)
 
     def kill_engine(self, config_path: str):

@@ -5,12 +5,12 @@ dies abruptly (SIGKILL, the OOM killer, a segfault) leaves its engines running f
 their message queues, and their /dev/shm segments behind. A process with Doom envs starts this
 script as one child with a pipe on its stdin, and its envs write one line per engine they start:
 
-    <engine pid> <viz_instance_id>
+    <engine pid> <viz_instance_id> <the env's temporary folder>
 
 When the pipe closes, the envs are gone (all closed, or the process died): every listed engine
 that still runs is killed (SIGKILL; its command line must still name its instance id, so a
-reused pid is never hit) and its /dev/shm entries are removed. Cleanly closed envs leave nothing
-to kill.
+reused pid is never hit), its /dev/shm entries are removed, and so is its env's folder. Cleanly
+closed envs leave nothing to kill or remove.
 
 SIGINT and SIGTERM are ignored: a signal to the whole process group must not end the watchdog
 while its env is alive (the env's process decides how to stop).
@@ -19,6 +19,7 @@ while its env is alive (the env's process decides how to stop).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -64,12 +65,16 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     engines: list[tuple[int, str]] = []
+    folders: set[str] = set()
     for line in sys.stdin:  # ends when every writer has closed the pipe
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit():
+        parts = line.rstrip("\n").split(" ", 2)
+        if len(parts) == 3 and parts[0].isdigit():
             engines.append((int(parts[0]), parts[1]))
+            folders.add(parts[2])
     for pid, instance_id in engines:
         kill_engine(pid, instance_id)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
