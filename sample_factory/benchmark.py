@@ -241,7 +241,9 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
 
 def _component_name(runner, pid: int) -> str:
     if pid == psutil.Process().pid:
-        return "runner" + (" (all components)" if runner.cfg.serial_mode else "")
+        if runner.cfg.serial_mode:
+            return "runner (all components)"
+        return "runner and learner" if runner.hosts_learner else "runner"
     for process in runner.processes:
         if process.pid == pid:
             return process.name

@@ -1,8 +1,12 @@
 """The runner only orchestrates: builds shared memory and components, wires them, watches, stops.
 
 Serial mode puts every component on the runner's own loop in this process; parallel mode gives
-each rollout worker, inference worker and learner a process of its own. The components and
-their wiring are the same in both (see `_connect`).
+each rollout worker and inference worker a process of its own, and each learner too when there
+are several policies. A single policy's learner lives on the runner's loop: this process has
+imported torch anyway (~150 MiB that forkserver children share but this process does not), so a
+learner process of its own would cost ~70 MiB more for nothing; the runner's own work (reports,
+health checks) waits at most one training iteration. The components and their wiring are the
+same in every layout (see `_connect`).
 """
 
 from __future__ import annotations
@@ -177,6 +181,11 @@ class Runner(EventLoopObject):
             self.resumed_env_steps[policy_id] = int(training_state["env_steps"])
             self.resumed_train_seconds = max(self.resumed_train_seconds, float(training_state.get("train_seconds", 0.0)))
 
+    @property
+    def hosts_learner(self) -> bool:
+        """The learner runs on the runner's loop, in this process (see the module docstring)."""
+        return self.cfg.serial_mode or self.cfg.num_policies == 1
+
     def _loop_for(self, name: str) -> EventLoop:
         if self.cfg.serial_mode:
             return self.event_loop
@@ -188,8 +197,12 @@ class Runner(EventLoopObject):
         cfg, env_info, shared = self.cfg, self.env_info, self.shared
         model_factory = global_model_factory()
         for policy_id in range(cfg.num_policies):
-            loop = self._loop_for(f"learner_p{policy_id}")
-            self.learners.append(LearnerWorker(loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir)))
+            loop = self.event_loop if self.hosts_learner else self._loop_for(f"learner_p{policy_id}")
+            self.learners.append(
+                LearnerWorker(
+                    loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir), owns_loop=not self.hosts_learner
+                )
+            )
         for policy_id in range(cfg.num_policies):
             for i in range(cfg.policy_workers_per_policy):
                 loop = self._loop_for(f"inference_p{policy_id}_{i}")

@@ -1,4 +1,7 @@
-"""The learner's process shell: batches finished trajectories, trains, publishes, checkpoints.
+"""The learner's event-loop shell: batches finished trajectories, trains, publishes, checkpoints.
+
+It lives on the runner's loop for a single policy (see runner.py) and in a process of its own
+for each of several policies.
 
 Slots:   on_trajectory_ready(policy_id, slots), on_save_best(policy_id, metric, value), on_stop()
 Signals: report(policy_id, stats), stopped(policy_id), slots_released(policy_id)
@@ -40,9 +43,13 @@ class LearnerWorker(EventLoopObject):
     stopped = signal()
     slots_released = signal()
 
-    def __init__(self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str):
+    def __init__(
+        self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str, owns_loop: bool = True
+    ):
+        """`owns_loop`: the loop is this learner's process's own, and stops with it."""
         super().__init__(event_loop, f"learner_p{policy_id}")
         self.policy_id = policy_id
+        self.owns_loop = owns_loop
         self.cfg = cfg
         self.env_info = env_info
         self.shared = shared
@@ -73,6 +80,8 @@ class LearnerWorker(EventLoopObject):
         self.event_loop.add_idle_callback(self._train_when_ready)
 
     def on_trajectory_ready(self, policy_id: int, slots: list[int]):
+        if self.learner is None:  # stopped: workers in other processes may still be finishing
+            return
         self._pending.append(slots)
         self._num_pending += len(slots)
         self.learner.state.env_steps += len(slots) * self._env_steps_per_trajectory
@@ -82,7 +91,7 @@ class LearnerWorker(EventLoopObject):
 
     def _drop_without_learning(self):
         """--sampler_only: hand slots straight back, so only sampling and inference are measured."""
-        if not self._pending:
+        if not self._pending or self.learner is None:
             return
         groups, self._pending, self._num_pending = self._pending, [], 0
         self._release(groups)
@@ -162,5 +171,5 @@ class LearnerWorker(EventLoopObject):
         self._save_checkpoint()
         self.learner = None
         self.stopped.emit(self.policy_id)
-        if not self.cfg.serial_mode:
+        if self.owns_loop:
             self.event_loop.stop()
