@@ -15,7 +15,7 @@ from sample_factory.utils.attr_dict import AttrDict
 
 pytestmark = pytest.mark.timeout(120)
 
-CFG = AttrDict(worker_num_splits=2, rollout=32, num_batches_per_epoch=1)
+CFG = AttrDict(worker_num_splits=2, rollout=32, num_batches_per_epoch=1, batch_size=256)
 
 
 def test_slow_env_gets_few_envs_stepped_one_by_one():
@@ -31,7 +31,14 @@ def test_image_env_gets_inference_batches_of_at_least_eight_per_split():
     assert choose_layout(CFG, num_agents=1, env_step_sec=slow_step, cores=2).num_envs_per_worker == 4
     layout = choose_layout(CFG, num_agents=1, env_step_sec=slow_step, cores=2, image_obs=True)
     assert layout.num_envs_per_worker == 16
-    assert layout.batch_size == 2 * 16 * 32 // 2
+
+
+def test_image_env_keeps_its_batch_size_unless_the_pipeline_holds_less_than_two():
+    """A conv learner pays per sample: a bigger batch buys little speed and costs updates per frame."""
+    kept = choose_layout(CFG, num_agents=1, env_step_sec=500e-6, cores=2, image_obs=True)
+    assert kept.batch_size == CFG.batch_size < 2 * kept.num_envs_per_worker * 32 // 2
+    capped = choose_layout(AttrDict(CFG, batch_size=4096), num_agents=1, env_step_sec=500e-6, cores=2, image_obs=True)
+    assert capped.batch_size == 2 * capped.num_envs_per_worker * 32 // 2
 
 
 def test_fast_env_is_vectorized_with_many_envs():
