@@ -41,6 +41,18 @@ def test_image_env_keeps_its_batch_size_unless_the_pipeline_holds_less_than_two(
     assert capped.batch_size == 2 * capped.num_envs_per_worker * 32 // 2
 
 
+def test_image_env_with_cpu_inference_steps_one_split_per_worker():
+    """Inference then shares the cores with the envs: a second split would hide nothing, only
+    double the envs in flight (memory, policy lag)."""
+    layout = choose_layout(CFG, num_agents=1, env_step_sec=500e-6, cores=2, image_obs=True, cpu_inference=True)
+    assert (layout.worker_num_splits, layout.num_envs_per_worker, layout.batch_size) == (1, 8, 256)
+    typed = choose_layout(
+        CFG, num_agents=1, env_step_sec=500e-6, cores=2, keep=frozenset({"worker_num_splits"}), image_obs=True, cpu_inference=True
+    )
+    assert (typed.worker_num_splits, typed.num_envs_per_worker) == (2, 16)
+    assert choose_layout(CFG, num_agents=1, env_step_sec=500e-6, cores=2, cpu_inference=True).worker_num_splits == 2
+
+
 def test_fast_env_is_vectorized_with_many_envs():
     layout = choose_layout(CFG, num_agents=1, env_step_sec=5e-6, cores=4)  # a CartPole step
     assert layout.num_envs_per_worker == 2 * MAX_ENVS_PER_SPLIT

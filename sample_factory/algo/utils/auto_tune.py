@@ -12,6 +12,12 @@ The rules, each from measurements on 2-core and 16-core machines:
     inference on CPU costs 0.8 ms a sample in batches of 4 and 0.4 ms in batches of 16, and
     with --model_bf16 doom_basic trained at 3,275 / 4,400-4,860 / 5,260-5,380 FPS with 4 / 8 / 16
     envs per split (each env adds ~22 MiB of PSS, most of it the engine);
+  - image observations with inference on the CPU get one split per worker: a second split hides
+    the inference round trip only when inference has cores (or a GPU) of its own, and here it
+    would double the envs in flight, their memory and the policy lag. doom_basic with
+    --model_bf16 on 2 cores, 2 x 8 envs in one split against 2 x 16 in two: 4,500-4,690 against
+    4,620-4,930 training FPS, 1,051-1,077 against 1,197-1,228 MiB, and a return of 70 after
+    163k-221k frames (as the 2 x 4 defaults: 196k-212k) against 269k-387k;
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
   - a training iteration (batch_size x num_batches_per_epoch) is at most half of what the
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, is_vector_env, make_env
 from sample_factory.model.model_utils import is_image_space
+from sample_factory.utils.device import policy_device
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +94,20 @@ def _nearest_pow2(x: float) -> int:
 
 
 def choose_layout(
-    cfg, num_agents: int, env_step_sec: float, cores: int, keep: frozenset = frozenset(), image_obs: bool = False
+    cfg,
+    num_agents: int,
+    env_step_sec: float,
+    cores: int,
+    keep: frozenset = frozenset(),
+    image_obs: bool = False,
+    cpu_inference: bool = False,
 ) -> SamplingLayout:
     """The layout for this env; flags named in `keep` stay as they are in cfg (and size the rest)."""
 
     def kept_or(name, value):
         return cfg[name] if name in keep else value
 
-    splits = cfg.worker_num_splits
+    splits = kept_or("worker_num_splits", 1 if image_obs and cpu_inference else cfg.worker_num_splits)
     num_workers = kept_or("num_workers", cores)
     envs_per_split = min(MAX_ENVS_PER_SPLIT, _nearest_pow2(SPLIT_STEP_SEC / max(env_step_sec, 1e-7)))
     if image_obs:
@@ -115,7 +128,10 @@ def auto_tune(cfg, env_info) -> dict:
     step_sec = measure_env_step_sec(cfg)
     cores = available_cores()
     image_obs = any(is_image_space(space) for space in env_info.obs_space.spaces.values())
-    layout = choose_layout(cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed), image_obs=image_obs)
+    cpu_inference = policy_device(cfg).type == "cpu"
+    layout = choose_layout(
+        cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed), image_obs=image_obs, cpu_inference=cpu_inference
+    )
     chosen = {name: value for name, value in vars(layout).items() if cfg[name] != value}
     for name, value in chosen.items():
         cfg[name] = value
