@@ -15,9 +15,9 @@ The rules, each from measurements on 2-core and 16-core machines:
   - image observations with inference on the CPU get one split per worker: a second split hides
     the inference round trip only when inference has cores (or a GPU) of its own, and here it
     would double the envs in flight, their memory and the policy lag. doom_basic with
-    --model_bf16 on 2 cores, 2 x 8 envs in one split against 2 x 16 in two: 4,500-4,690 against
-    4,620-4,930 training FPS, 1,051-1,077 against 1,197-1,228 MiB, and a return of 70 after
-    163k-221k frames (as the 2 x 4 defaults: 196k-212k) against 269k-387k;
+    --model_bf16 on 2 cores, 2 x 8 envs in one split against 2 x 16 in two (batch 256 both):
+    4,480-4,840 against 4,150-4,790 training FPS, 1,051-1,114 against 1,224-1,272 MiB, and a
+    return of 70 after 163k-229k frames (the 2 x 4 defaults: 196k-212k) against 336k-387k;
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
   - a training iteration (batch_size x num_batches_per_epoch) is at most half of what the
