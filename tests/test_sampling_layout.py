@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from sample_factory.algo.utils.auto_tune import MAX_ENVS_PER_SPLIT, choose_layout
+from sample_factory.runner.runner import slot_layout
 from sample_factory.utils.attr_dict import AttrDict
 
 pytestmark = pytest.mark.timeout(120)
@@ -135,3 +136,16 @@ def test_typed_flags_stay_and_size_the_rest():
     layout = choose_layout(cfg, num_agents=1, env_step_sec=5e-6, cores=2, keep=frozenset({"num_workers", "num_envs_per_worker"}))
     assert (layout.num_workers, layout.num_envs_per_worker) == (6, 4)
     assert layout.batch_size == 6 * 4 * 32 // 2, "the batch follows the typed layout"
+
+
+def test_trajectory_slots_bound_how_far_sampling_runs_ahead_of_the_learner():
+    """One slot per agent being filled plus num_batches_to_accumulate iterations waiting: a
+    learner that falls behind makes splits park instead of aging the experience (policy lag)."""
+    cfg = AttrDict(
+        num_workers=2, num_envs_per_worker=16, worker_num_splits=2, num_policies=1, rollout=32,
+        batch_size=256, num_batches_per_epoch=1, num_batches_to_accumulate=2, async_rl=True,
+    )
+    env_info = AttrDict(num_agents=1)
+    assert slot_layout(cfg, env_info).slots_per_policy == 32 + 2 * 8
+    assert slot_layout(AttrDict(cfg, num_batches_to_accumulate=1), env_info).slots_per_policy == 40  # 32 + 8
+    assert slot_layout(AttrDict(cfg, async_rl=False), env_info).slots_per_policy == 8  # one batch exactly
