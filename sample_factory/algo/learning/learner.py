@@ -266,9 +266,10 @@ class Learner:
         totals: dict[str, float] = {}
         num_minibatches = 0
         for idx in self._minibatch_indices(num_chunks, device):
-            n = (num_chunks if isinstance(idx, slice) else len(idx)) * r
+            mb_resets = resets_c[idx]
+            n = mb_resets.numel()  # steps in this minibatch
             mb_mask_c = None if mask_c is None else mask_c[idx]
-            values_n, logits = self._forward_sequences({k: v[idx] for k, v in obs_c.items()}, rnn_init_c[idx], resets_c[idx], mb_mask_c)
+            values_n, logits = self._forward_sequences({k: v[idx] for k, v in obs_c.items()}, rnn_init_c[idx], mb_resets, mb_mask_c)
             mb = {k: v[idx].reshape((n,) + v.shape[2:]) for k, v in per_step.items()}
             mb_mask = None if mb_mask_c is None else mb_mask_c.reshape(n, -1)
             dist = self.model.action_distribution(logits.reshape(n, -1), mb_mask)
