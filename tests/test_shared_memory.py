@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
 
 pytestmark = pytest.mark.timeout(60)
@@ -192,6 +193,55 @@ def test_gather_returns_copies():
     assert torch.equal(buffers.actions[SLOT, :ROLLOUT], expected_actions())
     assert bool(buffers.values.isnan().all())
     assert not bool(buffers.dones.any())
+
+
+def test_gather_into_staging_reuses_its_buffers():
+    buffers = make_buffers()
+    _write_slot(buffers)
+    staging = HostStaging(torch.device("cpu"))
+
+    first = buffers.gather(torch.tensor([SLOT, 3]), staging)
+    assert torch.equal(first["rewards"][0, :ROLLOUT], expected_rewards())
+    assert torch.equal(first["obs"]["obs"][0], expected_image())
+    assert bool((first["obs"]["obs"][1] == 255).all())
+
+    buffers.rewards[3, :] = 7.0
+    second = buffers.gather(torch.tensor([3, SLOT]), staging)
+    assert second["rewards"].data_ptr() == first["rewards"].data_ptr()
+    assert second["obs"]["obs"].data_ptr() == first["obs"]["obs"].data_ptr()
+    assert bool((second["rewards"][0] == 7.0).all())
+    assert torch.equal(second["obs"]["obs"][1], expected_image())
+
+
+def test_staging_gathers_slot_steps_and_grows_when_a_batch_is_larger():
+    buffers = make_buffers()
+    buffers.rnn_states.copy_(torch.arange(buffers.rnn_states.numel(), dtype=torch.float32).view_as(buffers.rnn_states))
+    staging = HostStaging(torch.device("cpu"))
+    steps_per_slot = ROLLOUT + 1
+
+    small = staging.gather_to_device("rnn", buffers.rnn_states, torch.tensor([2 * steps_per_slot + 1]))
+    assert torch.equal(small, buffers.rnn_states[[2], [1]])
+
+    slots, steps = torch.tensor([0, 3, 1]), torch.tensor([4, 0, ROLLOUT])
+    large = staging.gather_to_device("rnn", buffers.rnn_states, slots * steps_per_slot + steps)
+    assert torch.equal(large, buffers.rnn_states[slots, steps])
+    again = staging.gather_to_device("rnn", buffers.rnn_states, slots * steps_per_slot + steps)
+    assert again.data_ptr() == large.data_ptr()  # no allocation once the buffer is large enough
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_staging_to_a_gpu_goes_through_pinned_memory():
+    buffers = make_buffers()
+    _write_slot(buffers)
+    staging = HostStaging(torch.device("cuda", 0))
+    rows = torch.tensor([SLOT * (ROLLOUT + 1) + 2])
+
+    on_gpu = staging.gather_to_device("obs", buffers.obs["obs"], rows)
+    assert on_gpu.is_cuda
+    back = staging.to_host("back", on_gpu + 1)
+    staging.wait()
+    assert back.is_pinned()
+    assert torch.equal(back[0], expected_image()[2] + 1)
 
 
 # --- SlotPool -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import torch
 
 from sample_factory.algo.learning.learner import Learner
 from sample_factory.algo.utils.context import set_global_model_factory
+from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
 from sample_factory.utils.checkpoint import (
     checkpoint_dir,
@@ -56,6 +57,7 @@ class LearnerWorker(EventLoopObject):
         self.model_factory = model_factory
         self.experiment_dir = experiment_dir
         self.learner: Learner | None = None
+        self._staging: HostStaging | None = None
         self._pending: list[list[int]] = []
         self._num_pending = 0
         self._env_steps_per_trajectory = cfg.rollout * env_info.frameskip
@@ -63,10 +65,15 @@ class LearnerWorker(EventLoopObject):
     def on_loop_started(self):
         set_global_model_factory(self.model_factory)
         device = policy_device(self.cfg)
-        if device.type == "cpu" and not self.cfg.serial_mode:
+        if not self.cfg.serial_mode:
+            # With a GPU too: the CPU side (batch gathering) must not spin threads on the envs' cores.
             torch.set_num_threads(learner_cpu_threads(self.cfg))
-            keep_large_allocations_mapped()
+            if device.type == "cpu":
+                keep_large_allocations_mapped()
         self.learner = Learner(self.cfg, self.env_info, self.policy_id, device)
+        # Each batch is copied into the same buffers: Learner.train reads its stats back before it
+        # returns, so on a GPU the upload from them has finished when the next batch overwrites them.
+        self._staging = HostStaging(device)
         restored = load_latest_checkpoint(checkpoint_dir(self.experiment_dir, self.policy_id), device)
         if restored is not None:
             state, path = restored
@@ -112,7 +119,7 @@ class LearnerWorker(EventLoopObject):
                 taken += len(group)
             self._num_pending -= taken
             slots = torch.tensor([s for g in groups for s in g], dtype=torch.int64)
-            batch = self.shared.buffers.gather(slots)
+            batch = self.shared.buffers.gather(slots, self._staging)
             if self.cfg.async_rl:
                 self._release(groups)
 

@@ -12,6 +12,7 @@ import logging
 import torch
 
 from sample_factory.algo.utils.context import set_global_model_factory
+from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.model.actor_critic import create_actor_critic
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer
 from sample_factory.utils.device import policy_device
@@ -28,6 +29,7 @@ class InferenceWorker(EventLoopObject):
         self.shared = shared
         self.model_factory = model_factory
         self.model = None
+        self.staging: HostStaging | None = None
         self.version = 0
         self._weights_seq = 0
         self._retry_timer = None
@@ -38,10 +40,12 @@ class InferenceWorker(EventLoopObject):
     def on_loop_started(self):
         set_global_model_factory(self.model_factory)
         self.device = policy_device(self.cfg)
-        if self.device.type == "cpu" and not self.cfg.serial_mode:
+        if not self.cfg.serial_mode:
+            # One batch at a time; with a GPU the CPU side only gathers and scatters rows.
             torch.set_num_threads(1)
         self.model = create_actor_critic(self.cfg, self.env_info.obs_space, self.env_info.action_space).to(self.device)
         self.model.eval()
+        self.staging = HostStaging(self.device)
         if self.device.type == "cpu":
             self.model.store_bf16_weights()
         self.event_loop.add_idle_callback(self._infer_pending)
@@ -67,40 +71,50 @@ class InferenceWorker(EventLoopObject):
             self._weights_seq, self.version = loaded
         requests, self._requests = self._requests, []
 
-        slot_list, step_list = [], []
+        steps_per_slot = self.shared.buffers.rollout + 1
+        rows = []  # slot * steps_per_slot + step: the rows of the buffers flattened over [slot, step]
         for _, _, t, slots in requests:
-            slot_list.extend(slots)
-            step_list.extend([t] * len(slots))
-        slots = torch.tensor(slot_list, dtype=torch.int64)
-        steps = torch.tensor(step_list, dtype=torch.int64)
-        self._forward_and_write(slots, steps)
+            rows.extend([slot * steps_per_slot + t for slot in slots])
+        self._forward_and_write(torch.tensor(rows, dtype=torch.int64))
 
         for worker_idx, split_idx, _, _ in requests:
             self.named_signal(f"actions_ready_w{worker_idx}").emit(split_idx)
         self.num_batches += 1
-        self.num_samples += len(slot_list)
+        self.num_samples += len(rows)
 
     @torch.no_grad()
-    def _forward_and_write(self, slots: torch.Tensor, steps: torch.Tensor):
-        buffers = self.shared.buffers
-        device = self.device
-        obs = {key: tensor[slots, steps].to(device, non_blocking=True) for key, tensor in buffers.obs.items()}
-        rnn_states = buffers.rnn_states[slots, steps].to(device, non_blocking=True)
-        normalized = self.model.normalize_obs(obs)
-        out = self.model(normalized, rnn_states)
+    def _forward_and_write(self, rows: torch.Tensor):
+        buffers, staging = self.shared.buffers, self.staging
+        obs = {key: staging.gather_to_device(f"obs.{key}", tensor, rows) for key, tensor in buffers.obs.items()}
+        rnn_states = staging.gather_to_device("rnn_states", buffers.rnn_states, rows)
+        out = self.model(self.model.normalize_obs(obs), rnn_states)
 
-        buffers.actions[slots, steps] = out["actions"].to("cpu").to(buffers.actions.dtype)
-        buffers.log_prob_actions[slots, steps] = out["log_prob_actions"].cpu()
-        buffers.values[slots, steps] = self.model.denormalize_values(out["values"]).cpu()
-        buffers.action_logits[slots, steps] = out["action_logits"].cpu()
-        buffers.policy_version[slots, steps] = self.version
         new_rnn = out.get("new_rnn_states")
+        results = {
+            "actions": out["actions"].to(buffers.actions.dtype),
+            "log_prob_actions": out["log_prob_actions"],
+            "values": self.model.denormalize_values(out["values"]),
+            "action_logits": out["action_logits"],
+        }
         if new_rnn is not None and new_rnn.shape[-1] > 0:
-            buffers.rnn_states[slots, steps + 1] = new_rnn.cpu()
-        else:
-            buffers.rnn_states[slots, steps + 1] = 0.0
+            results["rnn_states"] = new_rnn
+        on_host = {name: staging.to_host(name, value) for name, value in results.items()}
+        staging.wait()
+
+        next_rows = rows + 1  # the RNN state is the one the next step starts from
+        for name, value in on_host.items():
+            field = _flat(getattr(buffers, name))
+            field.index_copy_(0, next_rows if name == "rnn_states" else rows, value.reshape((len(rows),) + field.shape[1:]))
+        _flat(buffers.policy_version).index_fill_(0, rows, self.version)
+        if "rnn_states" not in on_host:
+            _flat(buffers.rnn_states).index_fill_(0, next_rows, 0.0)
 
     def on_stop(self):
         self._requests = []
         if not self.cfg.serial_mode:
             self.event_loop.stop()
+
+
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    """A `[num_slots, steps, ...]` buffer as rows `[num_slots * steps, ...]` (a view)."""
+    return tensor.view((-1,) + tuple(tensor.shape[2:]))

@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.model.action_distributions import action_buffer_spec, calc_num_action_parameters
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,20 @@ class TrajectoryBuffers:
         "policy_version",
     )
 
-    def gather(self, slots: torch.Tensor) -> dict:
-        """Copies the given slots out (one copy per field): the learner's batch."""
-        batch = {name: getattr(self, name).index_select(0, slots) for name in self.FLAT_FIELDS}
-        batch["obs"] = {key: t.index_select(0, slots) for key, t in self.obs.items()}
+    def gather(self, slots: torch.Tensor, staging: HostStaging | None = None) -> dict:
+        """Copies the given slots out (one copy per field): the learner's batch.
+
+        With `staging` the copies land in its reused buffers (pinned ones for a GPU), not new tensors.
+        """
+
+        def copy(name: str, field: torch.Tensor) -> torch.Tensor:
+            if staging is None:
+                return field.index_select(0, slots)
+            out = staging.buffer(name, len(slots), tuple(field.shape[1:]), field.dtype)
+            return torch.index_select(field, 0, slots, out=out)
+
+        batch = {name: copy(name, getattr(self, name)) for name in self.FLAT_FIELDS}
+        batch["obs"] = {key: copy(f"obs.{key}", t) for key, t in self.obs.items()}
         return batch
 
 
