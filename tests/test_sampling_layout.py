@@ -54,6 +54,13 @@ def test_image_env_with_cpu_inference_steps_one_split_per_worker():
     assert choose_layout(CFG, num_agents=1, env_step_sec=500e-6, cores=2, cpu_inference=True).worker_num_splits == 2
 
 
+@pytest.mark.parametrize("env_step_sec", [2e-3, 500e-6, 250e-6, 20e-6])
+def test_image_env_with_cpu_inference_gets_the_same_envs_whatever_the_probe_measured(env_step_sec):
+    """A ViZDoom step's probe reads 270-640 us from run to run: the layout must not flip with it."""
+    layout = choose_layout(CFG, num_agents=1, env_step_sec=env_step_sec, cores=2, image_obs=True, cpu_inference=True)
+    assert (layout.num_envs_per_worker, layout.worker_num_splits, layout.batched_sampling) == (8, 1, False)
+
+
 def test_fast_env_is_vectorized_with_many_envs():
     layout = choose_layout(CFG, num_agents=1, env_step_sec=5e-6, cores=4)  # a CartPole step
     assert layout.num_envs_per_worker == 2 * MAX_ENVS_PER_SPLIT

@@ -8,7 +8,7 @@ The rules, each from measurements on 2-core and 16-core machines:
     dominates. Slow envs (Doom: ~500 us a step) get a few envs per split, fast ones (CartPole:
     ~5 us) get many. doom_basic on 2 cores trained at 2,880 / 3,040 / 3,320 FPS with 2 / 4 / 8
     envs per split;
-  - image observations get at least `MIN_ENVS_PER_SPLIT_FOR_IMAGES` per split: a conv net's
+  - image observations get at least `IMAGE_ENVS_PER_SPLIT` per split: a conv net's
     inference on CPU costs 0.8 ms a sample in batches of 4 and 0.4 ms in batches of 16, and
     with --model_bf16 doom_basic trained at 3,275 / 4,400-4,860 / 5,260-5,380 FPS with 4 / 8 / 16
     envs per split (each env adds ~22 MiB of PSS, most of it the engine);
@@ -18,6 +18,10 @@ The rules, each from measurements on 2-core and 16-core machines:
     --model_bf16 on 2 cores, 2 x 8 envs in one split against 2 x 16 in two (batch 256 both):
     4,480-4,840 against 4,150-4,790 training FPS, 1,051-1,114 against 1,224-1,272 MiB, and a
     return of 70 after 163k-229k frames (the 2 x 4 defaults: 196k-212k) against 336k-387k;
+  - that split holds exactly `IMAGE_ENVS_PER_SPLIT` envs, whatever the probe measured: the probe
+    of a ViZDoom step reads 270-640 us from run to run (its engine may or may not share a core
+    with it), which flipped doom_basic between 8 and 16 envs per split; 16 trained ~10 % faster
+    (5,250 against 4,230-4,820 FPS) at 1,224 against 1,052 MiB, with twice the envs in flight;
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
   - a training iteration (batch_size x num_batches_per_epoch) is at most half of what the
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 SPLIT_STEP_SEC = 4e-3
 MAX_ENVS_PER_SPLIT = 128
 MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
-MIN_ENVS_PER_SPLIT_FOR_IMAGES = 8
+IMAGE_ENVS_PER_SPLIT = 8
 PROBE_SEC = 0.3
 PROBE_MIN_STEPS = 10
 
@@ -111,7 +115,7 @@ def choose_layout(
     num_workers = kept_or("num_workers", cores)
     envs_per_split = min(MAX_ENVS_PER_SPLIT, _nearest_pow2(SPLIT_STEP_SEC / max(env_step_sec, 1e-7)))
     if image_obs:
-        envs_per_split = max(envs_per_split, MIN_ENVS_PER_SPLIT_FOR_IMAGES)
+        envs_per_split = IMAGE_ENVS_PER_SPLIT if cpu_inference else max(envs_per_split, IMAGE_ENVS_PER_SPLIT)
     envs_per_worker = kept_or("num_envs_per_worker", envs_per_split * splits)
     batched = kept_or("batched_sampling", num_agents == 1 and envs_per_split >= MIN_ENVS_PER_SPLIT_FOR_BATCHING)
     # A training iteration (batch_size x num_batches_per_epoch samples) of whole trajectories.
