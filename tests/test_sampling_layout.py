@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
-from sample_factory.algo.utils.auto_tune import MAX_ENVS_PER_SPLIT, choose_layout
+from sample_factory.algo.utils import auto_tune as auto_tune_module
+from sample_factory.algo.utils.auto_tune import MAX_ENVS_PER_SPLIT, auto_tune, choose_layout, cpu_has_native_bf16
 from sample_factory.runner.runner import slot_layout
 from sample_factory.utils.attr_dict import AttrDict
 
@@ -59,6 +62,41 @@ def test_image_env_with_cpu_inference_gets_the_same_envs_whatever_the_probe_meas
     """A ViZDoom step's probe reads 270-640 us from run to run: the layout must not flip with it."""
     layout = choose_layout(CFG, num_agents=1, env_step_sec=env_step_sec, cores=2, image_obs=True, cpu_inference=True)
     assert (layout.num_envs_per_worker, layout.worker_num_splits, layout.batched_sampling) == (8, 1, False)
+
+
+IMAGE = gym.spaces.Box(0, 255, (3, 72, 128), dtype=np.uint8)
+VECTOR = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("obs_space", "device", "native_bf16", "typed", "expected"),
+    [
+        (IMAGE, "cpu", True, False, True),
+        (IMAGE, "cpu", False, False, False),  # bfloat16 without native instructions is slower
+        (IMAGE, "cpu", True, True, False),  # --model_bf16=False typed: kept
+        (VECTOR, "cpu", True, False, False),  # an MLP gains nothing from it
+    ],
+)
+def test_auto_tune_runs_image_models_in_bf16_on_cpus_with_native_bf16(monkeypatch, obs_space, device, native_bf16, typed, expected):
+    monkeypatch.setattr(auto_tune_module, "measure_env_step_sec", lambda cfg: 500e-6)
+    monkeypatch.setattr(auto_tune_module, "cpu_has_native_bf16", lambda: native_bf16)
+    cfg = AttrDict(
+        CFG, device=device, num_workers=2, num_envs_per_worker=2, batched_sampling=False, model_bf16=False,
+        auto_tune=True, cli_args={"model_bf16": False} if typed else {},
+    )
+    env_info = AttrDict(num_agents=1, obs_space=gym.spaces.Dict({"obs": obs_space}))
+    chosen = auto_tune(cfg, env_info)
+    assert cfg.model_bf16 is expected
+    assert ("model_bf16" in chosen) is expected
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_native_bf16(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert not cpu_has_native_bf16(str(cpuinfo))
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))
 
 
 def test_fast_env_is_vectorized_with_many_envs():
