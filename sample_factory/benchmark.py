@@ -254,10 +254,11 @@ def _component_name(runner, pid: int) -> str:
 
 
 def run_benchmark(cfg) -> dict:
-    if cfg.auto_tune:
-        auto_tune(cfg, obtain_env_info(cfg))  # once, so that every phase runs the same layout
+    tuned = auto_tune(cfg, obtain_env_info(cfg)) if cfg.auto_tune else {}  # once: every phase runs the same layout
     train_dir = tempfile.mkdtemp(prefix="sf_benchmark_")
     results = {"env": cfg.env, "num_workers": cfg.num_workers, "num_envs_per_worker": cfg.num_envs_per_worker, "cores": psutil.cpu_count()}
+    if tuned:
+        results["auto_tune"] = tuned
     try:
         common = dict(train_dir=train_dir, restart_behavior="overwrite", train_for_env_steps=int(1e12), train_for_seconds=int(1e9))
         timing = (cfg.benchmark_sec, cfg.benchmark_warmup_sec, cfg.benchmark_window_sec)

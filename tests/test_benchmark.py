@@ -41,3 +41,30 @@ def test_benchmark_json_has_every_measurement():
     assert results["sampler"]["fps"] > results["training"]["fps"] * 0.5
     learner = "runner and learner"  # one policy: its learner lives in the runner's process
     assert results["training"]["cpu_percent_by_process"][learner] > results["sampler"]["cpu_percent_by_process"][learner]
+
+
+def test_benchmark_reports_what_auto_tune_chose():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sample_factory.benchmark",
+            "--env=CartPole-v1",
+            "--auto_tune=True",
+            "--num_workers=1",
+            "--benchmark_phases",
+            "raw",
+            "--benchmark_sec=2",
+            "--benchmark_warmup_sec=1",
+            "--benchmark_window_sec=1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(result.stdout)
+    assert results["auto_tune"]["batched_sampling"] is True, "a CartPole step is microseconds: vectorized"
+    assert "num_workers" not in results["auto_tune"], "typed on the command line: kept"
+    assert results["num_envs_per_worker"] == results["auto_tune"]["num_envs_per_worker"] >= 32
