@@ -71,9 +71,7 @@ class LearnerWorker(EventLoopObject):
             if device.type == "cpu":
                 keep_large_allocations_mapped()
         self.learner = Learner(self.cfg, self.env_info, self.policy_id, device)
-        # Each batch is copied into the same buffers: Learner.train reads its stats back before it
-        # returns, so on a GPU the upload from them has finished when the next batch overwrites them.
-        self._staging = HostStaging(device)
+        self._staging = HostStaging(device)  # each batch is copied into the same (pinned, on a GPU) buffers
         restored = load_latest_checkpoint(checkpoint_dir(self.experiment_dir, self.policy_id), device)
         if restored is not None:
             state, path = restored
@@ -119,6 +117,7 @@ class LearnerWorker(EventLoopObject):
                 taken += len(group)
             self._num_pending -= taken
             slots = torch.tensor([s for g in groups for s in g], dtype=torch.int64)
+            self._staging.wait()  # the last batch's upload has finished reading the buffers
             batch = self.shared.buffers.gather(slots, self._staging)
             if self.cfg.async_rl:
                 self._release(groups)

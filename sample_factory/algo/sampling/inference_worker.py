@@ -98,7 +98,8 @@ class InferenceWorker(EventLoopObject):
         }
         if new_rnn is not None and new_rnn.shape[-1] > 0:
             results["rnn_states"] = new_rnn
-        on_host = {name: staging.to_host(name, value) for name, value in results.items()}
+        # Named apart from the uploads' buffers: no download ever lands where an upload reads.
+        on_host = {name: staging.to_host(f"out.{name}", value) for name, value in results.items()}
         staging.wait()
 
         next_rows = rows + 1  # the RNN state is the one the next step starts from

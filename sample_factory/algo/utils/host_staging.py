@@ -26,8 +26,9 @@ class HostStaging:
 
     def buffer(self, name: str, rows: int, row_shape: tuple, dtype: torch.dtype) -> Tensor:
         buf = self._buffers.get(name)
-        if buf is None or buf.shape[0] < rows or tuple(buf.shape[1:]) != tuple(row_shape) or buf.dtype != dtype:
-            capacity = rows if buf is None else max(rows, 2 * buf.shape[0])
+        same_rows = buf is not None and tuple(buf.shape[1:]) == tuple(row_shape) and buf.dtype == dtype
+        if not same_rows or buf.shape[0] < rows:
+            capacity = max(rows, 2 * buf.shape[0]) if same_rows else rows
             buf = torch.empty((capacity, *row_shape), dtype=dtype, pin_memory=self.pinned)
             self._buffers[name] = buf
         return buf[:rows]
