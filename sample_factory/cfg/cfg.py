@@ -52,7 +52,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         "--auto_tune",
         type=str2bool,
         default=False,
-        help="Choose num_workers, num_envs_per_worker, batched_sampling and batch_size from a measured env step (flags typed on the command line are kept)",
+        help="Choose num_workers, num_envs_per_worker, worker_num_splits, batched_sampling and batch_size from a measured env step, "
+        "and model_bf16 for image models on CPUs with native bfloat16 (flags typed on the command line are kept)",
     )
     g.add_argument("--set_workers_cpu_affinity", type=str2bool, default=True, help="Pin each rollout worker (and its env processes) to a core, when cores outnumber rollout workers")
     g.add_argument("--force_envs_single_thread", type=str2bool, default=False, help="Limit env libraries (OpenMP, MKL) to one thread")
