@@ -11,25 +11,17 @@ import pytest
 pytestmark = pytest.mark.timeout(180)
 
 
-def test_benchmark_json_has_every_measurement():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sample_factory.benchmark",
-            "--env=CartPole-v1",
-            "--benchmark_sec=4",
-            "--benchmark_warmup_sec=1",
-            "--benchmark_window_sec=1",
-            "--num_epochs=1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
+def run_benchmark_json(*flags: str) -> dict:
+    """A short CartPole benchmark with `flags`; its --json results."""
+    command = [sys.executable, "-m", "sample_factory.benchmark", "--env=CartPole-v1", "--benchmark_warmup_sec=1"]
+    command += ["--benchmark_window_sec=1", "--json", *flags]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=170)
     assert result.returncode == 0, result.stderr[-2000:]
-    results = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_benchmark_json_has_every_measurement():
+    results = run_benchmark_json("--benchmark_sec=4", "--num_epochs=1")
     assert results["raw"]["fps"] > 0
     for phase in ("sampler", "training"):
         r = results[phase]
@@ -44,27 +36,7 @@ def test_benchmark_json_has_every_measurement():
 
 
 def test_benchmark_reports_what_auto_tune_chose():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sample_factory.benchmark",
-            "--env=CartPole-v1",
-            "--auto_tune=True",
-            "--num_workers=1",
-            "--benchmark_phases",
-            "raw",
-            "--benchmark_sec=2",
-            "--benchmark_warmup_sec=1",
-            "--benchmark_window_sec=1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    results = json.loads(result.stdout)
+    results = run_benchmark_json("--auto_tune=True", "--num_workers=1", "--benchmark_phases", "raw", "--benchmark_sec=2")
     assert results["auto_tune"]["batched_sampling"] is True, "a CartPole step is microseconds: vectorized"
     assert "num_workers" not in results["auto_tune"], "typed on the command line: kept"
     assert results["num_envs_per_worker"] == results["auto_tune"]["num_envs_per_worker"] >= 32
