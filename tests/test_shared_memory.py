@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sample_factory.algo.utils.host_staging import HostStaging
-from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
+from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers, step_rows
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -219,13 +219,13 @@ def test_staging_gathers_slot_steps_and_grows_when_a_batch_is_larger():
     staging = HostStaging(torch.device("cpu"))
     steps_per_slot = ROLLOUT + 1
 
-    small = staging.gather_to_device("rnn", buffers.rnn_states, torch.tensor([2 * steps_per_slot + 1]))
+    small = staging.gather_to_device("rnn", step_rows(buffers.rnn_states), torch.tensor([2 * steps_per_slot + 1]))
     assert torch.equal(small, buffers.rnn_states[[2], [1]])
 
     slots, steps = torch.tensor([0, 3, 1]), torch.tensor([4, 0, ROLLOUT])
-    large = staging.gather_to_device("rnn", buffers.rnn_states, slots * steps_per_slot + steps)
+    large = staging.gather_to_device("rnn", step_rows(buffers.rnn_states), slots * steps_per_slot + steps)
     assert torch.equal(large, buffers.rnn_states[slots, steps])
-    again = staging.gather_to_device("rnn", buffers.rnn_states, slots * steps_per_slot + steps)
+    again = staging.gather_to_device("rnn", step_rows(buffers.rnn_states), slots * steps_per_slot + steps)
     assert again.data_ptr() == large.data_ptr()  # no allocation once the buffer is large enough
 
 
@@ -236,7 +236,7 @@ def test_staging_to_a_gpu_goes_through_pinned_memory():
     staging = HostStaging(torch.device("cuda", 0))
     rows = torch.tensor([SLOT * (ROLLOUT + 1) + 2])
 
-    on_gpu = staging.gather_to_device("obs", buffers.obs["obs"], rows)
+    on_gpu = staging.gather_to_device("obs", step_rows(buffers.obs["obs"]), rows)
     assert on_gpu.is_cuda
     back = staging.to_host("back", on_gpu + 1)
     staging.wait()

@@ -13,11 +13,14 @@ import torch
 
 from sample_factory.algo.utils.context import set_global_model_factory
 from sample_factory.algo.utils.host_staging import HostStaging
+from sample_factory.algo.utils.shared_buffers import step_rows
 from sample_factory.model.actor_critic import create_actor_critic
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer
 from sample_factory.utils.device import policy_device
 
 log = logging.getLogger(__name__)
+
+WRITTEN_FIELDS = ("actions", "log_prob_actions", "values", "action_logits", "rnn_states", "policy_version")
 
 
 class InferenceWorker(EventLoopObject):
@@ -46,6 +49,9 @@ class InferenceWorker(EventLoopObject):
         self.model = create_actor_critic(self.cfg, self.env_info.obs_space, self.env_info.action_space).to(self.device)
         self.model.eval()
         self.staging = HostStaging(self.device)
+        buffers = self.shared.buffers
+        self._obs_rows = {key: step_rows(field) for key, field in buffers.obs.items()}
+        self._field_rows = {name: step_rows(getattr(buffers, name)) for name in WRITTEN_FIELDS}
         if self.device.type == "cpu":
             self.model.store_bf16_weights()
         self.event_loop.add_idle_callback(self._infer_pending)
@@ -72,7 +78,7 @@ class InferenceWorker(EventLoopObject):
         requests, self._requests = self._requests, []
 
         steps_per_slot = self.shared.buffers.rollout + 1
-        rows = []  # slot * steps_per_slot + step: the rows of the buffers flattened over [slot, step]
+        rows = []  # of the buffers' step_rows views
         for _, _, t, slots in requests:
             rows.extend([slot * steps_per_slot + t for slot in slots])
         self._forward_and_write(torch.tensor(rows, dtype=torch.int64))
@@ -84,14 +90,14 @@ class InferenceWorker(EventLoopObject):
 
     @torch.no_grad()
     def _forward_and_write(self, rows: torch.Tensor):
-        buffers, staging = self.shared.buffers, self.staging
-        obs = {key: staging.gather_to_device(f"obs.{key}", tensor, rows) for key, tensor in buffers.obs.items()}
-        rnn_states = staging.gather_to_device("rnn_states", buffers.rnn_states, rows)
+        staging, fields = self.staging, self._field_rows
+        obs = {key: staging.gather_to_device(f"obs.{key}", field, rows) for key, field in self._obs_rows.items()}
+        rnn_states = staging.gather_to_device("rnn_states", fields["rnn_states"], rows)
         out = self.model(self.model.normalize_obs(obs), rnn_states)
 
         new_rnn = out.get("new_rnn_states")
         results = {
-            "actions": out["actions"].to(buffers.actions.dtype),
+            "actions": out["actions"].to(fields["actions"].dtype),
             "log_prob_actions": out["log_prob_actions"],
             "values": self.model.denormalize_values(out["values"]),
             "action_logits": out["action_logits"],
@@ -104,18 +110,14 @@ class InferenceWorker(EventLoopObject):
 
         next_rows = rows + 1  # the RNN state is the one the next step starts from
         for name, value in on_host.items():
-            field = _flat(getattr(buffers, name))
+            field = fields[name]
             field.index_copy_(0, next_rows if name == "rnn_states" else rows, value.reshape((len(rows),) + field.shape[1:]))
-        _flat(buffers.policy_version).index_fill_(0, rows, self.version)
+        fields["policy_version"].index_fill_(0, rows, self.version)
         if "rnn_states" not in on_host:
-            _flat(buffers.rnn_states).index_fill_(0, next_rows, 0.0)
+            fields["rnn_states"].index_fill_(0, next_rows, 0.0)
 
     def on_stop(self):
         self._requests = []
         if not self.cfg.serial_mode:
             self.event_loop.stop()
 
-
-def _flat(tensor: torch.Tensor) -> torch.Tensor:
-    """A `[num_slots, steps, ...]` buffer as rows `[num_slots * steps, ...]` (a view)."""
-    return tensor.view((-1,) + tuple(tensor.shape[2:]))

@@ -33,15 +33,10 @@ class HostStaging:
             self._buffers[name] = buf
         return buf[:rows]
 
-    def gather_to_device(self, name: str, source: Tensor, flat_index: Tensor) -> Tensor:
-        """Rows `flat_index` of `source` flattened over its first two dims, on the device.
-
-        `source` is a contiguous shared tensor `[num_slots, steps, ...]`, and `flat_index` holds
-        `slot * steps + step`: one gather into the staging buffer, then one (async) upload.
-        """
-        rows = source.view((-1,) + tuple(source.shape[2:]))
-        staged = self.buffer(name, len(flat_index), tuple(rows.shape[1:]), rows.dtype)
-        torch.index_select(rows, 0, flat_index, out=staged)
+    def gather_to_device(self, name: str, rows: Tensor, index: Tensor) -> Tensor:
+        """`rows[index]` on the device: one gather into the staging buffer, then one (async) upload."""
+        staged = self.buffer(name, len(index), tuple(rows.shape[1:]), rows.dtype)
+        torch.index_select(rows, 0, index, out=staged)
         return staged.to(self.device, non_blocking=True)
 
     def to_host(self, name: str, tensor: Tensor) -> Tensor:

@@ -98,6 +98,12 @@ class TrajectoryBuffers:
         return batch
 
 
+def step_rows(field: torch.Tensor) -> torch.Tensor:
+    """A `[num_slots, rollout + 1, ...]` field as rows `[num_slots * (rollout + 1), ...]` (a view):
+    the step `t` of slot `s` is row `s * (rollout + 1) + t`."""
+    return field.view((-1,) + tuple(field.shape[2:]))
+
+
 class SlotPool:
     """Free trajectory slots of one policy. Groups of indices travel as one message."""
 
