@@ -33,11 +33,14 @@ class HostStaging:
             self._buffers[name] = buf
         return buf[:rows]
 
+    def gather(self, name: str, rows: Tensor, index: Tensor) -> Tensor:
+        """`rows[index]`, copied into the staging buffer `name` (on the host)."""
+        staged = self.buffer(name, len(index), tuple(rows.shape[1:]), rows.dtype)
+        return torch.index_select(rows, 0, index, out=staged)
+
     def gather_to_device(self, name: str, rows: Tensor, index: Tensor) -> Tensor:
         """`rows[index]` on the device: one gather into the staging buffer, then one (async) upload."""
-        staged = self.buffer(name, len(index), tuple(rows.shape[1:]), rows.dtype)
-        torch.index_select(rows, 0, index, out=staged)
-        return staged.to(self.device, non_blocking=True)
+        return self.gather(name, rows, index).to(self.device, non_blocking=True)
 
     def to_host(self, name: str, tensor: Tensor) -> Tensor:
         """`tensor` on the CPU; from a GPU the copy is queued, and valid only after `wait()`."""

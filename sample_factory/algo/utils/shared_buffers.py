@@ -88,10 +88,7 @@ class TrajectoryBuffers:
         """
 
         def copy(name: str, field: torch.Tensor) -> torch.Tensor:
-            if staging is None:
-                return field.index_select(0, slots)
-            out = staging.buffer(name, len(slots), tuple(field.shape[1:]), field.dtype)
-            return torch.index_select(field, 0, slots, out=out)
+            return field.index_select(0, slots) if staging is None else staging.gather(name, field, slots)
 
         batch = {name: copy(name, getattr(self, name)) for name in self.FLAT_FIELDS}
         batch["obs"] = {key: copy(f"obs.{key}", t) for key, t in self.obs.items()}
