@@ -575,16 +575,23 @@ def test_gradients_reach_every_parameter(share_weights, action_space_name):
 
 
 @pytest.mark.parametrize("init", ["orthogonal", "xavier_uniform", "torch_default"])
-def test_policy_initialization(init):
-    cfg = make_cfg(policy_initialization=init, use_rnn=False)
+def test_policy_initialization_sets_the_heads_and_the_trunk_keeps_fan_in_scale(init):
+    torch.manual_seed(0)
+    cfg = make_cfg(policy_initialization=init, use_rnn=False, encoder_mlp_layers=[256, 256])
     model = create_actor_critic(cfg, vector_obs_space(), gym.spaces.Discrete(2))
     assert isinstance(model, ActorCriticSharedWeights)
-    first_layer = model.encoder.encoders["obs"].mlp[0]
+    head = model.action_parameterization.distribution_linear.weight  # 2 x 256
     if init == "orthogonal":
-        w = first_layer.weight  # 16 x 5: orthonormal columns
-        assert torch.allclose(w.T @ w, torch.eye(5), atol=1e-5)
+        assert torch.allclose(head @ head.T, torch.eye(2), atol=1e-5)
     if init != "torch_default":
-        assert (first_layer.bias == 0).all()
+        assert (head.abs().sum() > 0) and (model.critic_linear.bias == 0).all()
+    # The trunk is what sample-factory 2.x trains in effect: torch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    # weights (std 1/sqrt(3 fan_in)), biases zero. An orthogonal 256 x 5 layer would have std 1/16.
+    first_layer = model.encoder.encoders["obs"].mlp[0]
+    assert (first_layer.bias == 0).all()
+    fan_in = first_layer.weight.shape[1]
+    assert first_layer.weight.std().item() == pytest.approx((3 * fan_in) ** -0.5, rel=0.1)
+    assert first_layer.weight.abs().max().item() <= fan_in**-0.5
 
 
 def test_bf16_convs_match_fp32_features_and_train():

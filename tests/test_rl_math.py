@@ -247,7 +247,7 @@ def batch():
 def ppo_policy_loss_reference(log_prob, old_log_prob, advantages, clip_ratio, valids):
     """Loss and its analytic gradient with respect to log_prob."""
     ratio = np.exp(log_prob - old_log_prob)
-    clipped_ratio = np.clip(ratio, 1 - clip_ratio, 1 + clip_ratio)
+    clipped_ratio = np.clip(ratio, 1 / (1 + clip_ratio), 1 + clip_ratio)  # sample-factory 2.x's range
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * clipped_ratio
     n_valid = max(valids.sum(), 1.0)
@@ -262,14 +262,14 @@ def value_loss_reference(values, old_values, targets, clip_value, valids):
     """Loss and its analytic gradient with respect to values."""
     n_valid = max(valids.sum(), 1.0)
     if clip_value <= 0:
-        return 0.5 * np.sum(valids * (values - targets) ** 2) / n_valid, valids * (values - targets) / n_valid
+        return np.sum(valids * (values - targets) ** 2) / n_valid, 2 * valids * (values - targets) / n_valid
     inside = np.abs(values - old_values) < clip_value
     values_clipped = old_values + np.clip(values - old_values, -clip_value, clip_value)
     loss_unclipped, loss_clipped = (values - targets) ** 2, (values_clipped - targets) ** 2
-    loss = 0.5 * np.sum(valids * np.maximum(loss_unclipped, loss_clipped)) / n_valid
+    loss = np.sum(valids * np.maximum(loss_unclipped, loss_clipped)) / n_valid  # no 0.5, as in sample-factory 2.x
     # Inside the trust region both branches coincide; outside, the clipped branch is flat in `values`.
     grad_per_sample = np.where(inside | (loss_unclipped >= loss_clipped), values - targets, 0.0)
-    return loss, valids * grad_per_sample / n_valid
+    return loss, 2 * valids * grad_per_sample / n_valid
 
 
 def finite_difference_grad(fn, x, eps=1e-6):
@@ -307,7 +307,7 @@ def test_ppo_policy_loss_and_gradient(batch, clip_ratio):
     valid = b["valids"] == 1
     ratio = np.exp(b["log_prob"] - b["old_log_prob"])[valid]
     assert 0.0 < metrics["clip_fraction"].item() < 1.0, "the batch should exercise clipping"
-    np.testing.assert_allclose(metrics["clip_fraction"].item(), np.mean(np.abs(ratio - 1) > clip_ratio), **TIGHT)
+    np.testing.assert_allclose(metrics["clip_fraction"].item(), np.mean((ratio > 1 + clip_ratio) | (ratio < 1 / (1 + clip_ratio))), **TIGHT)
     np.testing.assert_allclose(metrics["approx_kl"].item(), np.mean((ratio - 1) - np.log(ratio)), **TIGHT)
     np.testing.assert_allclose(metrics["ratio_mean"].item(), np.mean(ratio), **TIGHT)
     assert all(not m.requires_grad and m.dim() == 0 for m in metrics.values())

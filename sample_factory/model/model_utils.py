@@ -87,3 +87,9 @@ def init_layer_weights(layer: nn.Module, policy_initialization: str, gain: float
                 init_fn(param)
             elif name.startswith("bias"):
                 nn.init.zeros_(param)
+
+
+def zero_layer_biases(layer: nn.Module) -> None:
+    """Zeroes the bias of a Linear/Conv layer, keeping torch's fan-in-scaled weights (for `apply`)."""
+    if isinstance(layer, (nn.Linear, nn.Conv2d)) and layer.bias is not None:
+        nn.init.zeros_(layer.bias)

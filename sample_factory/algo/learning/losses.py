@@ -22,7 +22,8 @@ def ppo_policy_loss(
         log_prob: ``[N]``, log pi(a|s) under the policy being trained.
         old_log_prob: ``[N]``, log pi_old(a|s) under the policy that collected the data.
         advantages: ``[N]``.
-        clip_ratio: epsilon; the ratio is clipped to ``[1 - eps, 1 + eps]``.
+        clip_ratio: epsilon; the ratio is clipped to ``[1 / (1 + eps), 1 + eps]`` (as sample-factory 2.x:
+            symmetric in log space, and still a valid range for eps >= 1).
         valids: ``[N]``.
 
     Returns:
@@ -33,12 +34,12 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
 
     pg_loss1 = -advantages * ratio
-    pg_loss2 = -advantages * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
+    pg_loss2 = -advantages * torch.clamp(ratio, 1.0 / (1.0 + clip_ratio), 1.0 + clip_ratio)
     loss = masked_mean(torch.max(pg_loss1, pg_loss2), valids)
 
     with torch.no_grad():
         metrics = {
-            "clip_fraction": masked_mean(((ratio - 1.0).abs() > clip_ratio).to(ratio.dtype), valids),
+            "clip_fraction": masked_mean(((ratio > 1.0 + clip_ratio) | (ratio < 1.0 / (1.0 + clip_ratio))).to(ratio.dtype), valids),
             "approx_kl": masked_mean((ratio - 1.0) - log_ratio, valids),
             "ratio_mean": masked_mean(ratio, valids),
         }
@@ -48,7 +49,8 @@ def ppo_policy_loss(
 def value_loss(
     values: Tensor, old_values: Tensor, targets: Tensor, clip_value: float, valids: Tensor
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Clipped value loss ``0.5 * max((v - target)^2, (v_clipped - target)^2)``.
+    """Clipped value loss ``max((v - target)^2, (v_clipped - target)^2)``, without PPO's customary 0.5:
+    ``--value_loss_coeff`` scales the plain squared error, as in sample-factory 2.x.
 
     ``v_clipped = old_values + clamp(v - old_values, -clip_value, clip_value)`` keeps the new value
     estimate near the one the advantages were computed with; ``clip_value <= 0`` disables clipping.
@@ -67,12 +69,12 @@ def value_loss(
     if clip_value > 0:
         values_clipped = old_values + torch.clamp(values - old_values, -clip_value, clip_value)
         value_loss_clipped = (values_clipped - targets) ** 2
-        loss = 0.5 * masked_mean(torch.max(value_loss_unclipped, value_loss_clipped), valids)
+        loss = masked_mean(torch.max(value_loss_unclipped, value_loss_clipped), valids)
         with torch.no_grad():
             clipped = ((values - old_values).abs() > clip_value).to(values.dtype)
             clip_fraction = masked_mean(clipped, valids)
     else:
-        loss = 0.5 * masked_mean(value_loss_unclipped, valids)
+        loss = masked_mean(value_loss_unclipped, valids)
         clip_fraction = torch.zeros((), dtype=values.dtype, device=values.device)
     return loss, {"value_clip_fraction": clip_fraction.detach()}
 
