@@ -30,7 +30,13 @@ from sample_factory.algo.sampling.rollout_worker import RolloutWorker
 from sample_factory.algo.utils.context import global_model_factory
 from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
 from sample_factory.cfg.experiment import cfg_hash, save_cfg
-from sample_factory.utils.checkpoint import CheckpointError, checkpoint_dir, incompatibilities, load_latest_checkpoint
+from sample_factory.utils.checkpoint import (
+    CheckpointError,
+    best_metric_value,
+    checkpoint_dir,
+    incompatibilities,
+    load_latest_checkpoint,
+)
 from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
@@ -130,7 +136,7 @@ class Runner(EventLoopObject):
         self.inference_workers: list[InferenceWorker] = []
         self.rollout_workers: list[RolloutWorker] = []
         self.stats = RunStats(cfg, experiment_dir, self.resumed_env_steps, self.resumed_train_seconds)
-        self._best_metric = [float("-inf")] * cfg.num_policies
+        self._best_metric = [self._saved_best_metric(p) for p in range(cfg.num_policies)]
         self.status = ExitStatus.SUCCESS
         self._stopping = False
         self._stop_started = 0.0
@@ -353,6 +359,13 @@ class Runner(EventLoopObject):
         if len(values) < min(10, self.cfg.stats_avg):
             return None
         return float(np.mean(values))
+
+    def _saved_best_metric(self, policy_id: int) -> float:
+        value = best_metric_value(checkpoint_dir(self.experiment_dir, policy_id), self.cfg.save_best_metric)
+        if value is None:
+            return float("-inf")
+        log.info("Policy %d: best %s so far %.3f (from an earlier run)", policy_id, self.cfg.save_best_metric, value)
+        return value
 
     def _save_best_if_improved(self):
         if self._stopping or self.cfg.sampler_only:

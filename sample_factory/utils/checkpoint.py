@@ -81,6 +81,21 @@ def save_best_checkpoint(state: dict, directory: str | Path, train_step: int, en
     return path
 
 
+def best_metric_value(directory: str | Path, metric: str) -> float | None:
+    """The metric value a best checkpoint in `directory` was saved with (its name records it), so
+    that a resumed run only replaces it with a better one; None if there is none for `metric`."""
+    pattern = re.compile(rf"^best_\d+_\d+_{re.escape(metric)}_(.+)\.pth$")
+    values = []
+    for path in list_checkpoints(directory, "best"):
+        match = pattern.match(path.name)
+        if match:
+            try:
+                values.append(float(match.group(1)))
+            except ValueError:
+                log.warning("Cannot read the metric value in the name of %s; ignoring it", path)
+    return max(values) if values else None
+
+
 def save_milestone(checkpoint_path: Path):
     """A copy of a regular checkpoint that rotation never deletes."""
     milestone = checkpoint_path.parent / _MILESTONE_DIR / checkpoint_path.name
