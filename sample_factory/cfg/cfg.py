@@ -18,7 +18,7 @@ def str2bool(value) -> bool:
 
 def add_basic_args(p: argparse.ArgumentParser):
     g = p.add_argument_group("experiment")
-    g.add_argument("--algo", type=str, default="APPO", help="Algorithm; APPO is the only one (PPO when --async_rl=False)")
+    g.add_argument("--algo", type=str, default="APPO", help="Algorithm: APPO is the only one, others are refused (PPO when --async_rl=False)")
     g.add_argument("--env", type=str, default=None, required=True, help="Name of a registered environment")
     g.add_argument("--experiment", type=str, default="default_experiment", help="Experiment name: folder under --train_dir")
     g.add_argument("--train_dir", type=str, default="./train_dir", help="Root folder of all experiments")
@@ -47,7 +47,7 @@ def add_rl_args(p: argparse.ArgumentParser):
     g.add_argument("--num_envs_per_worker", type=int, default=2, help="Envs stepped by each rollout worker")
     g.add_argument("--rollout", type=int, default=32, help="Length of a trajectory sent to the learner (steps)")
     g.add_argument("--decorrelate_experience_max_seconds", type=int, default=0, help="Each worker waits a random time up to this before sampling")
-    g.add_argument("--decorrelate_envs_on_one_worker", type=str2bool, default=True, help="Take a random number of steps in each env at start")
+    g.add_argument("--decorrelate_envs_on_one_worker", type=str2bool, default=False, help="Not supported (True is refused): offset the envs of one worker at start")
     g.add_argument(
         "--auto_tune",
         type=str2bool,
@@ -56,8 +56,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         "and model_bf16 for image models on CPUs with native bfloat16 (flags typed on the command line are kept)",
     )
     g.add_argument("--set_workers_cpu_affinity", type=str2bool, default=True, help="Pin each rollout worker (and its env processes) to a core, when cores outnumber rollout workers")
-    g.add_argument("--force_envs_single_thread", type=str2bool, default=False, help="Limit env libraries (OpenMP, MKL) to one thread")
-    g.add_argument("--default_niceness", type=int, default=0, help="Niceness of rollout workers")
+    g.add_argument("--force_envs_single_thread", type=str2bool, default=False, help="Env libraries (OpenMP, MKL, OpenBLAS, numexpr, OpenCV) that start in rollout workers get one thread each")
+    g.add_argument("--default_niceness", type=int, default=0, help="Added to the niceness of rollout worker processes (not in --serial_mode)")
     g.add_argument("--sampler_only", type=str2bool, default=False, help="Benchmark the sampler: trajectories are dropped, nothing is learned")
 
     g = p.add_argument_group("learning")
@@ -74,14 +74,14 @@ def add_rl_args(p: argparse.ArgumentParser):
     g.add_argument("--exploration_loss_coeff", type=float, default=0.003, help="Coefficient of the exploration (entropy) loss")
     g.add_argument("--value_loss_coeff", type=float, default=0.5, help="Coefficient of the critic loss (the squared error, no 0.5 factor)")
     g.add_argument("--kl_loss_coeff", type=float, default=0.0, help="Coefficient of KL(behaviour || current policy) loss")
-    g.add_argument("--exploration_loss", type=str, default="entropy", choices=["entropy"], help="Kind of exploration loss (entropy bonus)")
+    g.add_argument("--exploration_loss", type=str, default="entropy", choices=["entropy", "symmetric_kl"], help="Kind of exploration loss: the entropy bonus (symmetric_kl is refused: not implemented)")
     g.add_argument("--gae_lambda", type=float, default=0.95, help="GAE lambda (used when V-trace is off)")
     g.add_argument("--ppo_clip_ratio", type=float, default=0.1, help="PPO ratio clipping: the ratio is clipped to [1/(1+c), 1+c]")
     g.add_argument("--ppo_clip_value", type=float, default=1.0, help="Clipping of the value change (in normalized units when --normalize_returns)")
     g.add_argument("--with_vtrace", type=str2bool, default=False, help="V-trace targets and advantages (IMPALA off-policy correction)")
     g.add_argument("--vtrace_rho", type=float, default=1.0, help="V-trace rho-bar (importance weight clip for targets)")
     g.add_argument("--vtrace_c", type=float, default=1.0, help="V-trace c-bar (trace cutting)")
-    g.add_argument("--optimizer", type=str, default="adam", choices=["adam", "lamb"], help="Optimizer")
+    g.add_argument("--optimizer", type=str, default="adam", choices=["adam", "lamb"], help="Optimizer (lamb is refused: only Adam is implemented)")
     g.add_argument("--adam_eps", type=float, default=1e-6, help="Adam epsilon")
     g.add_argument("--adam_beta1", type=float, default=0.9, help="Adam beta1")
     g.add_argument("--adam_beta2", type=float, default=0.999, help="Adam beta2")
@@ -116,12 +116,12 @@ def add_rl_args(p: argparse.ArgumentParser):
     g.add_argument("--save_best_after", type=int, default=100000, help="Don't save best checkpoints before this many env steps")
 
     g = p.add_argument_group("logging")
-    g.add_argument("--experiment_summaries_interval", type=int, default=10, help="Seconds between TensorBoard summaries")
+    g.add_argument("--experiment_summaries_interval", type=int, default=10, help="Seconds between TensorBoard summaries of training statistics")
     g.add_argument("--flush_summaries_interval", type=int, default=30, help="Seconds between flushes of summary files")
     g.add_argument("--stats_avg", type=int, default=100, help="Episodes averaged in reported statistics")
-    g.add_argument("--summaries_use_frameskip", type=str2bool, default=True, help="Count env frames (after frameskip) in summaries")
-    g.add_argument("--heartbeat_interval", type=int, default=20, help="A component silent for this many seconds is reported")
-    g.add_argument("--heartbeat_reporting_interval", type=int, default=180, help="A component silent this long stops the run")
+    g.add_argument("--summaries_use_frameskip", type=str2bool, default=True, help="Count env frames (after frameskip) in summaries (False is refused: always counted that way)")
+    g.add_argument("--heartbeat_interval", type=int, default=20, help="Not supported (only the default is accepted): stalled components are not detected")
+    g.add_argument("--heartbeat_reporting_interval", type=int, default=180, help="Not supported (only the default is accepted): stalled components are not detected")
     g.add_argument("--report_interval_sec", type=float, default=5.0, help="Seconds between console reports")
     g.add_argument("--with_wandb", type=str2bool, default=False, help="Log to Weights & Biases")
     g.add_argument("--wandb_user", type=str, default=None, help="W&B entity")
@@ -181,13 +181,13 @@ def add_env_args(p: argparse.ArgumentParser):
     g.add_argument("--env_frameskip", type=int, default=1, help="Frames per env step (frames are what FPS counts)")
     g.add_argument("--env_framestack", type=int, default=1, help="Frames stacked in an observation")
     g.add_argument("--pixel_format", type=str, default="CHW", choices=["CHW", "HWC"], help="Layout of image observations")
-    g.add_argument("--env_gpu_actions", type=str2bool, default=False, help="The env takes actions as GPU tensors")
-    g.add_argument("--env_gpu_observations", type=str2bool, default=True, help="The env returns GPU tensors")
+    g.add_argument("--env_gpu_actions", type=str2bool, default=False, help="Not supported (True is refused): envs receive numpy actions")
+    g.add_argument("--env_gpu_observations", type=str2bool, default=False, help="Not supported (True is refused): observations are numpy arrays copied into shared host memory")
 
 
 def add_pbt_args(p: argparse.ArgumentParser):
     g = p.add_argument_group("population-based training")
-    g.add_argument("--with_pbt", type=str2bool, default=False, help="Population-based training")
+    g.add_argument("--with_pbt", type=str2bool, default=False, help="Population-based training: not built yet, True is refused (as is any other pbt_* value)")
     g.add_argument("--pbt_mix_policies_in_one_env", type=str2bool, default=True, help="Agents of one env may belong to different policies")
     g.add_argument("--pbt_period_env_steps", type=int, default=int(5e6), help="Env steps between PBT updates")
     g.add_argument("--pbt_start_mutation", type=int, default=int(2e7), help="Env steps before the first mutation")

@@ -34,6 +34,11 @@ def load_saved_cfg(exp_dir: Path) -> AttrDict | None:
     return AttrDict(json.loads(path.read_text()))
 
 
+# Saved configs of earlier versions hold these old defaults, which never did anything and are
+# refused now when chosen: a resumed run that did not type them takes today's default instead.
+_RETIRED_DEFAULTS = {"decorrelate_envs_on_one_worker": True, "env_gpu_observations": True}
+
+
 def merge_with_saved_cfg(cfg) -> AttrDict:
     """A resumed (or evaluated) experiment keeps its saved config; only flags typed now override it.
 
@@ -45,6 +50,9 @@ def merge_with_saved_cfg(cfg) -> AttrDict:
     typed = cfg.get("cli_args", {})
     overrides = {k: v for k, v in typed.items() if saved.get(k) != v}
     merged = AttrDict({**cfg, **saved, **overrides})
+    for key, old_default in _RETIRED_DEFAULTS.items():
+        if key in cfg and key not in typed and saved.get(key) == old_default:
+            merged[key] = cfg[key]
     merged.cli_args = typed
     merged.command_line = cfg.get("command_line", saved.get("command_line"))
     for key, value in overrides.items():

@@ -13,6 +13,43 @@ class ConfigError(ValueError):
         super().__init__("\n".join(errors))
 
 
+_PBT = "population-based training is not built yet (--num_policies=N trains N policies side by side without it)"
+
+# Flags of sample-factory 2.x that are parsed (so its users' scripts and saved configs load) but
+# not implemented here. Set to anything but the value below, they stop the run before it starts.
+NOT_SUPPORTED: dict[str, tuple[object, str]] = {
+    "algo": ("APPO", "APPO is the only algorithm (plain PPO is --async_rl=False)"),
+    "optimizer": ("adam", "only Adam is implemented"),
+    "exploration_loss": ("entropy", "only the entropy bonus is implemented"),
+    "decorrelate_envs_on_one_worker": (
+        False,
+        "envs of one worker are not offset from each other at start; --decorrelate_experience_max_seconds delays whole workers",
+    ),
+    "heartbeat_interval": (20, "stalled components are not detected; a component process that dies stops the run"),
+    "heartbeat_reporting_interval": (180, "stalled components are not detected; a component process that dies stops the run"),
+    "summaries_use_frameskip": (True, "env steps are always counted in frames after frameskip"),
+    "env_gpu_actions": (False, "envs receive their actions as numpy arrays"),
+    "env_gpu_observations": (False, "observations are numpy arrays, copied into shared host memory"),
+    "with_pbt": (False, _PBT),
+    "pbt_period_env_steps": (int(5e6), _PBT),
+    "pbt_start_mutation": (int(2e7), _PBT),
+    "pbt_replace_fraction": (0.3, _PBT),
+    "pbt_mutation_rate": (0.15, _PBT),
+    "pbt_replace_reward_gap": (0.1, _PBT),
+    "pbt_replace_reward_gap_absolute": (1e-6, _PBT),
+    "pbt_optimize_gamma": (False, _PBT),
+    "pbt_target_objective": ("true_objective", _PBT),
+}
+
+
+def unsupported_flag_errors(cfg) -> list[str]:
+    return [
+        f"--{name}={cfg[name]} is not supported: {reason}"
+        for name, (supported, reason) in NOT_SUPPORTED.items()
+        if name in cfg and cfg[name] != supported
+    ]
+
+
 def _positive(cfg, errors: list[str], *names: str):
     for name in names:
         if cfg[name] is None or cfg[name] <= 0:
@@ -21,7 +58,7 @@ def _positive(cfg, errors: list[str], *names: str):
 
 def config_errors(cfg, env_info=None) -> list[str]:
     """Problems with `cfg` (and with it for this env, when `env_info` is given)."""
-    errors: list[str] = []
+    errors = unsupported_flag_errors(cfg)
     _positive(
         cfg,
         errors,
@@ -66,8 +103,6 @@ def config_errors(cfg, env_info=None) -> list[str]:
         errors.append(f"--ppo_clip_ratio={cfg.ppo_clip_ratio}: must be positive (e.g. 0.1)")
     if not cfg.async_rl and cfg.num_policies > 1:
         errors.append("--async_rl=False with --num_policies>1: sync mode trains one policy; use --async_rl=True")
-    if cfg.with_pbt and cfg.num_policies < 2:
-        errors.append("--with_pbt=True needs a population: set --num_policies to 2 or more")
     if cfg.batched_sampling and env_info is not None and env_info.num_agents > 1:
         errors.append("--batched_sampling=True needs a single-agent env; this env has several agents")
 

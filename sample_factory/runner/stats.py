@@ -54,6 +54,7 @@ class RunStats:
         self._fps_history: deque = deque()
         self._writers = None
         self._last_summary_time = 0.0
+        self._last_train_summary = [float("-inf")] * cfg.num_policies  # train scalars: every --experiment_summaries_interval
         self.progress_path = self.experiment_dir / PROGRESS_FILE
         # A resumed run continues the time axis of the runs before it (the checkpoint's clock when known).
         if resumed_train_seconds is None:
@@ -77,7 +78,10 @@ class RunStats:
         self.train_steps[policy_id] = stats["policy_version"]
         self.learner_stats[policy_id] = stats
         self.lag[policy_id] = {"min": stats["lag_min"], "avg": stats["lag_avg"], "max": stats["lag_max"]}
-        self.write_scalars(policy_id, "train", stats, stats["env_steps"])
+        now = time.monotonic()
+        if now - self._last_train_summary[policy_id] >= self.cfg.experiment_summaries_interval:
+            self._last_train_summary[policy_id] = now
+            self.write_scalars(policy_id, "train", stats, stats["env_steps"])
 
     def on_episodes(self, episodes: list[dict]):
         for ep in episodes:

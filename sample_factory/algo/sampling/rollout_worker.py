@@ -19,7 +19,9 @@ splits (a blocked worker could hold back the very trajectories the learner is wa
 from __future__ import annotations
 
 import logging
+import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -54,6 +56,27 @@ class SplitState:
         self.carried_rnn: torch.Tensor | None = None
 
 
+# What env libraries read to size their thread pools (OpenMP, MKL, OpenBLAS, numexpr, OpenCV).
+_THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+
+
+def limit_env_threads():
+    """--force_envs_single_thread: env libraries loaded from here on start one thread each."""
+    for name in _THREAD_LIMIT_VARS:
+        os.environ[name] = "1"
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(1)
+
+
+def set_niceness(niceness: int, who: str):
+    """--default_niceness: lower (or, with the right, raise) this worker's scheduling priority."""
+    try:
+        os.nice(niceness)
+    except OSError as e:
+        log.warning("%s: could not change niceness by %d (%s); keeping it", who, niceness, e)
+
+
 class RolloutWorker(EventLoopObject):
     episodes_finished = signal()
 
@@ -74,6 +97,10 @@ class RolloutWorker(EventLoopObject):
         torch.set_num_threads(1)
         cfg = self.cfg
         pin_rollout_worker(cfg, self.worker_idx)
+        if cfg.force_envs_single_thread:
+            limit_env_threads()
+        if cfg.default_niceness and not cfg.serial_mode:
+            set_niceness(cfg.default_niceness, self.name)
         envs_per_split = cfg.num_envs_per_worker // self.num_splits
         runner_cls = VectorEnvRunner if cfg.batched_sampling else PerEnvRunner
         for split_idx in range(self.num_splits):

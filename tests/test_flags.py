@@ -1,0 +1,105 @@
+"""Every flag is true: each parsed flag is read by the code, or refused when set to what it can't do."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sample_factory.cfg.arguments import default_cfg, make_parser
+from sample_factory.cfg.experiment import merge_with_saved_cfg, save_cfg
+from sample_factory.cfg.validate import NOT_SUPPORTED, config_errors
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _source_that_reads_flags() -> str:
+    files = [*(ROOT / "sample_factory").rglob("*.py"), *(ROOT / "sf_examples").rglob("*.py")]
+    definitions = ROOT / "sample_factory" / "cfg" / "cfg.py"
+    return "\n".join(f.read_text() for f in files if f != definitions)
+
+
+def _is_read(name: str, source: str) -> bool:
+    quoted = rf"[\"']{name}[\"']"
+    patterns = (rf"\bcfg\.{name}\b", rf"cfg\[{quoted}\]", rf"cfg\.get\({quoted}", rf"getattr\(cfg, {quoted}", rf"_cfg_value\(cfg, {quoted}", rf"\bget\({quoted}")
+    return any(re.search(p, source) for p in patterns)
+
+
+def test_every_parsed_flag_is_read_or_refused():
+    source = _source_that_reads_flags()
+    names = [a.dest for a in make_parser(evaluation=True)._actions if a.dest != "help"]
+    unread = [n for n in names if n not in NOT_SUPPORTED and not _is_read(n, source)]
+    assert not unread, f"parsed but never read (implement them or add them to NOT_SUPPORTED): {unread}"
+    refused_but_read = [n for n in NOT_SUPPORTED if _is_read(n, source)]
+    assert not refused_but_read, f"read by the code yet refused: {refused_but_read}"
+
+
+def test_the_defaults_are_all_supported():
+    assert config_errors(default_cfg("CartPole-v1")) == []
+    parser = make_parser()
+    for name, (supported, _) in NOT_SUPPORTED.items():
+        assert parser.get_default(name) == supported, name
+
+
+def _unsupported_value(supported):
+    if isinstance(supported, bool):
+        return not supported
+    if isinstance(supported, (int, float)):
+        return supported * 2 + 1
+    return {"adam": "lamb", "entropy": "symmetric_kl"}.get(supported, supported + "_other")
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SUPPORTED))
+def test_an_unsupported_value_is_a_one_line_error(name):
+    cfg = default_cfg("CartPole-v1", ["--num_policies=2"])
+    cfg[name] = _unsupported_value(NOT_SUPPORTED[name][0])
+    errors = config_errors(cfg)
+    assert len(errors) == 1 and errors[0].startswith(f"--{name}=") and "not supported" in errors[0], errors
+
+
+def test_with_pbt_stops_the_run_before_anything_starts(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sf_examples.train_gym_env", "--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=x",
+         "--with_pbt=True", "--num_policies=2"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --with_pbt=True is not supported: population-based training is not built yet"
+        " (--num_policies=N trains N policies side by side without it)"
+    ]
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_saved_config_with_retired_defaults_resumes(tmp_path):
+    """Configs saved before decorrelate_envs_on_one_worker and env_gpu_observations became False."""
+    argv = [f"--train_dir={tmp_path}", "--experiment=old"]
+    old = default_cfg("CartPole-v1", argv)
+    old.update(decorrelate_envs_on_one_worker=True, env_gpu_observations=True)
+    save_cfg(old, tmp_path / "old")
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["env_gpu_observations"] is True
+
+    resumed = merge_with_saved_cfg(default_cfg("CartPole-v1", argv))
+    assert config_errors(resumed) == []
+    typed = merge_with_saved_cfg(default_cfg("CartPole-v1", argv + ["--env_gpu_observations=True"]))
+    assert any("--env_gpu_observations=True" in e for e in config_errors(typed))
+
+
+def test_force_envs_single_thread_and_niceness_reach_the_worker(monkeypatch):
+    from sample_factory.algo.sampling import rollout_worker
+
+    for name in rollout_worker._THREAD_LIMIT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    rollout_worker.limit_env_threads()
+    assert all(rollout_worker.os.environ[name] == "1" for name in rollout_worker._THREAD_LIMIT_VARS)
+
+    calls = []
+    monkeypatch.setattr(rollout_worker.os, "nice", lambda n: calls.append(n))
+    rollout_worker.set_niceness(5, "rollout_worker_0")
+    assert calls == [5]
