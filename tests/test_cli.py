@@ -105,13 +105,13 @@ def test_train_for_seconds_is_honoured_and_carries_over_resumes(tmp_path):
 
 def test_a_resumed_run_never_replaces_a_better_best_checkpoint(tmp_path):
     best_flags = ["--save_best_after=0", "--save_best_every_sec=1"]
-    assert train(tmp_path, "--train_for_env_steps=6000", *best_flags).returncode == 0
+    assert train(tmp_path, "--train_for_env_steps=30000", *best_flags).returncode == 0
     (best,) = list_checkpoints(tmp_path / "cli" / "checkpoint_p0", "best")
     # Pretend the first run's best policy was far better than anything the next one will see.
     better = best.with_name(best.name.rsplit("_reward_", 1)[0] + "_reward_900.000.pth")
     best.rename(better)
 
-    result = train(tmp_path, "--train_for_env_steps=14000", *best_flags)
+    result = train(tmp_path, "--train_for_env_steps=50000", *best_flags)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "best reward so far 900.000" in result.stdout
     assert list_checkpoints(tmp_path / "cli" / "checkpoint_p0", "best") == [better]
