@@ -103,3 +103,27 @@ def test_force_envs_single_thread_and_niceness_reach_the_worker(monkeypatch):
     monkeypatch.setattr(rollout_worker.os, "nice", lambda n: calls.append(n))
     rollout_worker.set_niceness(5, "rollout_worker_0")
     assert calls == [5]
+
+
+@pytest.mark.parametrize(
+    "env, module, setup_name, extra",
+    [
+        ("CartPole-v1", "sf_examples.train_gym_env", "setup_gym_parser", "gymnasium"),
+        ("doom_basic", "sf_examples.vizdoom.train_vizdoom", "setup_doom_parser", "vizdoom"),
+        ("atari_breakout", "sf_examples.atari.train_atari", "setup_atari_parser", "ale_py"),
+        ("mujoco_halfcheetah", "sf_examples.mujoco.train_mujoco", "setup_mujoco_parser", "mujoco"),
+    ],
+)
+def test_every_flag_an_env_family_adds_is_read_or_refused(env, module, setup_name, extra):
+    import importlib
+
+    from sample_factory.cfg.arguments import parse_sf_args
+
+    pytest.importorskip(extra)
+    setup = getattr(importlib.import_module(module), setup_name)
+    parser, partial_cfg = parse_sf_args([f"--env={env}"], evaluation=True)
+    setup(parser, partial_cfg)
+    source = _source_that_reads_flags()
+    names = [a.dest for a in parser._actions if a.dest != "help"]
+    unread = [n for n in names if n not in NOT_SUPPORTED and not _is_read(n, source)]
+    assert not unread, f"{env}: parsed but never read: {unread}"
