@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
 def _source_that_reads_flags() -> str:
     files = [*(ROOT / "sample_factory").rglob("*.py"), *(ROOT / "sf_examples").rglob("*.py")]
     definitions = ROOT / "sample_factory" / "cfg" / "cfg.py"
@@ -92,16 +94,16 @@ def test_a_saved_config_with_retired_defaults_resumes(tmp_path):
 
 
 def test_force_envs_single_thread_and_niceness_reach_the_worker(monkeypatch):
-    from sample_factory.algo.sampling import rollout_worker
+    from sample_factory.utils import device
 
-    for name in rollout_worker._THREAD_LIMIT_VARS:
+    for name in device._THREAD_LIMIT_VARS:
         monkeypatch.delenv(name, raising=False)
-    rollout_worker.limit_env_threads()
-    assert all(rollout_worker.os.environ[name] == "1" for name in rollout_worker._THREAD_LIMIT_VARS)
+    device.limit_env_threads()
+    assert all(device.os.environ[name] == "1" for name in device._THREAD_LIMIT_VARS)
 
     calls = []
-    monkeypatch.setattr(rollout_worker.os, "nice", lambda n: calls.append(n))
-    rollout_worker.set_niceness(5, "rollout_worker_0")
+    monkeypatch.setattr(device.os, "nice", lambda n: calls.append(n))
+    device.set_niceness(5, "rollout_worker_0")
     assert calls == [5]
 
 

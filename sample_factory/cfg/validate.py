@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sample_factory.algo.learning.learner import effective_recurrence
+from sample_factory.cfg.arguments import make_parser
 
 
 class ConfigError(ValueError):
@@ -16,29 +17,38 @@ class ConfigError(ValueError):
 _PBT = "population-based training is not built yet (--num_policies=N trains N policies side by side without it)"
 
 # Flags of sample-factory 2.x that are parsed (so its users' scripts and saved configs load) but
-# not implemented here. Set to anything but the value below, they stop the run before it starts.
-NOT_SUPPORTED: dict[str, tuple[object, str]] = {
-    "algo": ("APPO", "APPO is the only algorithm (plain PPO is --async_rl=False)"),
-    "optimizer": ("adam", "only Adam is implemented"),
-    "exploration_loss": ("entropy", "only the entropy bonus is implemented"),
+# not implemented here, with why. Set to anything but their library default, they stop the run
+# before it starts.
+_NOT_SUPPORTED_REASONS = {
+    "algo": "APPO is the only algorithm (plain PPO is --async_rl=False)",
+    "optimizer": "only Adam is implemented",
+    "exploration_loss": "only the entropy bonus is implemented",
     "decorrelate_envs_on_one_worker": (
-        False,
-        "envs of one worker are not offset from each other at start; --decorrelate_experience_max_seconds delays whole workers",
+        "envs of one worker are not offset from each other at start; --decorrelate_experience_max_seconds delays whole workers"
     ),
-    "heartbeat_interval": (20, "stalled components are not detected; a component process that dies stops the run"),
-    "heartbeat_reporting_interval": (180, "stalled components are not detected; a component process that dies stops the run"),
-    "summaries_use_frameskip": (True, "env steps are always counted in frames after frameskip"),
-    "env_gpu_actions": (False, "envs receive their actions as numpy arrays"),
-    "env_gpu_observations": (False, "observations are numpy arrays, copied into shared host memory"),
-    "with_pbt": (False, _PBT),
-    "pbt_period_env_steps": (int(5e6), _PBT),
-    "pbt_start_mutation": (int(2e7), _PBT),
-    "pbt_replace_fraction": (0.3, _PBT),
-    "pbt_mutation_rate": (0.15, _PBT),
-    "pbt_replace_reward_gap": (0.1, _PBT),
-    "pbt_replace_reward_gap_absolute": (1e-6, _PBT),
-    "pbt_optimize_gamma": (False, _PBT),
-    "pbt_target_objective": ("true_objective", _PBT),
+    "heartbeat_interval": "stalled components are not detected; a component process that dies stops the run",
+    "heartbeat_reporting_interval": "stalled components are not detected; a component process that dies stops the run",
+    "summaries_use_frameskip": "env steps are always counted in frames after frameskip",
+    "env_gpu_actions": "envs receive their actions as numpy arrays",
+    "env_gpu_observations": "observations are numpy arrays, copied into shared host memory",
+    **dict.fromkeys(
+        [
+            "with_pbt",
+            "pbt_period_env_steps",
+            "pbt_start_mutation",
+            "pbt_replace_fraction",
+            "pbt_mutation_rate",
+            "pbt_replace_reward_gap",
+            "pbt_replace_reward_gap_absolute",
+            "pbt_optimize_gamma",
+            "pbt_target_objective",
+        ],
+        _PBT,
+    ),
+}
+_LIBRARY_DEFAULTS = make_parser()
+NOT_SUPPORTED: dict[str, tuple[object, str]] = {
+    name: (_LIBRARY_DEFAULTS.get_default(name), reason) for name, reason in _NOT_SUPPORTED_REASONS.items()
 }
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
+import sys
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def policy_device(cfg) -> torch.device:
@@ -44,6 +48,27 @@ def pin_rollout_worker(cfg, worker_idx: int) -> int | None:
     core = cores[worker_idx % len(cores)]
     os.sched_setaffinity(0, {core})
     return core
+
+
+# What env libraries read to size their thread pools (OpenMP, MKL, OpenBLAS, numexpr, OpenCV).
+_THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+
+
+def limit_env_threads():
+    """--force_envs_single_thread: env libraries loaded from here on start one thread each."""
+    for name in _THREAD_LIMIT_VARS:
+        os.environ[name] = "1"
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(1)
+
+
+def set_niceness(niceness: int, who: str):
+    """--default_niceness: lower (or, with the right, raise) this worker's scheduling priority."""
+    try:
+        os.nice(niceness)
+    except OSError as e:
+        log.warning("%s: could not change niceness by %d (%s); keeping it", who, niceness, e)
 
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h

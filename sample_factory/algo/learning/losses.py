@@ -33,13 +33,14 @@ def ppo_policy_loss(
     log_ratio = log_prob - old_log_prob
     ratio = torch.exp(log_ratio)
 
+    low, high = 1.0 / (1.0 + clip_ratio), 1.0 + clip_ratio
     pg_loss1 = -advantages * ratio
-    pg_loss2 = -advantages * torch.clamp(ratio, 1.0 / (1.0 + clip_ratio), 1.0 + clip_ratio)
+    pg_loss2 = -advantages * torch.clamp(ratio, low, high)
     loss = masked_mean(torch.max(pg_loss1, pg_loss2), valids)
 
     with torch.no_grad():
         metrics = {
-            "clip_fraction": masked_mean(((ratio > 1.0 + clip_ratio) | (ratio < 1.0 / (1.0 + clip_ratio))).to(ratio.dtype), valids),
+            "clip_fraction": masked_mean(((ratio > high) | (ratio < low)).to(ratio.dtype), valids),
             "approx_kl": masked_mean((ratio - 1.0) - log_ratio, valids),
             "ratio_mean": masked_mean(ratio, valids),
         }

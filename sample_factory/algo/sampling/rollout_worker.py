@@ -19,9 +19,7 @@ splits (a blocked worker could hold back the very trajectories the learner is wa
 from __future__ import annotations
 
 import logging
-import os
 import random
-import sys
 import time
 
 import numpy as np
@@ -30,7 +28,7 @@ import torch
 from sample_factory.algo.sampling.env_runners import PerEnvRunner, VectorEnvRunner
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
-from sample_factory.utils.device import pin_rollout_worker
+from sample_factory.utils.device import limit_env_threads, pin_rollout_worker, set_niceness
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +52,6 @@ class SplitState:
         # What the next trajectory starts from: the last obs and RNN state of the previous one.
         self.carried_obs: dict[str, torch.Tensor] = {}
         self.carried_rnn: torch.Tensor | None = None
-
-
-# What env libraries read to size their thread pools (OpenMP, MKL, OpenBLAS, numexpr, OpenCV).
-_THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
-
-
-def limit_env_threads():
-    """--force_envs_single_thread: env libraries loaded from here on start one thread each."""
-    for name in _THREAD_LIMIT_VARS:
-        os.environ[name] = "1"
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None:
-        cv2.setNumThreads(1)
-
-
-def set_niceness(niceness: int, who: str):
-    """--default_niceness: lower (or, with the right, raise) this worker's scheduling priority."""
-    try:
-        os.nice(niceness)
-    except OSError as e:
-        log.warning("%s: could not change niceness by %d (%s); keeping it", who, niceness, e)
 
 
 class RolloutWorker(EventLoopObject):
