@@ -1,10 +1,14 @@
 """`python -m sample_factory.benchmark --env=<name> [training flags]`: how close to the simulator's speed?
 
-Three phases on the same cores, one after another:
+Four phases on the same cores, one after another:
   raw       the env alone: --num_workers processes, each stepping --num_envs_per_worker envs
             with random actions, no framework (as vector envs with --batched_sampling);
+  overhead  the sampler with a policy that costs nothing (zeros instead of a forward pass):
+            what the framework itself costs per env frame, outside env.step and the model;
   sampler   the whole pipeline (rollout and inference workers) with learning switched off;
   training  the real thing.
+From raw and overhead it projects the FPS on N cores with the model on a GPU: each frame costs
+the env step plus the framework's CPU, and the cores share that work (`project_fps`).
 FPS counts env frames (agent steps x frameskip). Each phase runs `--benchmark_sec` after
 `--benchmark_warmup_sec` of warm-up; FPS is the median over windows of `--benchmark_window_sec`,
 or the mean over the whole span when sampling stalls for a window or more (workers waiting for
@@ -30,7 +34,7 @@ import psutil
 import torch
 
 from sample_factory.algo.utils.auto_tune import auto_tune
-from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
+from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args, user_chosen_flags
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env, obtain_env_info
 from sample_factory.envs.env_families import setup_env_family
 from sample_factory.envs.env_utils import env_registry_snapshot, restore_env_registry
@@ -44,13 +48,22 @@ from sample_factory.utils.logging_setup import log_to_stderr, setup_logging
 log = logging.getLogger(__name__)
 
 
+PHASES = ("raw", "overhead", "sampler", "training")
+
+
 def add_benchmark_args(parser: argparse.ArgumentParser):
     g = parser.add_argument_group("benchmark")
     g.add_argument("--benchmark_sec", type=float, default=30.0, help="Measured seconds per phase")
     g.add_argument("--benchmark_warmup_sec", type=float, default=10.0, help="Seconds of each phase not measured")
     g.add_argument("--benchmark_window_sec", type=float, default=2.0, help="FPS is the median over windows this long")
-    g.add_argument("--benchmark_phases", type=str, nargs="*", default=["raw", "sampler", "training"], help="Phases to run")
+    g.add_argument(
+        "--benchmark_phases", type=str, nargs="*", default=list(PHASES), choices=PHASES, help="Phases to run"
+    )
+    g.add_argument(
+        "--benchmark_project_cores", type=int, nargs="*", default=[16, 64], help="Core counts to project the FPS for"
+    )
     g.add_argument("--json", action="store_true", help="Print the results as JSON")
+    g.add_argument("--results_file", type=str, default=None, help="Also write the results as JSON to this file")
 
 
 # --- raw simulator ----------------------------------------------------------------------------
@@ -114,6 +127,7 @@ def _raw_env_process(cfg, env_info, registry, worker_idx: int, duration_sec: flo
     frames_per_call = stepper.agent_steps_per_call * cfg.env_frameskip
     started = time.monotonic()
     frames, windows, window_start, window_frames = 0, [], None, 0
+    cpu_start = frames_start = None
     while True:
         now = time.monotonic()
         if now - started >= warmup_sec + duration_sec:
@@ -123,11 +137,24 @@ def _raw_env_process(cfg, env_info, registry, worker_idx: int, duration_sec: flo
         if now - started >= warmup_sec:
             if window_start is None:
                 window_start, window_frames = now, frames
+                cpu_start, frames_start = _tree_cpu_sec(), frames
             elif now - window_start >= window_sec:
                 windows.append((now - window_start, frames - window_frames))
                 window_start, window_frames = now, frames
+    cpu_sec = _tree_cpu_sec() - cpu_start if cpu_start is not None else float("nan")
     stepper.close()
-    results.put(windows)
+    results.put((windows, cpu_sec, frames - (frames_start or 0)))
+
+
+def _tree_cpu_sec() -> float:
+    """CPU seconds of this process and its children (env engines that run as processes of their own)."""
+    total = 0.0
+    for process in _process_tree(psutil.Process().pid):
+        try:
+            total += sum(process.cpu_times()[:2])
+        except psutil.Error:
+            continue
+    return total
 
 
 def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: float) -> dict:
@@ -155,9 +182,15 @@ def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: flo
     for p in procs:
         p.join(30)
     # Windows of all processes overlap in time: the total FPS of window i is the sum over processes.
-    num_windows = min(len(w) for w in per_process)
-    totals = [sum(w[i][1] / w[i][0] for w in per_process) for i in range(num_windows)]
-    return {"fps": statistics.median(totals) if totals else float("nan"), "windows": len(totals)}
+    windows = [w for w, _, _ in per_process]
+    num_windows = min(len(w) for w in windows)
+    totals = [sum(w[i][1] / w[i][0] for w in windows) for i in range(num_windows)]
+    cpu_sec, frames = sum(c for _, c, _ in per_process), sum(f for _, _, f in per_process)
+    return {
+        "fps": statistics.median(totals) if totals else float("nan"),
+        "windows": len(totals),
+        "env_cpu_us_per_frame": 1e6 * cpu_sec / frames if frames else float("nan"),
+    }
 
 
 # --- the pipeline -----------------------------------------------------------------------------
@@ -172,7 +205,8 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
     """Runs the pipeline for warm-up + duration; FPS windows, peak PSS, CPU per process, start-up."""
     runner = make_runner(cfg)
     launched = time.monotonic()
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []  # (time, frames, messages)
+    loops = [runner.event_loop] + [process.event_loop for process in runner.processes]
     first_step_sec = {}
     peak_pss = [0]
     cpu_start: dict[int, tuple[str, float]] = {}
@@ -188,7 +222,7 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
 
     def sample_progress():
         now = time.monotonic()
-        samples.append((now, int(runner.shared.frames_sampled.sum())))
+        samples.append((now, int(runner.shared.frames_sampled.sum()), sum(loop.messages_received for loop in loops)))
         procs = _process_tree(psutil.Process().pid)
         pss = 0
         for p in procs:
@@ -212,8 +246,10 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
     Timer(runner.event_loop, window_sec, sample_progress)
     status = runner.run()
 
-    measured = [(t, s) for t, s in samples if measure_from[0] is not None and t >= measure_from[0]]
-    fps_windows = [(s1 - s0) / (t1 - t0) for (t0, s0), (t1, s1) in zip(measured, measured[1:]) if t1 > t0]
+    measured = [(t, s, m) for t, s, m in samples if measure_from[0] is not None and t >= measure_from[0]]
+    fps_windows = [(s1 - s0) / (t1 - t0) for (t0, s0, _), (t1, s1, _) in zip(measured, measured[1:]) if t1 > t0]
+    frames = (measured[-1][1] - measured[0][1]) if len(measured) > 1 else 0
+    messages = (measured[-1][2] - measured[0][2]) if len(measured) > 1 else 0
     span = (measured[-1][0] - measured[0][0]) if len(measured) > 1 else 0.0
     cpu = {}
     for pid, (name, start) in cpu_start.items():
@@ -223,7 +259,7 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
     # iteration: sampling comes in bursts longer than a window, so only the span's mean is true.
     stalls = sum(1 for fps in fps_windows if fps == 0)
     if stalls and span > 0:
-        fps = (measured[-1][1] - measured[0][1]) / span
+        fps = frames / span
     else:
         fps = statistics.median(fps_windows) if fps_windows else float("nan")
     return {
@@ -235,6 +271,7 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
         "peak_pss_mib": peak_pss[0] / 2**20,
         "startup_to_first_step_sec": first_step_sec.get("sec", float("nan")),
         "cpu_percent_by_process": {k: round(v, 1) for k, v in sorted(cpu.items())},
+        "messages_per_frame": messages / frames if frames else float("nan"),
         "mean_reward": runner.stats.mean_reward(0),
     }
 
@@ -254,7 +291,7 @@ def _component_name(runner, pid: int) -> str:
 
 
 def run_benchmark(cfg) -> dict:
-    tuned = auto_tune(cfg, obtain_env_info(cfg)) if cfg.auto_tune else {}  # once: every phase runs the same layout
+    tuned = auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg)) if cfg.auto_tune else {}  # once: every phase runs the same layout
     train_dir = tempfile.mkdtemp(prefix="sf_benchmark_")
     results = {"env": cfg.env, "num_workers": cfg.num_workers, "num_envs_per_worker": cfg.num_envs_per_worker, "cores": psutil.cpu_count()}
     if tuned:
@@ -265,6 +302,10 @@ def run_benchmark(cfg) -> dict:
         if "raw" in cfg.benchmark_phases:
             log.info("Phase raw: %d processes x %d envs, random actions", cfg.num_workers, cfg.num_envs_per_worker)
             results["raw"] = measure_raw_fps(cfg, *timing)
+        if "overhead" in cfg.benchmark_phases:
+            log.info("Phase overhead: the pipeline without learning, with a policy that costs nothing")
+            overhead_cfg = {**cfg, **common, "experiment": "overhead", "sampler_only": True, "benchmark_null_policy": True}
+            results["overhead"] = measure_pipeline(AttrDict(overhead_cfg), *timing)
         if "sampler" in cfg.benchmark_phases:
             log.info("Phase sampler: the pipeline without learning")
             results["sampler"] = measure_pipeline(AttrDict({**cfg, **common, "experiment": "sampler", "sampler_only": True}), *timing)
@@ -274,15 +315,50 @@ def run_benchmark(cfg) -> dict:
     finally:
         shutil.rmtree(train_dir, ignore_errors=True)
     raw_fps = results.get("raw", {}).get("fps")
-    for phase in ("sampler", "training"):
+    for phase in ("overhead", "sampler", "training"):
         if phase in results and raw_fps:
             results[phase]["ratio_to_raw"] = results[phase]["fps"] / raw_fps
+    if "raw" in results and "overhead" in results:
+        results["framework_cost"] = framework_cost(results["raw"], results["overhead"])
+        results["projected_fps"] = {n: project_fps(results["framework_cost"], n) for n in cfg.benchmark_project_cores}
     return results
+
+
+def framework_cost(raw: dict, overhead: dict) -> dict:
+    """CPU microseconds per env frame: the env's own step (raw phase) and what the framework adds
+    around it with a policy that costs nothing (overhead phase), by component."""
+    fps = overhead["fps"]
+    cpu = overhead["cpu_percent_by_process"]
+
+    def us_per_frame(percent: float) -> float:
+        return 1e6 * percent / 100.0 / fps
+
+    env_us = raw["env_cpu_us_per_frame"]
+    rollout = sum(pct for name, pct in cpu.items() if name.startswith("rollout_worker") or name.startswith("other"))
+    inference = sum(pct for name, pct in cpu.items() if name.startswith("inference"))
+    runner = sum(pct for name, pct in cpu.items() if name.startswith("runner"))
+    cost = {
+        "env_step_us": env_us,
+        "rollout_worker_outside_env_us": max(0.0, us_per_frame(rollout) - env_us),
+        "inference_worker_outside_model_us": us_per_frame(inference),
+        "runner_us": us_per_frame(runner),
+        "messages_per_frame": overhead["messages_per_frame"],
+    }
+    cost["framework_us"] = cost["rollout_worker_outside_env_us"] + cost["inference_worker_outside_model_us"] + cost["runner_us"]
+    cost["framework_percent_of_env"] = 100.0 * cost["framework_us"] / env_us if env_us else float("nan")
+    return cost
+
+
+def project_fps(cost: dict, cores: int) -> float:
+    """FPS on `cores` cores like these with the model on a GPU that keeps up: every frame costs
+    the env step plus the framework's CPU, spread evenly over the cores (an upper bound: memory
+    bandwidth, the learner's CPU side and the GPU's own latency are not in it)."""
+    return cores * 1e6 / (cost["env_step_us"] + cost["framework_us"])
 
 
 def format_results(results: dict) -> str:
     lines = [f"Benchmark of {results['env']}: {results['num_workers']} workers x {results['num_envs_per_worker']} envs on {results['cores']} cores"]
-    for phase in ("raw", "sampler", "training"):
+    for phase in PHASES:
         if phase not in results:
             continue
         r = results[phase]
@@ -294,6 +370,16 @@ def format_results(results: dict) -> str:
         if "ratio_to_raw" in r:
             line += f"  = {100 * r['ratio_to_raw']:.1f}% of raw"
         lines.append(line)
+    cost = results.get("framework_cost")
+    if cost:
+        lines.append(
+            f"  framework cost per env frame (CPU): {cost['framework_us']:.1f} us = {cost['framework_percent_of_env']:.0f}% of the "
+            f"env step's {cost['env_step_us']:.1f} us: rollout workers outside env.step {cost['rollout_worker_outside_env_us']:.1f}, "
+            f"inference outside the model {cost['inference_worker_outside_model_us']:.1f}, runner {cost['runner_us']:.1f}; "
+            f"{cost['messages_per_frame']:.3f} messages per frame"
+        )
+        projected = ", ".join(f"{fps:,.0f} FPS on {cores} cores" for cores, fps in results["projected_fps"].items())
+        lines.append(f"  projected with the model on a GPU: {projected}")
     training = results.get("training") or results.get("sampler")
     if training:
         lines.append(f"  peak memory (PSS, whole process tree): {training['peak_pss_mib']:.0f} MiB")
@@ -320,6 +406,9 @@ def main(argv=None, extra_setup=setup_env_family) -> int:
     if cfg.json:
         log_to_stderr()
     results = run_benchmark(cfg)
+    if cfg.results_file:
+        with open(cfg.results_file, "w") as f:
+            json.dump(results, f, indent=2, default=float)
     if cfg.json:
         print(json.dumps(results, indent=2, default=float))
     else:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from sample_factory.algo.utils.auto_tune import auto_tune
+from sample_factory.cfg.arguments import user_chosen_flags
 from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import obtain_env_info
@@ -38,7 +39,7 @@ def make_runner(cfg) -> Runner:
     verify_cfg(cfg)
     env_info = obtain_env_info(cfg)
     if cfg.auto_tune:
-        auto_tune(cfg, env_info)
+        auto_tune(cfg, env_info, keep=user_chosen_flags(cfg))
     verify_cfg(cfg, env_info)
     exp_dir = experiment_dir(cfg)
     if cfg.restart_behavior == "overwrite" and exp_dir.exists():

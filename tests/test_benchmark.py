@@ -35,8 +35,31 @@ def test_benchmark_json_has_every_measurement():
     assert results["training"]["cpu_percent_by_process"][learner] > results["sampler"]["cpu_percent_by_process"][learner]
 
 
-def test_benchmark_reports_what_auto_tune_chose():
-    results = run_benchmark_json("--auto_tune=True", "--num_workers=1", "--benchmark_phases", "raw", "--benchmark_sec=2")
+USER_BENCHMARK = """
+import sys, gymnasium as gym
+from sample_factory.benchmark import main
+from sample_factory.envs.env_utils import register_env
+
+
+def make_plain_cartpole(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return gym.make("CartPole-v1", render_mode=render_mode)
+
+
+if __name__ == "__main__":
+    register_env("plain_cartpole", make_plain_cartpole)
+    sys.exit(main(sys.argv[1:], extra_setup=None))
+"""
+
+
+def test_benchmark_reports_what_auto_tune_chose_for_a_users_env(tmp_path):
+    """No env family here: every layout flag is the library's default, so auto_tune (on by default) sizes it."""
+    script = tmp_path / "user_benchmark.py"
+    script.write_text(USER_BENCHMARK)
+    command = [sys.executable, str(script), "--env=plain_cartpole", "--num_workers=1", "--benchmark_phases", "raw"]
+    command += ["--benchmark_sec=2", "--benchmark_warmup_sec=1", "--benchmark_window_sec=1", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=170)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(result.stdout)
     assert results["auto_tune"]["batched_sampling"] is True, "a CartPole step is microseconds: vectorized"
     assert "num_workers" not in results["auto_tune"], "typed on the command line: kept"
     assert results["num_envs_per_worker"] == results["auto_tune"]["num_envs_per_worker"] >= 32

@@ -233,6 +233,7 @@ def _compare_onnx_with_torch(cfg, onnx_path: Path, batch: int = 7):
     ort = pytest.importorskip("onnxruntime")
     policy = load_policy_for_eval(cfg)
     model = policy.model
+    model.use_reference_ops()  # the export is the float32 graph, also of a policy trained with --model_bf16
     generator = torch.Generator().manual_seed(0)
     inputs = {}
     for key, space in policy.obs_space.spaces.items():

@@ -1,5 +1,5 @@
-"""Where sampling runs: --auto_tune sizes the layout from a measured env step (keeping what the user
-typed), and --set_workers_cpu_affinity pins each rollout worker to a core."""
+"""Where sampling runs: --auto_tune (on by default) sizes the layout from a measured env step,
+keeping what the user chose, and --set_workers_cpu_affinity pins each rollout worker to a core."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from sample_factory.algo.utils import auto_tune as auto_tune_module
 from sample_factory.algo.utils.auto_tune import MAX_ENVS_PER_SPLIT, auto_tune, choose_layout, cpu_has_native_bf16
+from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args, user_chosen_flags
+from sample_factory.envs.create_env import obtain_env_info
+from sample_factory.envs.env_utils import register_env
 from sample_factory.runner.runner import slot_layout
+from sample_factory.train import run_rl
 from sample_factory.utils.attr_dict import AttrDict
 
 pytestmark = pytest.mark.timeout(120)
@@ -27,7 +32,8 @@ def test_slow_env_gets_few_envs_stepped_one_by_one():
     assert layout.num_workers == 2
     assert layout.num_envs_per_worker == 16  # 8 per split: ~4 ms of env work hides a round trip
     assert not layout.batched_sampling
-    assert layout.batch_size == 2 * 16 * 32 // 2
+    assert layout.batch_size == CFG.batch_size, "the SGD steps per frame stay those of the defaults"
+    assert layout.batch_size * layout.num_batches_per_epoch == 2 * 16 * 32 // 2
 
 
 def test_image_env_gets_inference_batches_of_at_least_eight_per_split():
@@ -74,14 +80,16 @@ VECTOR = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
         (IMAGE, "cpu", True, False, True),
         (IMAGE, "cpu", False, False, False),  # bfloat16 without native instructions is slower
         (IMAGE, "cpu", True, True, False),  # --model_bf16=False typed: kept
-        (VECTOR, "cpu", True, False, False),  # an MLP gains nothing from it
+        (VECTOR, "cpu", True, False, True),  # the MLP too: CartPole 36k -> 47k steps/s
+        (VECTOR, "cuda", True, False, False),  # only where the model runs on the CPU
     ],
 )
-def test_auto_tune_runs_image_models_in_bf16_on_cpus_with_native_bf16(monkeypatch, obs_space, device, native_bf16, typed, expected):
+def test_auto_tune_runs_models_in_bf16_on_cpus_with_native_bf16(monkeypatch, obs_space, device, native_bf16, typed, expected):
     monkeypatch.setattr(auto_tune_module, "measure_env_step_sec", lambda cfg: 500e-6)
     monkeypatch.setattr(auto_tune_module, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(auto_tune_module, "policy_device", lambda cfg: torch.device(device))
     cfg = AttrDict(
-        CFG, device=device, num_workers=2, num_envs_per_worker=2, batched_sampling=False, model_bf16=False,
+        CFG, num_workers=2, num_envs_per_worker=2, batched_sampling=False, model_bf16=False,
         auto_tune=True, cli_args={"model_bf16": False} if typed else {},
     )
     env_info = AttrDict(num_agents=1, obs_space=gym.spaces.Dict({"obs": obs_space}))
@@ -103,31 +111,39 @@ def test_fast_env_is_vectorized_with_many_envs():
     layout = choose_layout(CFG, num_agents=1, env_step_sec=5e-6, cores=4)  # a CartPole step
     assert layout.num_envs_per_worker == 2 * MAX_ENVS_PER_SPLIT
     assert layout.batched_sampling
-    assert layout.batch_size % CFG.rollout == 0
-    assert layout.batch_size == 4 * layout.num_envs_per_worker * 32 // 2
+    assert layout.batch_size == CFG.batch_size
+    assert layout.batch_size * layout.num_batches_per_epoch == 4 * layout.num_envs_per_worker * 32 // 2
+
+
+def test_few_envs_per_split_are_stepped_one_by_one_whatever_chose_them():
+    small = choose_layout(AttrDict(CFG, num_envs_per_worker=8), num_agents=1, env_step_sec=5e-6, cores=2, keep=frozenset({"num_envs_per_worker"}))
+    assert small.num_envs_per_worker == 8 and not small.batched_sampling, "4 envs per split: no vector env"
 
 
 def test_multi_agent_env_is_never_vectorized():
     layout = choose_layout(CFG, num_agents=2, env_step_sec=5e-6, cores=2)
     assert not layout.batched_sampling
-    assert layout.batch_size == 2 * layout.num_envs_per_worker * 2 * 32 // 2
+    assert layout.batch_size * layout.num_batches_per_epoch == 2 * layout.num_envs_per_worker * 2 * 32 // 2
 
 
 def test_an_iteration_of_several_minibatches_is_half_of_what_is_in_flight():
-    cfg = AttrDict(worker_num_splits=2, rollout=128, num_batches_per_epoch=4)
-    layout = choose_layout(cfg, num_agents=1, env_step_sec=500e-6, cores=2)  # an Atari step
+    cfg = AttrDict(worker_num_splits=2, rollout=128, num_batches_per_epoch=4, batch_size=1024)
+    layout = choose_layout(cfg, num_agents=1, env_step_sec=500e-6, cores=2, image_obs=True)  # an Atari step
     assert layout.num_envs_per_worker == 16
+    assert layout.num_batches_per_epoch == 4, "image models keep their minibatches"
     assert layout.batch_size * 4 == 2 * 16 * 128 // 2
+    typed = choose_layout(cfg, num_agents=1, env_step_sec=500e-6, cores=2, keep=frozenset({"num_batches_per_epoch"}))
+    assert typed.num_batches_per_epoch == 4 and typed.batch_size == 1024
 
 
-def test_auto_tune_run_reports_its_choice_and_keeps_typed_flags(tmp_path):
+def test_auto_tune_run_reports_its_choice_and_keeps_the_scripts_defaults(tmp_path):
+    """train_gym_env sets its layout with parser.set_defaults: kept, like the typed --num_workers."""
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "sf_examples.train_gym_env",
             "--env=CartPole-v1",
-            "--auto_tune=True",
             "--num_workers=1",
             "--train_for_env_steps=20000",
             f"--train_dir={tmp_path}",
@@ -139,12 +155,43 @@ def test_auto_tune_run_reports_its_choice_and_keeps_typed_flags(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "auto_tune: an env step takes" in result.stdout
-    assert "kept as typed: num_workers" in result.stdout
+    assert "kept as chosen: batch_size, num_batches_per_epoch, num_envs_per_worker, num_workers, worker_num_splits" in result.stdout
     saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
-    assert saved["num_workers"] == 1
-    assert saved["batched_sampling"] is True, "a CartPole step is microseconds: vectorized"
-    assert saved["num_envs_per_worker"] >= 32
+    assert (saved["num_workers"], saved["num_envs_per_worker"], saved["batch_size"]) == (1, 8, 512)
+    assert saved["batched_sampling"] is False, "4 envs per split are stepped one by one"
     assert saved["auto_tune"] is False, "applied once; a resumed run keeps the layout"
+
+
+def make_plain_cartpole(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return gym.make("CartPole-v1", render_mode=render_mode)
+
+
+def test_a_user_script_gets_the_measured_layout_where_it_left_the_library_defaults():
+    """Typed flags, a script's set_defaults and a cfg edited in code are the user's; the rest is tuned."""
+    register_env("plain_cartpole", make_plain_cartpole)
+    argv = ["--env=plain_cartpole", "--batch_size=512", "--device=cpu"]
+    parser, _ = parse_sf_args(argv)
+    parser.set_defaults(num_workers=1, rollout=16)
+    cfg = parse_full_cfg(parser, argv)
+    cfg.worker_num_splits = 1
+    assert cfg.auto_tune is True, "on by default"
+    chosen = auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg))
+    assert (cfg.num_workers, cfg.worker_num_splits, cfg.batch_size, cfg.rollout) == (1, 1, 512, 16)
+    assert {"num_envs_per_worker", "batched_sampling"} <= set(chosen)
+    assert cfg.num_envs_per_worker == MAX_ENVS_PER_SPLIT and cfg.batched_sampling, "a CartPole step is microseconds"
+    assert cfg.num_batches_per_epoch == MAX_ENVS_PER_SPLIT * 16 // 2 // 512
+
+
+def test_auto_tune_false_keeps_the_plain_defaults(tmp_path):
+    register_env("plain_cartpole", make_plain_cartpole)
+    argv = ["--env=plain_cartpole", "--experiment=plain", f"--train_dir={tmp_path}", "--use_rnn=False", "--device=cpu"]
+    argv += ["--serial_mode=True", "--train_for_env_steps=2000"]
+    parser, _ = parse_sf_args(argv)
+    defaults = parse_full_cfg(parser, argv)
+    assert run_rl(parse_full_cfg(parser, argv + ["--auto_tune=False"])) == 0
+    saved = json.loads((tmp_path / "plain" / "config.json").read_text())
+    for name in ("num_workers", "num_envs_per_worker", "worker_num_splits", "batched_sampling", "batch_size", "model_bf16"):
+        assert saved[name] == defaults[name], name
 
 
 PIN = """
@@ -180,7 +227,8 @@ def test_typed_flags_stay_and_size_the_rest():
     cfg = AttrDict(CFG, num_workers=6, num_envs_per_worker=4, batched_sampling=False, batch_size=64)
     layout = choose_layout(cfg, num_agents=1, env_step_sec=5e-6, cores=2, keep=frozenset({"num_workers", "num_envs_per_worker"}))
     assert (layout.num_workers, layout.num_envs_per_worker) == (6, 4)
-    assert layout.batch_size == 6 * 4 * 32 // 2, "the batch follows the typed layout"
+    assert layout.batch_size * layout.num_batches_per_epoch == 6 * 4 * 32 // 2, "the iteration follows the typed layout"
+    assert layout.batch_size == 64
 
 
 def test_trajectory_slots_bound_how_far_sampling_runs_ahead_of_the_learner():

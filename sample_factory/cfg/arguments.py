@@ -17,7 +17,24 @@ from sample_factory.utils.attr_dict import AttrDict
 
 
 class SfArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error message (exit code 2) instead of the usage dump."""
+    """argparse with a one-line error message (exit code 2) instead of the usage dump.
+
+    Once the library has added its flags (`library_flags_added()`), it remembers the names a
+    script sets with `set_defaults`: those are the script's choices, kept like typed flags.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.script_defaults: set[str] = set()
+        self._recording_defaults = False
+
+    def library_flags_added(self):
+        self._recording_defaults = True
+
+    def set_defaults(self, **kwargs):
+        if self._recording_defaults:
+            self.script_defaults.update(kwargs)
+        super().set_defaults(**kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -37,6 +54,7 @@ def make_parser(evaluation: bool = False) -> SfArgumentParser:
     add_pbt_args(parser)
     if evaluation:
         add_eval_args(parser)
+    parser.library_flags_added()
     return parser
 
 
@@ -60,14 +78,29 @@ def parse_sf_args(argv: list[str] | None = None, evaluation: bool = False):
 
 def parse_full_cfg(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> AttrDict:
     """Final parse: unknown flags are an error. `cfg.cli_args` holds the flags typed on the
-    command line (they override a resumed experiment's saved config)."""
+    command line (they override a resumed experiment's saved config); `cfg.script_defaults`
+    names the flags whose default the script changed with `parser.set_defaults`."""
     if argv is None:
         argv = sys.argv[1:]
     args = parser.parse_args(argv)
     cfg = AttrDict(vars(args))
     cfg.cli_args = _typed_flags(parser, argv)
+    cfg.script_defaults = sorted(getattr(parser, "script_defaults", set()) & set(vars(args)))
     cfg.command_line = " ".join(argv)
     return cfg
+
+
+def user_chosen_flags(cfg) -> set[str]:
+    """Flags the user chose: typed on the command line, given a default by the script
+    (`parser.set_defaults`), or holding a value other than the library's default (a cfg edited
+    in code). The rest are the library's defaults, which --auto_tune may replace."""
+    library = make_parser(evaluation=False)
+    changed = {
+        action.dest
+        for action in library._actions
+        if action.dest in cfg and cfg[action.dest] != action.default
+    }
+    return set(cfg.get("cli_args", {})) | set(cfg.get("script_defaults", ())) | changed
 
 
 def _typed_flags(parser: argparse.ArgumentParser, argv: list[str]) -> dict:

@@ -51,9 +51,10 @@ def add_rl_args(p: argparse.ArgumentParser):
     g.add_argument(
         "--auto_tune",
         type=str2bool,
-        default=False,
-        help="Choose num_workers, num_envs_per_worker, worker_num_splits, batched_sampling and batch_size from a measured env step, "
-        "and model_bf16 for image models on CPUs with native bfloat16 (flags typed on the command line are kept)",
+        default=True,
+        help="Measure an env step and choose num_workers, num_envs_per_worker, worker_num_splits, batched_sampling, "
+        "batch_size and num_batches_per_epoch, and model_bf16 on CPUs with native bfloat16. Only flags left at the "
+        "library's defaults change: typed flags and a script's parser.set_defaults are kept. False: the plain defaults",
     )
     g.add_argument("--set_workers_cpu_affinity", type=str2bool, default=True, help="Pin each rollout worker (and its env processes) to a core, when cores outnumber rollout workers")
     g.add_argument("--force_envs_single_thread", type=str2bool, default=False, help="Env libraries (OpenMP, MKL, OpenBLAS, numexpr, OpenCV) that start in rollout workers get one thread each")

@@ -54,9 +54,19 @@ class MlpEncoder(Encoder):
         input_size = int(np.prod(obs_shape))
         self.mlp = create_mlp(cfg.encoder_mlp_layers, input_size, nonlinearity(cfg))
         self.encoder_out_size = mlp_out_size(cfg.encoder_mlp_layers, input_size)
+        self.mlp_bf16 = bool(getattr(cfg, "model_bf16", False))
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.mlp(obs.flatten(start_dim=1))
+        with _bf16_autocast(obs.device, self.mlp_bf16):
+            x = self.mlp(obs.flatten(start_dim=1))
+        return x.float()
+
+    def use_reference_ops(self):
+        self.mlp_bf16 = False
+
+    def store_bf16_weights(self):
+        if self.mlp_bf16:
+            self.mlp.to(torch.bfloat16)
 
 
 def _conv_simple(in_channels: int, make_activation) -> nn.Module:

@@ -17,9 +17,11 @@ that references between objects of the same loop stay identical after unpickling
 
 from __future__ import annotations
 
+import ctypes
 import heapq
 import itertools
 import logging
+import multiprocessing
 import queue
 import signal as os_signal
 import threading
@@ -49,6 +51,8 @@ class EventLoop:
     def __init__(self, name: str, queue_max_bytes: int = DEFAULT_QUEUE_BYTES):
         self.name = name
         self.queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
+        # Messages taken off the queue, readable from every process (the benchmark counts them).
+        self._received = multiprocessing.RawValue(ctypes.c_uint64, 0)
         self._init_local_state()
 
     def _init_local_state(self):
@@ -61,12 +65,18 @@ class EventLoop:
 
     # Pickling carries only the address (name + queue): a loop's objects travel separately.
     def __getstate__(self):
-        return {"name": self.name, "queue": self.queue}
+        return {"name": self.name, "queue": self.queue, "received": self._received}
 
     def __setstate__(self, state):
         self.name = state["name"]
         self.queue = state["queue"]
+        self._received = state["received"]
         self._init_local_state()
+
+    @property
+    def messages_received(self) -> int:
+        """Messages this loop has taken off its queue so far (from other threads or processes)."""
+        return self._received.value
 
     def __repr__(self):
         return f"EventLoop({self.name})"
@@ -144,6 +154,8 @@ class EventLoop:
             messages = self.queue.get_many(block=wait_sec > 0, timeout=wait_sec)
         except queue.Empty:
             messages = ()
+        if messages:
+            self._received.value += len(messages)
         for message in messages:
             self._dispatch(message)
             handled += 1

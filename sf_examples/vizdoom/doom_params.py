@@ -34,6 +34,9 @@ def add_doom_env_args(parser):
 def doom_override_defaults(parser, env: str | None = None):
     """Defaults for training on Doom: conv encoder + GRU 512 over 128x72 frames, frameskip 4.
 
+    The sampling layout (workers, envs per worker, splits) is left to --auto_tune, which sizes it
+    for this machine; with --auto_tune=False it is the library's plain default.
+
     With `env` (a `doom_*` name), that env's own training defaults (DoomSpec.train_defaults) go
     on top, e.g. smaller batches for the tiny doom_basic.
     """
@@ -47,9 +50,6 @@ def doom_override_defaults(parser, env: str | None = None):
         rnn_size=512,
         rnn_num_layers=1,
         nonlinearity="elu",
-        num_workers=max(1, os.cpu_count() or 1),
-        num_envs_per_worker=4,  # a multiple of worker_num_splits
-        worker_num_splits=2,
         rollout=32,
         recurrence=-1,
         batch_size=2048,

@@ -3,6 +3,9 @@
 Requests name slots and a step; observations and RNN states are read from the trajectory
 buffers, and actions, log-probs, values, logits, the behaviour policy version and the next
 RNN state are written back into the same slots. Only `(split_idx,)` goes back to the worker.
+
+`cfg.benchmark_null_policy` (set by the benchmark's overhead phase, not a flag) replaces the
+model's forward pass with zeros, so that what remains is the framework's own cost.
 """
 
 from __future__ import annotations
@@ -93,17 +96,10 @@ class InferenceWorker(EventLoopObject):
         staging, fields = self.staging, self._field_rows
         obs = {key: staging.gather_to_device(f"obs.{key}", field, rows) for key, field in self._obs_rows.items()}
         rnn_states = staging.gather_to_device("rnn_states", fields["rnn_states"], rows)
-        out = self.model(self.model.normalize_obs(obs), rnn_states)
-
-        new_rnn = out.get("new_rnn_states")
-        results = {
-            "actions": out["actions"].to(fields["actions"].dtype),
-            "log_prob_actions": out["log_prob_actions"],
-            "values": self.model.denormalize_values(out["values"]),
-            "action_logits": out["action_logits"],
-        }
-        if new_rnn is not None and new_rnn.shape[-1] > 0:
-            results["rnn_states"] = new_rnn
+        if self.cfg.get("benchmark_null_policy"):
+            results = self._null_outputs(len(rows))
+        else:
+            results = self._policy_outputs(obs, rnn_states)
         # Named apart from the uploads' buffers: no download ever lands where an upload reads.
         on_host = {name: staging.to_host(f"out.{name}", value) for name, value in results.items()}
         staging.wait()
@@ -115,6 +111,24 @@ class InferenceWorker(EventLoopObject):
         fields["policy_version"].index_fill_(0, rows, self.version)
         if "rnn_states" not in on_host:
             fields["rnn_states"].index_fill_(0, next_rows, 0.0)
+
+    def _policy_outputs(self, obs, rnn_states) -> dict:
+        out = self.model(self.model.normalize_obs(obs), rnn_states)
+        results = {
+            "actions": out["actions"].to(self._field_rows["actions"].dtype),
+            "log_prob_actions": out["log_prob_actions"],
+            "values": self.model.denormalize_values(out["values"]),
+            "action_logits": out["action_logits"],
+        }
+        new_rnn = out.get("new_rnn_states")
+        if new_rnn is not None and new_rnn.shape[-1] > 0:
+            results["rnn_states"] = new_rnn
+        return results
+
+    def _null_outputs(self, n: int) -> dict:
+        """Zeros shaped like the policy's outputs (action 0 is valid in every supported space)."""
+        names = ("actions", "log_prob_actions", "values", "action_logits")
+        return {name: torch.zeros((n,) + self._field_rows[name].shape[1:], dtype=self._field_rows[name].dtype, device=self.device) for name in names}
 
     def on_stop(self):
         self._requests = []

@@ -24,19 +24,29 @@ The rules, each from measurements on 2-core and 16-core machines:
     (5,250 against 4,230-4,820 FPS) at 1,224 against 1,052 MiB, with twice the envs in flight;
   - with many envs per split the per-env Python loop costs more than the envs themselves, so
     single-agent envs are stepped as one vector env (--batched_sampling);
+  - at most `MAX_ENVS_PER_SPLIT` envs per split: past that the learner, not sampling, sets the
+    pace and more envs only add policy lag. A user's CartPole script (MLP 512x512, bf16) on 2
+    cores: 33k / 47k / 47k env steps/s with 2 x 64 / 2 x 128 / 2 x 256 envs, its 50-episode
+    mean passing 150 after 52k / 117k-125k / 285k steps;
   - a training iteration (batch_size x num_batches_per_epoch) is at most half of what the
     workers have in flight: the learner trains on one half while the other half is being
-    sampled, and never waits for more than the pipeline holds. Vector observations grow the
-    batch to that half (a small model's learner pays mostly per SGD step); image observations
-    keep the configured batch_size below it, because a conv learner pays per sample (doom_basic:
-    batch 512 instead of 256 trained ~10 % faster) and the batch sets the updates per frame
-    (doom_basic at 2 x 16 envs: return 63-71 after 500k frames with 512, 78 with 256).
-And one precision rule: a model for image observations that trains and infers on a CPU with
-native bfloat16 (AVX512-BF16 or AMX) runs with --model_bf16. doom_basic on 2 cores: 2,591 ->
-3,611 training FPS at 2 x 4 envs, and with the layout above two seeds reached a return of 70
-after 199k and 229k frames against 196k and 212k for float32 at 2 x 4; on CPUs without these
+    sampled, and never waits for more than the pipeline holds. Vector observations keep
+    batch_size and take as many minibatches as fill that half, so the SGD steps per frame stay
+    those of the defaults: growing the batch to the half instead (8192 at 2 x 256 envs) cut
+    CartPole's updates eight-fold and its return passed 150 only after 468k steps. Image
+    observations keep the configured batch_size below the half, because a conv learner pays
+    per sample (doom_basic: batch 512 instead of 256 trained ~10 % faster) and the batch sets
+    the updates per frame (doom_basic at 2 x 16 envs: return 63-71 after 500k frames with 512,
+    78 with 256).
+And one precision rule: a model that trains and infers on a CPU with native bfloat16
+(AVX512-BF16 or AMX) runs with --model_bf16. doom_basic on 2 cores: 2,591 -> 3,611 training FPS
+at 2 x 4 envs, and with the layout above two seeds reached a return of 70 after 199k and 229k
+frames against 196k and 212k for float32 at 2 x 4. The CartPole script at 2 x 128 envs: 36k ->
+47k env steps/s, solved either way (last 50 episodes 474-500). On CPUs without these
 instructions bfloat16 is slower, so nothing changes there.
-Only flags not typed on the command line change; the choice is logged and saved with the config.
+Only the flags the user left at the library's defaults change (`keep` names the others: typed,
+set by the script with `parser.set_defaults`, or edited in the cfg); the choice is logged and
+saved with the config; --auto_tune=False keeps the plain defaults.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ from sample_factory.utils.device import policy_device
 log = logging.getLogger(__name__)
 
 SPLIT_STEP_SEC = 4e-3
-MAX_ENVS_PER_SPLIT = 128
+MAX_ENVS_PER_SPLIT = 64
 MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
 IMAGE_ENVS_PER_SPLIT = 8
 PROBE_SEC = 0.3
@@ -68,6 +78,7 @@ class SamplingLayout:
     worker_num_splits: int
     batched_sampling: bool
     batch_size: int
+    num_batches_per_epoch: int
 
 
 def available_cores() -> int:
@@ -135,18 +146,23 @@ def choose_layout(
     if image_obs:
         envs_per_split = IMAGE_ENVS_PER_SPLIT if cpu_inference else max(envs_per_split, IMAGE_ENVS_PER_SPLIT)
     envs_per_worker = kept_or("num_envs_per_worker", envs_per_split * splits)
-    batched = kept_or("batched_sampling", num_agents == 1 and envs_per_split >= MIN_ENVS_PER_SPLIT_FOR_BATCHING)
+    batched = kept_or("batched_sampling", num_agents == 1 and envs_per_worker // splits >= MIN_ENVS_PER_SPLIT_FOR_BATCHING)
     # A training iteration (batch_size x num_batches_per_epoch samples) of whole trajectories.
     trajectories_in_flight = num_workers * envs_per_worker * num_agents
-    trajectories_per_minibatch = max(1, trajectories_in_flight // 2 // cfg.num_batches_per_epoch)
-    half_in_flight = trajectories_per_minibatch * cfg.rollout
-    batch_size = kept_or("batch_size", min(cfg.batch_size, half_in_flight) if image_obs else half_in_flight)
-    return SamplingLayout(num_workers, envs_per_worker, splits, batched, batch_size)
+    half_in_flight = max(1, trajectories_in_flight // 2) * cfg.rollout
+    if image_obs:
+        num_batches = cfg.num_batches_per_epoch
+        minibatch_cap = max(1, trajectories_in_flight // 2 // num_batches) * cfg.rollout
+        batch_size = kept_or("batch_size", min(cfg.batch_size, minibatch_cap))
+    else:
+        batch_size = kept_or("batch_size", min(cfg.batch_size, half_in_flight))
+        num_batches = kept_or("num_batches_per_epoch", max(1, half_in_flight // batch_size))
+    return SamplingLayout(num_workers, envs_per_worker, splits, batched, batch_size, num_batches)
 
 
-def auto_tune(cfg, env_info) -> dict:
-    """Sets the layout flags the user did not type; returns what changed."""
-    typed = set(cfg.get("cli_args", {}))
+def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> dict:
+    """Sets the layout flags not named in `keep` (the user's choices); returns what changed."""
+    typed = set(keep) | set(cfg.get("cli_args", {}))
     step_sec = measure_env_step_sec(cfg)
     cores = available_cores()
     image_obs = any(is_image_space(space) for space in env_info.obs_space.spaces.values())
@@ -155,22 +171,24 @@ def auto_tune(cfg, env_info) -> dict:
         cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed), image_obs=image_obs, cpu_inference=cpu_inference
     )
     chosen = {name: value for name, value in vars(layout).items() if cfg[name] != value}
-    if image_obs and cpu_inference and not cfg.model_bf16 and "model_bf16" not in typed and cpu_has_native_bf16():
+    if cpu_inference and not cfg.model_bf16 and "model_bf16" not in typed and cpu_has_native_bf16():
         chosen["model_bf16"] = True
     for name, value in chosen.items():
         cfg[name] = value
     tuned = set(vars(layout)) | {"model_bf16"}
     log.info(
-        "auto_tune: an env step takes %.0f us on %d cores -> %d workers x %d envs (%d splits, %s), batch_size %d%s%s",
+        "auto_tune: an env step takes %.0f us on %d cores -> %d workers x %d envs (%d splits, %s), %d x %d samples "
+        "per training iteration%s%s",
         step_sec * 1e6,
         cores,
         cfg.num_workers,
         cfg.num_envs_per_worker,
         cfg.worker_num_splits,
         "vectorized" if cfg.batched_sampling else "per-env stepping",
+        cfg.num_batches_per_epoch,
         cfg.batch_size,
         ", model_bf16 (the CPU has native bfloat16)" if chosen.get("model_bf16") else "",
-        f" (kept as typed: {', '.join(sorted(typed & tuned))})" if typed & tuned else "",
+        f" (kept as chosen: {', '.join(sorted(typed & tuned))})" if typed & tuned else "",
     )
     cfg.auto_tune = False  # applied once: a resumed run keeps this layout
     return chosen
