@@ -206,7 +206,6 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
     runner = make_runner(cfg)
     launched = time.monotonic()
     samples: list[tuple[float, int, int]] = []  # (time, frames, messages)
-    loops = [runner.event_loop] + [process.event_loop for process in runner.processes]
     first_step_sec = {}
     peak_pss = [0]
     cpu_start: dict[int, tuple[str, float]] = {}
@@ -222,6 +221,7 @@ def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: fl
 
     def sample_progress():
         now = time.monotonic()
+        loops = [runner.event_loop] + [process.event_loop for process in runner.processes]  # started by run()
         samples.append((now, int(runner.shared.frames_sampled.sum()), sum(loop.messages_received for loop in loops)))
         procs = _process_tree(psutil.Process().pid)
         pss = 0
