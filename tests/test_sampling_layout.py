@@ -80,7 +80,7 @@ VECTOR = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
         (IMAGE, "cpu", True, False, True),
         (IMAGE, "cpu", False, False, False),  # bfloat16 without native instructions is slower
         (IMAGE, "cpu", True, True, False),  # --model_bf16=False typed: kept
-        (VECTOR, "cpu", True, False, True),  # the MLP too: CartPole 36k -> 47k steps/s
+        (VECTOR, "cpu", True, False, True),  # a 512-unit MLP too: CartPole 36k -> 47k steps/s
         (VECTOR, "cuda", True, False, False),  # only where the model runs on the CPU
     ],
 )
@@ -89,13 +89,22 @@ def test_auto_tune_runs_models_in_bf16_on_cpus_with_native_bf16(monkeypatch, obs
     monkeypatch.setattr(auto_tune_module, "cpu_has_native_bf16", lambda: native_bf16)
     monkeypatch.setattr(auto_tune_module, "policy_device", lambda cfg: torch.device(device))
     cfg = AttrDict(
-        CFG, num_workers=2, num_envs_per_worker=2, batched_sampling=False, model_bf16=False,
+        CFG, encoder_mlp_layers=[512, 512], use_rnn=False, num_workers=2, num_envs_per_worker=2, batched_sampling=False, model_bf16=False,
         auto_tune=True, cli_args={"model_bf16": False} if typed else {},
     )
     env_info = AttrDict(num_agents=1, obs_space=gym.spaces.Dict({"obs": obs_space}))
     chosen = auto_tune(cfg, env_info)
     assert cfg.model_bf16 is expected
     assert ("model_bf16" in chosen) is expected
+
+
+@pytest.mark.parametrize(
+    ("layers", "use_rnn", "image_obs", "expected"),
+    [([64, 64], False, False, False), ([64, 64], True, False, True), ([256], False, False, True), ([64], False, True, True)],
+)
+def test_bf16_only_for_matmuls_wide_enough_to_gain(layers, use_rnn, image_obs, expected):
+    cfg = AttrDict(encoder_mlp_layers=layers, use_rnn=use_rnn, rnn_size=512)
+    assert auto_tune_module.gains_from_bf16(cfg, image_obs) is expected
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):

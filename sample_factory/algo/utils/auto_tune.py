@@ -39,7 +39,10 @@ The rules, each from measurements on 2-core and 16-core machines:
     the updates per frame (doom_basic at 2 x 16 envs: return 63-71 after 500k frames with 512,
     78 with 256).
 And one precision rule: a model that trains and infers on a CPU with native bfloat16
-(AVX512-BF16 or AMX) runs with --model_bf16. doom_basic on 2 cores: 2,591 -> 3,611 training FPS
+(AVX512-BF16 or AMX) runs with --model_bf16 when its matmuls are wide enough to gain from it
+(a conv encoder, or an MLP or GRU layer of at least `BF16_MIN_WIDTH` units: an SGD step on 1024
+samples of a two-layer MLP took 2.6 -> 3.1 ms at width 64, 10.8 -> 6.6 ms at 256, 37 -> 13 ms
+at 512). doom_basic on 2 cores: 2,591 -> 3,611 training FPS
 at 2 x 4 envs, and with the layout above two seeds reached a return of 70 after 199k and 229k
 frames against 196k and 212k for float32 at 2 x 4. The CartPole script at 2 x 128 envs: 36k ->
 47k env steps/s, solved either way (last 50 episodes 474-500). On CPUs without these
@@ -67,6 +70,7 @@ SPLIT_STEP_SEC = 4e-3
 MAX_ENVS_PER_SPLIT = 64
 MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
 IMAGE_ENVS_PER_SPLIT = 8
+BF16_MIN_WIDTH = 256
 PROBE_SEC = 0.3
 PROBE_MIN_STEPS = 10
 
@@ -122,6 +126,12 @@ def cpu_has_native_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
     return False
 
 
+def gains_from_bf16(cfg, image_obs: bool) -> bool:
+    """Convolutions, or MLP/GRU layers of BF16_MIN_WIDTH units or more (narrower ones get slower)."""
+    widths = list(cfg.get("encoder_mlp_layers") or []) + ([cfg.get("rnn_size", 0)] if cfg.get("use_rnn") else [])
+    return image_obs or max(widths, default=0) >= BF16_MIN_WIDTH
+
+
 def _nearest_pow2(x: float) -> int:
     return 1 << max(0, round(math.log2(max(1.0, x))))
 
@@ -171,7 +181,8 @@ def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> dict:
         cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed), image_obs=image_obs, cpu_inference=cpu_inference
     )
     chosen = {name: value for name, value in vars(layout).items() if cfg[name] != value}
-    if cpu_inference and not cfg.model_bf16 and "model_bf16" not in typed and cpu_has_native_bf16():
+    wants_bf16 = cpu_inference and not cfg.model_bf16 and "model_bf16" not in typed and gains_from_bf16(cfg, image_obs)
+    if wants_bf16 and cpu_has_native_bf16():
         chosen["model_bf16"] = True
     for name, value in chosen.items():
         cfg[name] = value
