@@ -14,6 +14,9 @@ import time
 import psutil
 import pytest
 
+# Before sample_factory is imported anywhere: an emit that reaches no slot raises (signal_slot.py).
+os.environ["SF_STRICT_SIGNALS"] = "1"
+
 SHM_DIR = "/dev/shm"
 CHILD_EXIT_GRACE_SEC = 5.0
 SHM_GRACE_SEC = 2.0

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from sample_factory.signal_slot import signal_slot
 from sample_factory.signal_slot.signal_slot import (
     EventLoop,
     EventLoopObject,
@@ -144,6 +145,7 @@ def test_local_delivery_in_one_loop():
     ponger = Ponger(loop, "ponger")
     pinger.ping.connect(ponger.on_ping)
     ponger.pong.connect(pinger.on_pong)
+    pinger.finished.connect(ponger.stop_loop)
 
     start = time.monotonic()
     loop.run()  # returns because pinger stops the loop after the last round
@@ -158,7 +160,8 @@ def test_local_delivery_in_one_loop():
     assert current_loop() is None, "run() must restore the thread's previous loop"
 
 
-def test_connections_and_named_signals():
+def test_connections_and_named_signals(monkeypatch):
+    monkeypatch.setattr(signal_slot, "STRICT_SIGNALS", False)  # outside the tests an unconnected emit is a no-op
     loop = EventLoop("local")
     sender = Recorder(loop, "sender")
     receiver = Recorder(loop, "receiver")
@@ -401,3 +404,14 @@ def test_run_returns_promptly_when_timer_stops_loop():
     start = time.monotonic()
     loop.run()
     assert 0.05 <= time.monotonic() - start < 0.6
+
+
+def test_an_emit_that_reaches_no_slot_raises_in_strict_mode():
+    """The tests run with SF_STRICT_SIGNALS=1 (conftest): a misspelled or unwired name fails loudly."""
+    loop = EventLoop("strict")
+    pinger = Pinger(loop, "pinger", rounds=1)
+    assert signal_slot.STRICT_SIGNALS
+    with pytest.raises(signal_slot.UnconnectedSignalError, match="pinger.ping"):
+        pinger.ping.emit(0)
+    with pytest.raises(signal_slot.UnconnectedSignalError, match="pinger.actions_ready_w7"):
+        pinger.named_signal("actions_ready_w7").emit(0)

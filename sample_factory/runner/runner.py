@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sample_factory.algo import protocol
 from sample_factory.algo.learning.learner_worker import LearnerWorker, trajectories_per_iteration
 from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.sampling.rollout_worker import RolloutWorker
@@ -206,7 +207,7 @@ class Runner(EventLoopObject):
             loop = self.event_loop if self.hosts_learner else self._loop_for(f"learner_p{policy_id}")
             self.learners.append(
                 LearnerWorker(
-                    loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir), owns_loop=not self.hosts_learner
+                    loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir)
                 )
             )
         for policy_id in range(cfg.num_policies):
@@ -224,7 +225,7 @@ class Runner(EventLoopObject):
         for learner in self.learners:
             learner.report.connect(self.on_learner_report)
             learner.stopped.connect(self.on_learner_stopped)
-            self.named_signal(f"save_best_p{learner.policy_id}").connect(learner.on_save_best)
+            self.named_signal(protocol.save_best(learner.policy_id)).connect(learner.on_save_best)
         for worker in self.rollout_workers:
             worker.episodes_finished.connect(self.on_episodes_finished)
             for learner in self.learners:
@@ -232,9 +233,9 @@ class Runner(EventLoopObject):
             for policy_id in range(cfg.num_policies):
                 # Each worker talks to one inference worker per policy; they answer it directly.
                 inference = self.inference_workers[policy_id * cfg.policy_workers_per_policy + worker.worker_idx % cfg.policy_workers_per_policy]
-                worker.named_signal(f"inference_requested_p{policy_id}").connect(inference.on_inference_requested)
-                inference.named_signal(f"actions_ready_w{worker.worker_idx}").connect(worker.on_actions_ready)
-                worker.named_signal(f"trajectory_ready_p{policy_id}").connect(self.learners[policy_id].on_trajectory_ready)
+                worker.named_signal(protocol.inference_requested(policy_id)).connect(inference.on_inference_requested)
+                inference.named_signal(protocol.actions_ready(worker.worker_idx)).connect(worker.on_actions_ready)
+                worker.named_signal(protocol.trajectory_ready(policy_id)).connect(self.learners[policy_id].on_trajectory_ready)
         # Order matters: samplers stop first so that nobody waits on a learner that is saving.
         for component in self.rollout_workers + self.inference_workers + self.learners:
             self.stop_requested.connect(component.on_stop)
@@ -376,7 +377,7 @@ class Runner(EventLoopObject):
             value = self._best_metric_value(policy_id)
             if value is not None and value > self._best_metric[policy_id]:
                 self._best_metric[policy_id] = value
-                self.named_signal(f"save_best_p{policy_id}").emit(policy_id, self.cfg.save_best_metric, value)
+                self.named_signal(protocol.save_best(policy_id)).emit(policy_id, self.cfg.save_best_metric, value)
 
     def _write_memory_usage(self):
         """Proportional set size of each process (shared memory split fairly between its users)."""

@@ -22,6 +22,7 @@ import heapq
 import itertools
 import logging
 import multiprocessing
+import os
 import queue
 import signal as os_signal
 import threading
@@ -40,6 +41,15 @@ _thread_state = threading.local()
 DEFAULT_QUEUE_BYTES = 1024 * 1024
 
 
+# SF_STRICT_SIGNALS=1 (the tests set it): an emit that reaches no slot raises, so that a misspelled
+# or unwired signal name fails loudly instead of reaching nobody.
+STRICT_SIGNALS = os.environ.get("SF_STRICT_SIGNALS") == "1"
+
+
+class UnconnectedSignalError(RuntimeError):
+    pass
+
+
 def current_loop() -> EventLoop | None:
     """The loop running in this thread, if any."""
     return getattr(_thread_state, "loop", None)
@@ -48,8 +58,10 @@ def current_loop() -> EventLoop | None:
 class EventLoop:
     """Dispatches messages and timers to the objects that live in it."""
 
-    def __init__(self, name: str, queue_max_bytes: int = DEFAULT_QUEUE_BYTES):
+    def __init__(self, name: str, queue_max_bytes: int = DEFAULT_QUEUE_BYTES, owned_by_process: bool = False):
         self.name = name
+        # The loop of an EventLoopProcess: its objects stop it when they stop (see stop_own_loop).
+        self.owned_by_process = owned_by_process
         self.queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
         # Messages taken off the queue, readable from every process (the benchmark counts them).
         self._received = multiprocessing.RawValue(ctypes.c_uint64, 0)
@@ -65,12 +77,13 @@ class EventLoop:
 
     # Pickling carries only the address (name + queue): a loop's objects travel separately.
     def __getstate__(self):
-        return {"name": self.name, "queue": self.queue, "received": self._received}
+        return {"name": self.name, "queue": self.queue, "received": self._received, "owned": self.owned_by_process}
 
     def __setstate__(self, state):
         self.name = state["name"]
         self.queue = state["queue"]
         self._received = state["received"]
+        self.owned_by_process = state["owned"]
         self._init_local_state()
 
     @property
@@ -208,7 +221,12 @@ class BoundSignal:
         self._obj._connections.pop(self._name, None)
 
     def emit(self, *args):
-        for loop, object_id, slot_name in self._obj._connections.get(self._name, ()):
+        connections = self._obj._connections.get(self._name)
+        if not connections:
+            if STRICT_SIGNALS:
+                raise UnconnectedSignalError(f"{self._obj.object_id}.{self._name} emitted with no slot connected")
+            return
+        for loop, object_id, slot_name in connections:
             loop.post(object_id, slot_name, args)
 
     @property
@@ -235,6 +253,11 @@ class EventLoopObject:
     def stop_loop(self):
         """A slot: stops this object's whole loop."""
         self.event_loop.stop()
+
+    def stop_own_loop(self):
+        """Stops the loop if it is a process's own; a shared loop (serial mode, the runner's) runs on."""
+        if self.event_loop.owned_by_process:
+            self.event_loop.stop()
 
 
 class Timer:
@@ -287,7 +310,7 @@ class EventLoopProcess:
 
     def __init__(self, name: str, mp_ctx, init_fn: Callable | None = None):
         self.name = name
-        self.event_loop = EventLoop(name)
+        self.event_loop = EventLoop(name, owned_by_process=True)
         self._mp_ctx = mp_ctx
         self._init_fn = init_fn
         self.process = None

@@ -44,13 +44,9 @@ class LearnerWorker(EventLoopObject):
     stopped = signal()
     slots_released = signal()
 
-    def __init__(
-        self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str, owns_loop: bool = True
-    ):
-        """`owns_loop`: the loop is this learner's process's own, and stops with it."""
+    def __init__(self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str):
         super().__init__(event_loop, f"learner_p{policy_id}")
         self.policy_id = policy_id
-        self.owns_loop = owns_loop
         self.cfg = cfg
         self.env_info = env_info
         self.shared = shared
@@ -65,7 +61,7 @@ class LearnerWorker(EventLoopObject):
     def on_loop_started(self):
         set_global_model_factory(self.model_factory)
         device = policy_device(self.cfg)
-        if not self.cfg.serial_mode:
+        if self.event_loop.owned_by_process:
             # With a GPU too: the CPU side (batch gathering) must not spin threads on the envs' cores.
             torch.set_num_threads(learner_cpu_threads(self.cfg))
             if device.type == "cpu":
@@ -177,5 +173,4 @@ class LearnerWorker(EventLoopObject):
         self._save_checkpoint()
         self.learner = None
         self.stopped.emit(self.policy_id)
-        if self.owns_loop:
-            self.event_loop.stop()
+        self.stop_own_loop()

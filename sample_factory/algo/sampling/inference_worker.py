@@ -14,6 +14,7 @@ import logging
 
 import torch
 
+from sample_factory.algo import protocol
 from sample_factory.algo.utils.context import set_global_model_factory
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.algo.utils.shared_buffers import step_rows
@@ -46,7 +47,7 @@ class InferenceWorker(EventLoopObject):
     def on_loop_started(self):
         set_global_model_factory(self.model_factory)
         self.device = policy_device(self.cfg)
-        if not self.cfg.serial_mode:
+        if self.event_loop.owned_by_process:
             # One batch at a time; with a GPU the CPU side only gathers and scatters rows.
             torch.set_num_threads(1)
         self.model = create_actor_critic(self.cfg, self.env_info.obs_space, self.env_info.action_space).to(self.device)
@@ -87,7 +88,7 @@ class InferenceWorker(EventLoopObject):
         self._forward_and_write(torch.tensor(rows, dtype=torch.int64))
 
         for worker_idx, split_idx, _, _ in requests:
-            self.named_signal(f"actions_ready_w{worker_idx}").emit(split_idx)
+            self.named_signal(protocol.actions_ready(worker_idx)).emit(split_idx)
         self.num_batches += 1
         self.num_samples += len(rows)
 
@@ -132,6 +133,5 @@ class InferenceWorker(EventLoopObject):
 
     def on_stop(self):
         self._requests = []
-        if not self.cfg.serial_mode:
-            self.event_loop.stop()
+        self.stop_own_loop()
 

@@ -4,13 +4,9 @@ While the inference worker computes actions for one split, the CPU steps another
 (double-buffered sampling, `--worker_num_splits`). All agents of a split step in lockstep, so
 a split has one step counter `t` and all its trajectories complete together.
 
-Signals (per policy p / per worker, names made at run time):
-  inference_requested_p{p}(worker_idx, split_idx, t, slots)   -> inference worker
-  trajectory_ready_p{p}(policy_id, slots)                     -> learner p, runner
-  episodes_finished(list of episode stats)                    -> runner
-Slots:
-  on_actions_ready(split_idx)   one per policy that the split asked
-  on_slots_released(policy_id)  a learner freed slots: splits waiting for slots try again
+Its messages (inference_requested, trajectory_ready, episodes_finished; actions_ready and
+slots_released in) are listed in `algo/protocol.py`. A split waits for one actions_ready per
+policy it asked; slots_released lets parked splits try again.
 
 A split never blocks waiting for free slots: it parks, and the worker keeps stepping its other
 splits (a blocked worker could hold back the very trajectories the learner is waiting for).
@@ -25,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from sample_factory.algo import protocol
 from sample_factory.algo.sampling.env_runners import PerEnvRunner, VectorEnvRunner
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
@@ -76,7 +73,7 @@ class RolloutWorker(EventLoopObject):
         pin_rollout_worker(cfg, self.worker_idx)
         if cfg.force_envs_single_thread:
             limit_env_threads()
-        if cfg.default_niceness and not cfg.serial_mode:
+        if cfg.default_niceness and self.event_loop.owned_by_process:
             set_niceness(cfg.default_niceness, self.name)
         envs_per_split = cfg.num_envs_per_worker // self.num_splits
         runner_cls = VectorEnvRunner if cfg.batched_sampling else PerEnvRunner
@@ -149,7 +146,7 @@ class RolloutWorker(EventLoopObject):
     def _request_actions(self, split_idx: int, split: SplitState):
         split.pending_responses = len(split.policy_groups)
         for policy_id, _, slots in split.policy_groups:
-            self.named_signal(f"inference_requested_p{policy_id}").emit(self.worker_idx, split_idx, split.t, slots)
+            self.named_signal(protocol.inference_requested(policy_id)).emit(self.worker_idx, split_idx, split.t, slots)
 
     def on_actions_ready(self, split_idx: int):
         if not self.splits:
@@ -229,7 +226,7 @@ class RolloutWorker(EventLoopObject):
         split.carried_obs = {key: tensor[split.slots, last] for key, tensor in buffers.obs.items()}
         split.carried_rnn = buffers.rnn_states[split.slots, last]
         for policy_id, _, slots in split.policy_groups:
-            self.named_signal(f"trajectory_ready_p{policy_id}").emit(policy_id, slots)
+            self.named_signal(protocol.trajectory_ready(policy_id)).emit(policy_id, slots)
         split.policy_groups = []
         split.policy_of_agent[:] = split.next_policy_of_agent
 
@@ -240,5 +237,4 @@ class RolloutWorker(EventLoopObject):
 
     def on_stop(self):
         self.close_envs()
-        if not self.cfg.serial_mode:
-            self.event_loop.stop()
+        self.stop_own_loop()

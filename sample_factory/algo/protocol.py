@@ -1,0 +1,43 @@
+"""The messages between components: the name of every signal made at run time, and what each carries.
+
+Senders and receivers both build names here, so a misspelled name cannot silently reach nobody
+(and with `SF_STRICT_SIGNALS=1`, as in the tests, an emit that no slot receives raises).
+
+Named signals, one per policy or per worker:
+
+  inference_requested(policy_id)   rollout worker -> inference worker of that policy
+      (worker_idx, split_idx, t, slots): observations of step t of these trajectory slots are in
+      the shared buffers; compute the actions.
+  actions_ready(worker_idx)        inference worker -> that rollout worker
+      (split_idx,): the actions of the split's last request are in the shared buffers.
+  trajectory_ready(policy_id)      rollout worker -> learner of that policy
+      (policy_id, slots): these trajectory slots are complete; the learner frees them when done.
+  save_best(policy_id)             runner -> learner of that policy
+      (policy_id, metric_name, value): a new best value of the metric; save a best checkpoint.
+
+Signals declared on the component classes (`signal()` attributes):
+
+  RolloutWorker.episodes_finished  -> runner       (episodes: list[dict]) returns, lengths, stats
+  LearnerWorker.report             -> runner       (policy_id, stats: dict) after a training step
+  LearnerWorker.slots_released     -> rollout workers (policy_id,) trajectory slots are free again
+  LearnerWorker.stopped            -> runner       (policy_id,) the final checkpoint is written
+  Runner.stop_requested            -> every component (): stop; samplers first, learners last
+"""
+
+from __future__ import annotations
+
+
+def inference_requested(policy_id: int) -> str:
+    return f"inference_requested_p{policy_id}"
+
+
+def actions_ready(worker_idx: int) -> str:
+    return f"actions_ready_w{worker_idx}"
+
+
+def trajectory_ready(policy_id: int) -> str:
+    return f"trajectory_ready_p{policy_id}"
+
+
+def save_best(policy_id: int) -> str:
+    return f"save_best_p{policy_id}"
