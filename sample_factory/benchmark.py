@@ -33,7 +33,7 @@ import numpy as np
 import psutil
 import torch
 
-from sample_factory.algo.utils.auto_tune import auto_tune
+from sample_factory.algo.sampling.auto_tune import auto_tune
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args, user_chosen_flags
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env, obtain_env_info
 from sample_factory.envs.env_families import setup_env_family

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from sample_factory.algo.utils.auto_tune import auto_tune
+from sample_factory.algo.sampling.auto_tune import auto_tune
 from sample_factory.cfg.arguments import user_chosen_flags
 from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg

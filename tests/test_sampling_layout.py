@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from sample_factory.algo.utils import auto_tune as auto_tune_module
-from sample_factory.algo.utils.auto_tune import MAX_ENVS_PER_SPLIT, auto_tune, choose_layout, cpu_has_native_bf16
+from sample_factory.algo.sampling import auto_tune as auto_tune_module
+from sample_factory.algo.sampling.auto_tune import MAX_ENVS_PER_SPLIT, auto_tune, choose_layout, cpu_has_native_bf16
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args, user_chosen_flags
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import register_env

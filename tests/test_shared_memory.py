@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sample_factory.algo.utils.host_staging import HostStaging
-from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers, step_rows
+from sample_factory.algo.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers, step_rows
 
 pytestmark = pytest.mark.timeout(60)
 

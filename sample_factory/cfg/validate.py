@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sample_factory.algo.learning.learner import effective_recurrence
+from sample_factory.cfg.derived import effective_recurrence
 from sample_factory.cfg.arguments import make_parser
 
 

@@ -18,7 +18,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from sample_factory.algo.utils.context import ModelFactory, global_model_factory
+from sample_factory.model.model_factory import ModelFactory, global_model_factory
 from sample_factory.algo.utils.running_mean_std import RunningMeanStd, RunningMeanStdDict
 from sample_factory.model.action_distributions import (
     ActionDistribution,

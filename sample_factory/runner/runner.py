@@ -28,8 +28,8 @@ from sample_factory.algo import protocol
 from sample_factory.algo.learning.learner_worker import LearnerWorker, trajectories_per_iteration
 from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.sampling.rollout_worker import RolloutWorker
-from sample_factory.algo.utils.context import global_model_factory
-from sample_factory.algo.utils.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
+from sample_factory.model.model_factory import global_model_factory
+from sample_factory.algo.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
 from sample_factory.cfg.experiment import cfg_hash, save_cfg
 from sample_factory.utils.checkpoint import (
     CheckpointError,

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from sample_factory.algo.learning.losses import entropy_loss, kl_loss, ppo_policy_loss, value_loss
+from sample_factory.cfg.derived import effective_recurrence
 from sample_factory.algo.utils.rl_utils import (
     calculate_gae,
     calculate_vtrace,
@@ -24,12 +25,6 @@ from sample_factory.algo.utils.rl_utils import (
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 
 log = logging.getLogger(__name__)
-
-
-def effective_recurrence(cfg) -> int:
-    if cfg.recurrence > 0:
-        return cfg.recurrence
-    return cfg.rollout if cfg.use_rnn else 1
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sample_factory.algo.learning.learner import Learner
-from sample_factory.algo.utils.context import set_global_model_factory
+from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
 from sample_factory.utils.checkpoint import (

@@ -15,9 +15,9 @@ import logging
 import torch
 
 from sample_factory.algo import protocol
-from sample_factory.algo.utils.context import set_global_model_factory
+from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.algo.utils.host_staging import HostStaging
-from sample_factory.algo.utils.shared_buffers import step_rows
+from sample_factory.algo.shared_buffers import step_rows
 from sample_factory.model.actor_critic import create_actor_critic
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer
 from sample_factory.utils.device import policy_device
