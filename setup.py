@@ -37,6 +37,6 @@ setup(
         "mujoco": ["mujoco>=3", "gymnasium[mujoco]>=1.0"],
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
         "wandb": ["wandb"],
-        "dev": ["pytest", "pytest-timeout", "onnx", "onnxscript", "onnxruntime"],
+        "dev": ["pytest", "pytest-timeout", "ruff==0.17.6", "onnx", "onnxscript", "onnxruntime"],
     },
 )

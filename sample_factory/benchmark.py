@@ -119,7 +119,9 @@ class _VectorEnvStepper:
             runner.close()
 
 
-def _raw_env_process(cfg, env_info, registry, worker_idx: int, duration_sec: float, warmup_sec: float, window_sec: float, results):
+def _raw_env_process(
+    cfg, env_info, registry, worker_idx: int, duration_sec: float, warmup_sec: float, window_sec: float, results
+):
     restore_env_registry(registry)
     torch.set_num_threads(1)
     pin_rollout_worker(cfg, worker_idx)  # placed like the rollout worker it stands for
@@ -163,7 +165,9 @@ def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: flo
     registry = env_registry_snapshot()
     env_info = obtain_env_info(cfg)
     procs = [
-        ctx.Process(target=_raw_env_process, args=(cfg, env_info, registry, w, duration_sec, warmup_sec, window_sec, results))
+        ctx.Process(
+            target=_raw_env_process, args=(cfg, env_info, registry, w, duration_sec, warmup_sec, window_sec, results)
+        )
         for w in range(cfg.num_workers)
     ]
     for p in procs:
@@ -178,7 +182,9 @@ def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: flo
             if failed or time.monotonic() > deadline:
                 for p in procs:
                     p.kill()
-                raise RuntimeError(f"raw env benchmark process failed (exit codes {[p.exitcode for p in procs]})") from None
+                raise RuntimeError(
+                    f"raw env benchmark process failed (exit codes {[p.exitcode for p in procs]})"
+                ) from None
     for p in procs:
         p.join(30)
     # Windows of all processes overlap in time: the total FPS of window i is the sum over processes.
@@ -291,27 +297,46 @@ def _component_name(runner, pid: int) -> str:
 
 
 def run_benchmark(cfg) -> dict:
-    tuned = auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg)) if cfg.auto_tune else {}  # once: every phase runs the same layout
+    tuned = (
+        auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg)) if cfg.auto_tune else {}
+    )  # once: every phase runs the same layout
     train_dir = tempfile.mkdtemp(prefix="sf_benchmark_")
-    results = {"env": cfg.env, "num_workers": cfg.num_workers, "num_envs_per_worker": cfg.num_envs_per_worker, "cores": psutil.cpu_count()}
+    results = {
+        "env": cfg.env,
+        "num_workers": cfg.num_workers,
+        "num_envs_per_worker": cfg.num_envs_per_worker,
+        "cores": psutil.cpu_count(),
+    }
     if tuned:
         results["auto_tune"] = tuned
     try:
-        common = dict(train_dir=train_dir, restart_behavior="overwrite", train_for_env_steps=int(1e12), train_for_seconds=int(1e9))
+        common = dict(
+            train_dir=train_dir, restart_behavior="overwrite", train_for_env_steps=int(1e12), train_for_seconds=int(1e9)
+        )
         timing = (cfg.benchmark_sec, cfg.benchmark_warmup_sec, cfg.benchmark_window_sec)
         if "raw" in cfg.benchmark_phases:
             log.info("Phase raw: %d processes x %d envs, random actions", cfg.num_workers, cfg.num_envs_per_worker)
             results["raw"] = measure_raw_fps(cfg, *timing)
         if "overhead" in cfg.benchmark_phases:
             log.info("Phase overhead: the pipeline without learning, with a policy that costs nothing")
-            overhead_cfg = {**cfg, **common, "experiment": "overhead", "sampler_only": True, "benchmark_null_policy": True}
+            overhead_cfg = {
+                **cfg,
+                **common,
+                "experiment": "overhead",
+                "sampler_only": True,
+                "benchmark_null_policy": True,
+            }
             results["overhead"] = measure_pipeline(AttrDict(overhead_cfg), *timing)
         if "sampler" in cfg.benchmark_phases:
             log.info("Phase sampler: the pipeline without learning")
-            results["sampler"] = measure_pipeline(AttrDict({**cfg, **common, "experiment": "sampler", "sampler_only": True}), *timing)
+            results["sampler"] = measure_pipeline(
+                AttrDict({**cfg, **common, "experiment": "sampler", "sampler_only": True}), *timing
+            )
         if "training" in cfg.benchmark_phases:
             log.info("Phase training")
-            results["training"] = measure_pipeline(AttrDict({**cfg, **common, "experiment": "training", "sampler_only": False}), *timing)
+            results["training"] = measure_pipeline(
+                AttrDict({**cfg, **common, "experiment": "training", "sampler_only": False}), *timing
+            )
     finally:
         shutil.rmtree(train_dir, ignore_errors=True)
     raw_fps = results.get("raw", {}).get("fps")
@@ -344,7 +369,9 @@ def framework_cost(raw: dict, overhead: dict) -> dict:
         "runner_us": us_per_frame(runner),
         "messages_per_frame": overhead["messages_per_frame"],
     }
-    cost["framework_us"] = cost["rollout_worker_outside_env_us"] + cost["inference_worker_outside_model_us"] + cost["runner_us"]
+    cost["framework_us"] = (
+        cost["rollout_worker_outside_env_us"] + cost["inference_worker_outside_model_us"] + cost["runner_us"]
+    )
     cost["framework_percent_of_env"] = 100.0 * cost["framework_us"] / env_us if env_us else float("nan")
     return cost
 
@@ -357,13 +384,17 @@ def project_fps(cost: dict, cores: int) -> float:
 
 
 def format_results(results: dict) -> str:
-    lines = [f"Benchmark of {results['env']}: {results['num_workers']} workers x {results['num_envs_per_worker']} envs on {results['cores']} cores"]
+    lines = [
+        f"Benchmark of {results['env']}: {results['num_workers']} workers x {results['num_envs_per_worker']} envs on {results['cores']} cores"
+    ]
     for phase in PHASES:
         if phase not in results:
             continue
         r = results[phase]
         if r.get("stalled_windows"):
-            how = f"mean over {r['span_sec']:.0f} s: sampling stalled in {r['stalled_windows']} of {r['windows']} windows"
+            how = (
+                f"mean over {r['span_sec']:.0f} s: sampling stalled in {r['stalled_windows']} of {r['windows']} windows"
+            )
         else:
             how = f"median of {r['windows']} windows"
         line = f"  {phase:<9} {r['fps']:>10,.0f} FPS ({how})"

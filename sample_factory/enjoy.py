@@ -91,7 +91,9 @@ def eval_cfg(cfg):
     policy_index = cfg.get("policy_index", 0) or 0
     num_policies = cfg.get("num_policies", 1)
     if not 0 <= policy_index < num_policies:
-        raise EvalError(f"--policy_index={policy_index} is out of range: the experiment has {num_policies} policies (0..{num_policies - 1})")
+        raise EvalError(
+            f"--policy_index={policy_index} is out of range: the experiment has {num_policies} policies (0..{num_policies - 1})"
+        )
     return cfg
 
 
@@ -104,7 +106,9 @@ def load_checkpoint_for_eval(cfg, device: torch.device) -> tuple[dict, Path]:
     except CheckpointError as e:
         raise EvalError(str(e)) from None
     if loaded is None:
-        raise EvalError(f"no checkpoint of policy {policy_index} in {directory}: train the experiment first (or check --policy_index)")
+        raise EvalError(
+            f"no checkpoint of policy {policy_index} in {directory}: train the experiment first (or check --policy_index)"
+        )
     state, path = loaded
     if "model" not in state:
         raise EvalError(f"checkpoint {path} has no model weights")
@@ -278,7 +282,11 @@ def _policy_actions(policy: LoadedPolicy, obs_list: list[dict], rnn_states: torc
     head = model.forward_head(normalized)
     core, new_rnn_states = model.forward_core(head, rnn_states)
     out = model.forward_tail(
-        core, values_only=False, sample_actions=True, action_mask=normalized.get(ACTION_MASK_KEY), deterministic=deterministic
+        core,
+        values_only=False,
+        sample_actions=True,
+        action_mask=normalized.get(ACTION_MASK_KEY),
+        deterministic=deterministic,
     )
     if new_rnn_states is None or new_rnn_states.shape[-1] != rnn_states.shape[-1]:
         new_rnn_states = rnn_states
@@ -342,7 +350,9 @@ def _enjoy(cfg) -> int:
     return 0
 
 
-def _play(cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_repeat: int, recorder) -> tuple[list, list]:
+def _play(
+    cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_repeat: int, recorder
+) -> tuple[list, list]:
     """Plays until a stop condition; returns the finished episodes' returns and lengths (all agents)."""
     view = MultiAgentView(env)
     num_agents = view.num_agents
@@ -362,7 +372,9 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_re
         obs_list, _ = view.reset(seed=cfg.get("seed"))
     except Exception as e:  # a display that cannot open is the common case; other errors re-raise
         if render_mode == "human":
-            raise EvalError(f"the env could not start rendering ({type(e).__name__}: {e}); use --no_render or --save_video") from None
+            raise EvalError(
+                f"the env could not start rendering ({type(e).__name__}: {e}); use --no_render or --save_video"
+            ) from None
         raise
 
     rnn_states = torch.zeros(num_agents, policy.rnn_state_size, device=policy.device)
@@ -396,7 +408,13 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_re
                     returns.append(float(episode_return[agent]))
                     lengths.append(int(episode_len[agent]))
                     who = f" agent {agent}" if num_agents > 1 else ""
-                    log.info("Episode %d%s: return %.2f, length %d", finished[agent], who, episode_return[agent], episode_len[agent])
+                    log.info(
+                        "Episode %d%s: return %.2f, length %d",
+                        finished[agent],
+                        who,
+                        episode_return[agent],
+                        episode_len[agent],
+                    )
                     episode_return[agent] = 0.0
                     episode_len[agent] = 0
                     rnn_states[agent] = 0.0

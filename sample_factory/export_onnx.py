@@ -65,7 +65,11 @@ class OnnxPolicy(nn.Module):
             rnn_states = head.new_zeros(head.shape[0], 0)
         core, new_rnn_states = self.model.forward_core(head, rnn_states)
         out = self.model.forward_tail(
-            core, values_only=False, sample_actions=True, action_mask=normalized.get(ACTION_MASK_KEY), deterministic=True
+            core,
+            values_only=False,
+            sample_actions=True,
+            action_mask=normalized.get(ACTION_MASK_KEY),
+            deterministic=True,
         )
         outputs = (out["actions"], self.model.denormalize_values(out["values"]), out["action_logits"])
         if self.recurrent:
@@ -161,7 +165,12 @@ def export_onnx(cfg, path: str | os.PathLike) -> int:
 
 
 def add_export_args(parser):
-    parser.add_argument("--onnx_path", type=str, default=None, help="Where to write the ONNX model (default: <experiment folder>/policy_p<policy_index>.onnx)")
+    parser.add_argument(
+        "--onnx_path",
+        type=str,
+        default=None,
+        help="Where to write the ONNX model (default: <experiment folder>/policy_p<policy_index>.onnx)",
+    )
 
 
 def onnx_path_for(cfg) -> Path:

@@ -101,7 +101,9 @@ def plot_experiments(dirs, out_path, smooth: int = 1) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sample_factory.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="Experiment folders (train_dir/<experiment>) holding progress.csv")
+    parser.add_argument(
+        "dirs", nargs="+", type=Path, help="Experiment folders (train_dir/<experiment>) holding progress.csv"
+    )
     parser.add_argument("--out", type=Path, default=Path("learning_curves.png"), help="PNG to write")
     parser.add_argument("--smooth", type=int, default=1, help="Moving average over this many reports (1: none)")
     args = parser.parse_args(argv)

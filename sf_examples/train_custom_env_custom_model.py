@@ -57,7 +57,9 @@ def parse_args(argv=None):
         argv = ["--env=cue_memory", *argv]
     parser, _ = parse_sf_args(argv)
     add_extra_params(parser)
-    parser.set_defaults(rnn_size=32, rollout=16, batch_size=256, num_envs_per_worker=8, num_epochs=4, learning_rate=3e-3)
+    parser.set_defaults(
+        rnn_size=32, rollout=16, batch_size=256, num_envs_per_worker=8, num_epochs=4, learning_rate=3e-3
+    )
     return parse_full_cfg(parser, argv)
 
 

@@ -246,7 +246,9 @@ def test_breakout_lives_end_training_episodes_while_the_game_goes_on():
                 life_ends += 1
                 frame_numbers.append(ale.getEpisodeFrameNumber())
                 env.reset()
-                assert ale.getEpisodeFrameNumber() == frame_numbers[-1], "reset after a lost life goes on with the same game"
+                assert ale.getEpisodeFrameNumber() == frame_numbers[-1], (
+                    "reset after a lost life goes on with the same game"
+                )
         assert life_ends == 4, "5 lives: 4 learner episodes end at lost lives, the 5th at game over"
         assert game_info is not None and ale.lives() == 0
         stats = game_info["episode_extra_stats"]
@@ -279,7 +281,7 @@ def test_frame_cap_truncates_the_game():
     env = make_atari_env("atari_pong", cfg=cfg)
     try:
         env.reset(seed=0)
-        for step in range(1, 100):
+        for step in range(1, 100):  # noqa: B007 (read after the loop)
             _, _, terminated, truncated, info = env.step(NOOP_ACTION)
             if terminated or truncated:
                 break
@@ -359,7 +361,9 @@ def test_train_then_enjoy_records_a_video(tmp_path):
         timeout=90,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"Mean return [-\d.]+ ± [\d.]+, mean length [\d.]+ ± [\d.]+ \(1 episode\)", proc.stdout), proc.stdout
+    assert re.search(r"Mean return [-\d.]+ ± [\d.]+, mean length [\d.]+ ± [\d.]+ \(1 episode\)", proc.stdout), (
+        proc.stdout
+    )
     capture = cv2.VideoCapture(str(exp_dir / "replay.mp4"))
     assert capture.isOpened()
     frames = 0

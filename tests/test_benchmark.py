@@ -37,7 +37,9 @@ def test_benchmark_json_has_every_measurement():
     assert set(results["projected_fps"]) == {"16", "64"}  # JSON keys
     assert results["projected_fps"]["64"] == pytest.approx(4 * results["projected_fps"]["16"])
     learner = "runner and learner"  # one policy: its learner lives in the runner's process
-    assert results["training"]["cpu_percent_by_process"][learner] > results["sampler"]["cpu_percent_by_process"][learner]
+    assert (
+        results["training"]["cpu_percent_by_process"][learner] > results["sampler"]["cpu_percent_by_process"][learner]
+    )
 
 
 USER_BENCHMARK = """

@@ -14,7 +14,14 @@ from sample_factory.utils.checkpoint import list_checkpoints
 
 pytestmark = pytest.mark.timeout(180)
 
-TRAIN = [sys.executable, "-m", "sf_examples.train_gym_env", "--env=CartPole-v1", "--serial_mode=True", "--report_interval_sec=1"]
+TRAIN = [
+    sys.executable,
+    "-m",
+    "sf_examples.train_gym_env",
+    "--env=CartPole-v1",
+    "--serial_mode=True",
+    "--report_interval_sec=1",
+]
 
 
 def train(train_dir, *flags, experiment="cli", timeout=120):

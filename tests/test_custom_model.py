@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from training import train_until
 
 from sample_factory.algo.utils.context import global_model_factory, reset_global_model_factory
 from sample_factory.model.encoder import Encoder
 from sample_factory.utils.checkpoint import checkpoint_dir, load_latest_checkpoint
 from sf_examples.train_gym_env import parse_gym_args
-from training import train_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,7 +42,13 @@ def custom_encoder():
 
 def test_custom_encoder_reaches_worker_processes(tmp_path, custom_encoder):
     cfg = parse_gym_args(
-        ["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=custom", "--serial_mode=False", "--train_for_env_steps=20000"]
+        [
+            "--env=CartPole-v1",
+            f"--train_dir={tmp_path}",
+            "--experiment=custom",
+            "--serial_mode=False",
+            "--train_for_env_steps=20000",
+        ]
     )
     result = train_until(cfg)
     assert result["status"] == 0 and result["policies"][0]["train_steps"] > 0
@@ -57,7 +63,9 @@ def test_custom_env_custom_model_example_trains(tmp_path):
     reset_global_model_factory()
     try:
         example.register_components()
-        cfg = example.parse_args([f"--train_dir={tmp_path}", "--experiment=example", "--serial_mode=True", "--train_for_env_steps=8000"])
+        cfg = example.parse_args(
+            [f"--train_dir={tmp_path}", "--experiment=example", "--serial_mode=True", "--train_for_env_steps=8000"]
+        )
         result = train_until(cfg)
     finally:
         reset_global_model_factory()

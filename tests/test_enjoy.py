@@ -68,7 +68,7 @@ def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def episodes_in(text: str) -> list[tuple[int, int | None, float, int]]:
-    return [(int(n), int(a) if a else None, float(r), int(l)) for n, a, r, l in EPISODE_RE.findall(text)]
+    return [(int(n), int(a) if a else None, float(r), int(length)) for n, a, r, length in EPISODE_RE.findall(text)]
 
 
 def logged(caplog) -> str:
@@ -108,14 +108,22 @@ def test_enjoy_missing_experiment_is_one_line_error(tmp_path):
 
 def test_enjoy_without_checkpoint_is_one_line_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    cfg = parse_gym_args(["--env=CartPole-v1", "--experiment=empty", f"--train_dir={tmp_path}", "--no_render"], evaluation=True)
+    cfg = parse_gym_args(
+        ["--env=CartPole-v1", "--experiment=empty", f"--train_dir={tmp_path}", "--no_render"], evaluation=True
+    )
     assert enjoy(cfg) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no checkpoint"), err
 
 
 def test_enjoy_policy_index_out_of_range(cartpole_experiment, capsys):
-    argv = ["--env=CartPole-v1", "--experiment=cartpole", f"--train_dir={cartpole_experiment}", "--no_render", "--policy_index=3"]
+    argv = [
+        "--env=CartPole-v1",
+        "--experiment=cartpole",
+        f"--train_dir={cartpole_experiment}",
+        "--no_render",
+        "--policy_index=3",
+    ]
     assert enjoy(parse_gym_args(argv, evaluation=True)) == 1
     assert "--policy_index=3" in capsys.readouterr().err
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from training import train_until
 
 from sample_factory.envs.env_utils import register_env
 from sf_examples.multi_agent_example import PointingGameEnv, make_pointing_game
 from sf_examples.train_gym_env import parse_gym_args
-from training import train_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,10 +10,10 @@ import time
 
 import gymnasium as gym
 import pytest
+from training import train_until
 
 from sample_factory.envs.env_utils import register_env
 from sf_examples.train_gym_env import parse_gym_args
-from training import train_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,7 +48,9 @@ def make_raising_env(full_env_name, cfg=None, env_config=None, render_mode=None)
 
 
 def crash_cfg(tmp_path, env_name, *flags):
-    return parse_gym_args([f"--env={env_name}", f"--train_dir={tmp_path}", "--experiment=crash", "--report_interval_sec=1", *flags])
+    return parse_gym_args(
+        [f"--env={env_name}", f"--train_dir={tmp_path}", "--experiment=crash", "--report_interval_sec=1", *flags]
+    )
 
 
 @pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
@@ -70,7 +72,11 @@ def test_dead_worker_process_stops_the_run_with_failure(tmp_path):
 
 def run_cli(args, timeout=60, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "sf_examples.train_gym_env", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+        [sys.executable, "-m", "sf_examples.train_gym_env", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
     )
 
 
@@ -89,7 +95,14 @@ def test_wrong_type_is_one_line_error(tmp_path):
 
 def test_every_config_error_is_reported_at_once(tmp_path):
     result = run_cli(
-        ["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=x", "--num_envs_per_worker=3", "--batch_size=100", "--gamma=2"]
+        [
+            "--env=CartPole-v1",
+            f"--train_dir={tmp_path}",
+            "--experiment=x",
+            "--num_envs_per_worker=3",
+            "--batch_size=100",
+            "--gamma=2",
+        ]
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -29,7 +29,14 @@ def _source_that_reads_flags() -> str:
 
 def _is_read(name: str, source: str) -> bool:
     quoted = rf"[\"']{name}[\"']"
-    patterns = (rf"\bcfg\.{name}\b", rf"cfg\[{quoted}\]", rf"cfg\.get\({quoted}", rf"getattr\(cfg, {quoted}", rf"_cfg_value\(cfg, {quoted}", rf"\bget\({quoted}")
+    patterns = (
+        rf"\bcfg\.{name}\b",
+        rf"cfg\[{quoted}\]",
+        rf"cfg\.get\({quoted}",
+        rf"getattr\(cfg, {quoted}",
+        rf"_cfg_value\(cfg, {quoted}",
+        rf"\bget\({quoted}",
+    )
     return any(re.search(p, source) for p in patterns)
 
 
@@ -67,9 +74,19 @@ def test_an_unsupported_value_is_a_one_line_error(name):
 
 def test_with_pbt_stops_the_run_before_anything_starts(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "sf_examples.train_gym_env", "--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=x",
-         "--with_pbt=True", "--num_policies=2"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "sf_examples.train_gym_env",
+            "--env=CartPole-v1",
+            f"--train_dir={tmp_path}",
+            "--experiment=x",
+            "--with_pbt=True",
+            "--num_policies=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

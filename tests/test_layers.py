@@ -90,11 +90,15 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     (package / "utils" / "__init__.py").write_text("")
     (package / "runner" / "__init__.py").write_text("")
     (package / "runner" / "runner.py").write_text("X = 1\n")
-    (package / "utils" / "helpers.py").write_text("def f():\n    from sample_factory.runner.runner import X\n    return X\n")
+    (package / "utils" / "helpers.py").write_text(
+        "def f():\n    from sample_factory.runner.runner import X\n    return X\n"
+    )
     monkeypatch.setattr(__import__(__name__), "PACKAGE", package)
     assert upward_imports() == ["sample_factory.utils.helpers:2 imports sample_factory.runner.runner, a higher layer"]
 
 
-@pytest.mark.parametrize(("module", "layer"), [("sample_factory.algo.utils.rl_utils", 2), ("sample_factory.algo.learning.learner", 5)])
+@pytest.mark.parametrize(
+    ("module", "layer"), [("sample_factory.algo.utils.rl_utils", 2), ("sample_factory.algo.learning.learner", 5)]
+)
 def test_longest_prefix_decides_the_layer(module, layer):
     assert layer_of(module) == layer

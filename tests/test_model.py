@@ -144,6 +144,7 @@ def test_values_only_and_deterministic():
 
 # encoders
 
+
 @pytest.mark.parametrize(
     "arch, image_shape",
     [("convnet_simple", (3, 72, 128)), ("convnet_atari", (4, 84, 84)), ("resnet_impala", (4, 84, 84))],
@@ -193,6 +194,7 @@ def test_action_mask_key_is_not_encoded():
 
 
 # action distributions
+
 
 def test_categorical_matches_torch():
     logits = torch.randn(BATCH, 5)
@@ -308,6 +310,7 @@ def test_tanh_scale_and_non_adaptive_stddev():
 
 # cores
 
+
 @pytest.mark.parametrize("rnn_type,num_layers", [("gru", 1), ("gru", 2), ("lstm", 1)])
 @pytest.mark.parametrize("with_resets", [False, True])
 def test_forward_sequence_matches_step_loop(rnn_type, num_layers, with_resets):
@@ -407,7 +410,9 @@ def test_bf16_model_inference_with_bf16_weights_matches_float32():
     obs = {"obs": torch.randint(0, 256, (BATCH, 3, 72, 128), dtype=torch.uint8)}
     rnn_states = torch.randn(BATCH, 32)
     with torch.no_grad():
-        expected = fp32.forward_tail(fp32.forward_core(fp32.forward_head(fp32.normalize_obs(obs)), rnn_states)[0], True, False)
+        expected = fp32.forward_tail(
+            fp32.forward_core(fp32.forward_head(fp32.normalize_obs(obs)), rnn_states)[0], True, False
+        )
         head = bf16.forward_head(bf16.normalize_obs(obs))
         core, new_states = bf16.forward_core(head, rnn_states)
         got = bf16.forward_tail(core, True, False)
@@ -437,6 +442,7 @@ def test_identity_core_and_state_sizes():
 
 
 # normalizers
+
 
 def test_running_mean_std_matches_numpy():
     rng = np.random.default_rng(0)
@@ -510,6 +516,7 @@ def test_training_scales_images_into_channels_last_with_the_same_values():
 
 
 # separate weights, factory, gradients
+
 
 def test_separate_weights_model():
     cfg = make_cfg(actor_critic_share_weights=False, rnn_type="lstm")

@@ -51,8 +51,17 @@ def test_every_task_is_registered_and_runs(tmp_path, monkeypatch):
     names = register_mujoco_envs()
     assert len(names) == len(MUJOCO_ENVS) == 11
     assert set(names) <= set(registered_env_names())
-    for name in ["mujoco_halfcheetah", "mujoco_hopper", "mujoco_walker2d", "mujoco_ant", "mujoco_humanoid",
-                 "mujoco_swimmer", "mujoco_reacher", "mujoco_inverted_pendulum", "mujoco_inverted_double_pendulum"]:
+    for name in [
+        "mujoco_halfcheetah",
+        "mujoco_hopper",
+        "mujoco_walker2d",
+        "mujoco_ant",
+        "mujoco_humanoid",
+        "mujoco_swimmer",
+        "mujoco_reacher",
+        "mujoco_inverted_pendulum",
+        "mujoco_inverted_double_pendulum",
+    ]:
         assert name in names
     for name, gym_id in MUJOCO_ENVS.items():
         env = make_mujoco_env(name)
@@ -116,7 +125,9 @@ def _rendering_problem() -> str | None:
         "env.close()\n"
     )
     try:
-        proc = subprocess.run([sys.executable, "-c", probe], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", probe], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        )
     except subprocess.TimeoutExpired:
         return "rendering hung for 60s"
     if proc.returncode != 0:
@@ -172,7 +183,9 @@ def test_train_then_enjoy_records_a_video(tmp_path):
         timeout=90,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"Mean return [-\d.]+ ± [\d.]+, mean length [\d.]+ ± [\d.]+ \(1 episode\)", proc.stdout), proc.stdout
+    assert re.search(r"Mean return [-\d.]+ ± [\d.]+, mean length [\d.]+ ± [\d.]+ \(1 episode\)", proc.stdout), (
+        proc.stdout
+    )
     assert "mean length 1000.00" in proc.stdout, "the cheetah runs until the time limit"
     cv2 = pytest.importorskip("cv2", reason="reading the video needs opencv-python-headless")
     capture = cv2.VideoCapture(str(exp_dir / "replay.mp4"))

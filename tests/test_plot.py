@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training import train_until
 
 from sample_factory.cfg.arguments import default_cfg
 from sample_factory.cfg.experiment import experiment_dir
 from sample_factory.plot import moving_average
 from sample_factory.runner.stats import PROGRESS_COLUMNS, PROGRESS_FILE, RunStats
 from sf_examples.train_gym_env import parse_gym_args
-from training import train_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -307,7 +307,9 @@ def test_ppo_policy_loss_and_gradient(batch, clip_ratio):
     valid = b["valids"] == 1
     ratio = np.exp(b["log_prob"] - b["old_log_prob"])[valid]
     assert 0.0 < metrics["clip_fraction"].item() < 1.0, "the batch should exercise clipping"
-    np.testing.assert_allclose(metrics["clip_fraction"].item(), np.mean((ratio > 1 + clip_ratio) | (ratio < 1 / (1 + clip_ratio))), **TIGHT)
+    np.testing.assert_allclose(
+        metrics["clip_fraction"].item(), np.mean((ratio > 1 + clip_ratio) | (ratio < 1 / (1 + clip_ratio))), **TIGHT
+    )
     np.testing.assert_allclose(metrics["approx_kl"].item(), np.mean((ratio - 1) - np.log(ratio)), **TIGHT)
     np.testing.assert_allclose(metrics["ratio_mean"].item(), np.mean(ratio), **TIGHT)
     assert all(not m.requires_grad and m.dim() == 0 for m in metrics.values())

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.algo.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers, step_rows
+from sample_factory.algo.utils.host_staging import HostStaging
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -385,4 +385,3 @@ def test_shared_policy_state_publish_and_load_in_child():
     state.publish(model, version=4)
     assert state.load_into(target, known_seq=2) == (4, 4)
     assert bool((target.bias == 0.25).all())
-

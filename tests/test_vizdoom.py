@@ -87,7 +87,9 @@ def assert_no_engines_left():
 
 
 def vizdoom_shm() -> set[str]:
-    return {name for name in os.listdir("/dev/shm") if name.startswith("ViZDoom")} if os.path.isdir("/dev/shm") else set()
+    return (
+        {name for name in os.listdir("/dev/shm") if name.startswith("ViZDoom")} if os.path.isdir("/dev/shm") else set()
+    )
 
 
 def check_obs(obs, space: gym.spaces.Dict):
@@ -118,7 +120,9 @@ def test_action_spaces_map_to_buttons():
     discrete = DoomActionSpace((("MOVE_LEFT", "MOVE_RIGHT"), ("ATTACK",)))
     assert discrete.space == gym.spaces.Discrete(6)
     combos = {tuple(discrete.to_buttons(a)) for a in range(6)}
-    assert combos == {(l, r, f) for l, r in ((0, 0), (1, 0), (0, 1)) for f in (0, 1)}, "every combination once"
+    assert combos == {(left, right, f) for left, right in ((0, 0), (1, 0), (0, 1)) for f in (0, 1)}, (
+        "every combination once"
+    )
 
     multi = DoomActionSpace((("MOVE_FORWARD", "MOVE_BACKWARD"), ("ATTACK",)), kind="multidiscrete")
     assert multi.space == gym.spaces.MultiDiscrete([3, 2])
@@ -272,7 +276,9 @@ def test_engine_survives_sigint_and_dies_with_its_process():
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     try:
         pids = proc.stdout.readline().split()
-        assert len(pids) == 2 and all(pid.isdigit() for pid in pids), "the env did not step after SIGINT/SIGTERM reached its engine"
+        assert len(pids) == 2 and all(pid.isdigit() for pid in pids), (
+            "the env did not step after SIGINT/SIGTERM reached its engine"
+        )
         engines = [psutil.Process(int(pid)) for pid in pids]
         folders = [Path(folder) for folder in proc.stdout.readline().split()]
         assert len(folders) == 2 and all(folder.is_dir() for folder in folders)
@@ -296,7 +302,9 @@ def test_engine_survives_sigint_and_dies_with_its_process():
 
 
 def test_deathmatch_against_bots_plays_episodes_and_cleans_up():
-    env = make_doom_env("doom_deathmatch_bots", doom_cfg("doom_deathmatch_bots", "--doom_timelimit=0.05", "--doom_num_bots=3"))
+    env = make_doom_env(
+        "doom_deathmatch_bots", doom_cfg("doom_deathmatch_bots", "--doom_timelimit=0.05", "--doom_num_bots=3")
+    )
     env.action_space.seed(0)
     episodes = []
     try:
@@ -373,7 +381,15 @@ def test_training_doom_basic_serial_saves_a_checkpoint_and_enjoy_plays_it(tmp_pa
 
     # The generic commands find the Doom family through its entry point.
     generic_enjoy = subprocess.run(
-        [sys.executable, "-m", "sample_factory.enjoy", "--env=doom_basic", *flags, "--no_render", "--max_num_episodes=1"],
+        [
+            sys.executable,
+            "-m",
+            "sample_factory.enjoy",
+            "--env=doom_basic",
+            *flags,
+            "--no_render",
+            "--max_num_episodes=1",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

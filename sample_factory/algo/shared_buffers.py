@@ -48,12 +48,15 @@ def _filled(shape, dtype: torch.dtype) -> torch.Tensor:
 class TrajectoryBuffers:
     """All trajectory fields; `fields()` yields (name, tensor) for the flat ones, obs are per key."""
 
-    def __init__(self, num_slots: int, rollout: int, obs_space: gym.spaces.Dict, action_space: gym.Space, rnn_size: int):
+    def __init__(
+        self, num_slots: int, rollout: int, obs_space: gym.spaces.Dict, action_space: gym.Space, rnn_size: int
+    ):
         self.num_slots = num_slots
         self.rollout = rollout
         shape = (num_slots, rollout + 1)
         self.obs = {
-            key: _filled(shape + tuple(space.shape), _torch_dtype(space.dtype)) for key, space in obs_space.spaces.items()
+            key: _filled(shape + tuple(space.shape), _torch_dtype(space.dtype))
+            for key, space in obs_space.spaces.items()
         }
         action_shape, action_dtype = action_buffer_spec(action_space)
         self.actions = _filled(shape + tuple(action_shape), action_dtype)

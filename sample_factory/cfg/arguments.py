@@ -95,11 +95,7 @@ def user_chosen_flags(cfg) -> set[str]:
     (`parser.set_defaults`), or holding a value other than the library's default (a cfg edited
     in code). The rest are the library's defaults, which --auto_tune may replace."""
     library = make_parser(evaluation=False)
-    changed = {
-        action.dest
-        for action in library._actions
-        if action.dest in cfg and cfg[action.dest] != action.default
-    }
+    changed = {action.dest for action in library._actions if action.dest in cfg and cfg[action.dest] != action.default}
     return set(cfg.get("cli_args", {})) | set(cfg.get("script_defaults", ())) | changed
 
 

@@ -62,7 +62,15 @@ def merge_with_saved_cfg(cfg) -> AttrDict:
 
 
 # Flags that do not change what is trained: a resumed run may change them freely.
-_RUN_ONLY_KEYS = {"cli_args", "command_line", "train_for_env_steps", "train_for_seconds", "restart_behavior", "experiment", "train_dir"}
+_RUN_ONLY_KEYS = {
+    "cli_args",
+    "command_line",
+    "train_for_env_steps",
+    "train_for_seconds",
+    "restart_behavior",
+    "experiment",
+    "train_dir",
+}
 
 
 def cfg_hash(cfg) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sample_factory.cfg.derived import effective_recurrence
 from sample_factory.cfg.arguments import make_parser
+from sample_factory.cfg.derived import effective_recurrence
 
 
 class ConfigError(ValueError):

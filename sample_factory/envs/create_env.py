@@ -90,7 +90,9 @@ class MultiAgentView:
     def reset(self, seed: int | None = None) -> tuple[list[dict], list[dict]]:
         obs, info = self.env.reset(seed=seed)
         if self.is_multiagent:
-            return [as_obs_dict(o) for o in obs], list(info) if isinstance(info, (list, tuple)) else [info] * self.num_agents
+            return [as_obs_dict(o) for o in obs], list(info) if isinstance(info, (list, tuple)) else [
+                info
+            ] * self.num_agents
         return [as_obs_dict(obs)], [info]
 
     def step(self, actions):

@@ -6,7 +6,7 @@ the gymnasium API, or the multi-agent convention of API.md (`num_agents`, `is_mu
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 MakeEnvFunc = Callable[..., object]
 

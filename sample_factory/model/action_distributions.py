@@ -16,7 +16,7 @@ Leading dims other than B also work: every method reduces only the last dim.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -37,7 +37,7 @@ def _check_box(space: gym.spaces.Box) -> int:
     return space.shape[0]
 
 
-def action_buffer_spec(action_space: gym.Space) -> Tuple[Tuple[int, ...], torch.dtype]:
+def action_buffer_spec(action_space: gym.Space) -> tuple[tuple[int, ...], torch.dtype]:
     """(shape, dtype) of one agent's action in the sampling buffers (see module docstring)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return (), torch.int64
@@ -89,7 +89,7 @@ class ActionDistribution:
     def entropy(self) -> Tensor:
         raise NotImplementedError
 
-    def kl_divergence(self, other: "ActionDistribution") -> Tensor:
+    def kl_divergence(self, other: ActionDistribution) -> Tensor:
         """KL(self || other); `other` must be the same kind of distribution."""
         raise NotImplementedError
 
@@ -102,7 +102,7 @@ class CategoricalActionDistribution(ActionDistribution):
     becomes uniform.
     """
 
-    def __init__(self, raw_logits: Tensor, action_mask: Optional[Tensor] = None):
+    def __init__(self, raw_logits: Tensor, action_mask: Tensor | None = None):
         if action_mask is not None:
             if action_mask.shape[-1] != raw_logits.shape[-1]:
                 raise ValueError(
@@ -128,7 +128,7 @@ class CategoricalActionDistribution(ActionDistribution):
         p_log_p = torch.where(self.probs > 0, self.probs * self.log_probs, torch.zeros_like(self.probs))
         return -p_log_p.sum(dim=-1)
 
-    def kl_divergence(self, other: "CategoricalActionDistribution") -> Tensor:
+    def kl_divergence(self, other: CategoricalActionDistribution) -> Tensor:
         terms = self.probs * (self.log_probs - other.log_probs)
         return torch.where(self.probs > 0, terms, torch.zeros_like(terms)).sum(dim=-1)
 
@@ -140,7 +140,7 @@ class _ProductDistribution(ActionDistribution):
         self.components = list(components)
         self.action_widths = list(action_widths)
 
-    def _split_actions(self, actions: Tensor) -> List[Tensor]:
+    def _split_actions(self, actions: Tensor) -> list[Tensor]:
         return list(actions.split(self.action_widths, dim=-1))
 
     def log_prob(self, actions: Tensor) -> Tensor:
@@ -153,7 +153,7 @@ class _ProductDistribution(ActionDistribution):
     def entropy(self) -> Tensor:
         return sum(d.entropy() for d in self.components)
 
-    def kl_divergence(self, other: "_ProductDistribution") -> Tensor:
+    def kl_divergence(self, other: _ProductDistribution) -> Tensor:
         return sum(d.kl_divergence(o) for d, o in zip(self.components, other.components))
 
 
@@ -163,7 +163,7 @@ class MultiCategoricalActionDistribution(_ProductDistribution):
     action_mask, if given, is [B, sum(nvec)]: the components' masks side by side.
     """
 
-    def __init__(self, raw_logits: Tensor, nvec: Sequence[int], action_mask: Optional[Tensor] = None):
+    def __init__(self, raw_logits: Tensor, nvec: Sequence[int], action_mask: Tensor | None = None):
         nvec = [int(n) for n in nvec]
         logits = raw_logits.split(nvec, dim=-1)
         if action_mask is None:
@@ -172,7 +172,7 @@ class MultiCategoricalActionDistribution(_ProductDistribution):
             masks = action_mask.split(nvec, dim=-1)
         else:
             raise ValueError(f"action_mask has width {action_mask.shape[-1]}, expected sum(nvec) = {sum(nvec)}")
-        super().__init__([CategoricalActionDistribution(l, m) for l, m in zip(logits, masks)], [1] * len(nvec))
+        super().__init__([CategoricalActionDistribution(lg, m) for lg, m in zip(logits, masks)], [1] * len(nvec))
 
     def _component_log_prob(self, dist, actions):
         return dist.log_prob(actions.squeeze(-1))
@@ -206,7 +206,7 @@ class DiagGaussianActionDistribution(ActionDistribution):
     def entropy(self) -> Tensor:
         return (0.5 + _LOG_SQRT_2PI + self.log_std).sum(dim=-1)
 
-    def kl_divergence(self, other: "DiagGaussianActionDistribution") -> Tensor:
+    def kl_divergence(self, other: DiagGaussianActionDistribution) -> Tensor:
         var_ratio = (self.std / other.std).square()
         mean_term = ((self.mean - other.mean) / other.std).square()
         return (0.5 * (var_ratio + mean_term - 1.0) - torch.log(self.std / other.std)).sum(dim=-1)
@@ -239,7 +239,7 @@ class TupleActionDistribution(_ProductDistribution):
 
 
 def get_action_distribution(
-    action_space: gym.Space, raw_logits: Tensor, action_mask: Optional[Tensor] = None
+    action_space: gym.Space, raw_logits: Tensor, action_mask: Tensor | None = None
 ) -> ActionDistribution:
     """Distribution over `action_space` from raw_logits [B, P]; action_mask only for discrete spaces."""
     if isinstance(action_space, gym.spaces.Discrete):
@@ -284,7 +284,7 @@ class ActionParameterizationDefault(nn.Module):
         self.action_space = action_space
         self.distribution_linear = nn.Linear(core_out_size, calc_num_action_parameters(action_space))
 
-    def forward(self, core_out: Tensor, action_mask: Optional[Tensor] = None) -> Tuple[Tensor, ActionDistribution]:
+    def forward(self, core_out: Tensor, action_mask: Tensor | None = None) -> tuple[Tensor, ActionDistribution]:
         raw_logits = self.distribution_linear(core_out)
         raw_logits = squash_gaussian_means(self.action_space, raw_logits, self.cfg.continuous_tanh_scale)
         return raw_logits, get_action_distribution(self.action_space, raw_logits, action_mask)
@@ -306,7 +306,7 @@ class ActionParameterizationContinuousNonAdaptiveStddev(nn.Module):
         self.distribution_linear = nn.Linear(core_out_size, num_dims)
         self.log_std = nn.Parameter(torch.full((num_dims,), math.log(cfg.initial_stddev)))
 
-    def forward(self, core_out: Tensor, action_mask: Optional[Tensor] = None) -> Tuple[Tensor, ActionDistribution]:
+    def forward(self, core_out: Tensor, action_mask: Tensor | None = None) -> tuple[Tensor, ActionDistribution]:
         mean = self.distribution_linear(core_out)
         log_std = self.log_std.expand_as(mean)
         raw_logits = torch.cat([mean, log_std], dim=-1)

@@ -12,13 +12,10 @@ Data contract (B = batch of agent steps, S = rnn_state_size_for(cfg), P = number
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
-
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from sample_factory.model.model_factory import ModelFactory, global_model_factory
 from sample_factory.algo.utils.running_mean_std import RunningMeanStd, RunningMeanStdDict
 from sample_factory.model.action_distributions import (
     ActionDistribution,
@@ -29,6 +26,7 @@ from sample_factory.model.action_distributions import (
 )
 from sample_factory.model.core import rnn_state_size
 from sample_factory.model.encoder import ACTION_MASK_KEY
+from sample_factory.model.model_factory import ModelFactory, global_model_factory
 from sample_factory.model.model_utils import conv_memory_format, init_layer_weights, is_image_space, zero_layer_biases
 
 
@@ -52,7 +50,7 @@ class ObservationNormalizer(nn.Module):
         self.obs_subtract_mean = cfg.obs_subtract_mean
         self.obs_scale = cfg.obs_scale
 
-        self.running_mean_std: Optional[RunningMeanStdDict] = None
+        self.running_mean_std: RunningMeanStdDict | None = None
         if cfg.normalize_input:
             keys = cfg.normalize_input_keys
             if keys is None:
@@ -67,12 +65,14 @@ class ObservationNormalizer(nn.Module):
                 self.running_mean_std = RunningMeanStdDict({k: obs_space[k].shape for k in keys})
 
     @torch.no_grad()
-    def update_stats(self, obs_dict: Dict[str, Tensor]) -> None:
+    def update_stats(self, obs_dict: dict[str, Tensor]) -> None:
         """Merges a batch into the running stats (a no-op without cfg.normalize_input)."""
         if self.running_mean_std is not None:
-            self.running_mean_std.update({k: obs_dict[k].float() for k in self.running_mean_std.keys() if k in obs_dict})
+            self.running_mean_std.update(
+                {k: obs_dict[k].float() for k in self.running_mean_std.keys() if k in obs_dict}
+            )
 
-    def forward(self, obs_dict: Dict[str, Tensor], update_stats: bool = False) -> Dict[str, Tensor]:
+    def forward(self, obs_dict: dict[str, Tensor], update_stats: bool = False) -> dict[str, Tensor]:
         """Returns a new dict; update_stats=True first merges this batch into the running stats."""
         if update_stats:
             self.update_stats(obs_dict)
@@ -127,11 +127,11 @@ class ActorCritic(nn.Module):
         self.obs_space = obs_space
         self.action_space = action_space
         self.obs_normalizer = ObservationNormalizer(obs_space, cfg)
-        self.returns_normalizer: Optional[RunningMeanStd] = RunningMeanStd(()) if cfg.normalize_returns else None
+        self.returns_normalizer: RunningMeanStd | None = RunningMeanStd(()) if cfg.normalize_returns else None
 
     # normalization
 
-    def normalize_obs(self, obs_dict: Dict[str, Tensor], update_stats: bool = False) -> Dict[str, Tensor]:
+    def normalize_obs(self, obs_dict: dict[str, Tensor], update_stats: bool = False) -> dict[str, Tensor]:
         return self.obs_normalizer(obs_dict, update_stats)
 
     def normalize_values(self, values: Tensor) -> Tensor:
@@ -149,7 +149,7 @@ class ActorCritic(nn.Module):
             return ActionParameterizationContinuousNonAdaptiveStddev(self.cfg, core_output_size, self.action_space)
         return ActionParameterizationDefault(self.cfg, core_output_size, self.action_space)
 
-    def action_distribution(self, action_logits: Tensor, action_mask: Optional[Tensor] = None) -> ActionDistribution:
+    def action_distribution(self, action_logits: Tensor, action_mask: Tensor | None = None) -> ActionDistribution:
         return get_action_distribution(self.action_space, action_logits, action_mask)
 
     def initialize_weights(self) -> None:
@@ -185,17 +185,17 @@ class ActorCritic(nn.Module):
 
     # the pipeline
 
-    def forward_head(self, normalized_obs_dict: Dict[str, Tensor]) -> Tensor:
+    def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:
         """normalized obs (batch B) -> features [B, F]."""
         raise NotImplementedError
 
-    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         """One step: [B, F], [B, S] -> core output [B, H], new rnn states [B, S]."""
         raise NotImplementedError
 
     def forward_core_sequence(
-        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, head_output: Tensor, rnn_states: Tensor, resets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Trajectories: head_output [T, B, F], initial rnn_states [B, S], resets [T, B] (1 = zero the
         state before step t) -> (core output [T, B, H], final rnn states [B, S])."""
         raise NotImplementedError
@@ -205,16 +205,16 @@ class ActorCritic(nn.Module):
         core_output: Tensor,
         values_only: bool,
         sample_actions: bool,
-        action_mask: Optional[Tensor] = None,
+        action_mask: Tensor | None = None,
         deterministic: bool = False,
-    ) -> Dict[str, Tensor]:
+    ) -> dict[str, Tensor]:
         """core output [B, H] -> dict with "values" [B] and, unless values_only, "action_logits" [B, P];
         with sample_actions also "actions" (buffer format) and "log_prob_actions" [B]."""
         raise NotImplementedError
 
     def forward(
-        self, normalized_obs_dict: Dict[str, Tensor], rnn_states: Tensor, values_only: bool = False
-    ) -> Dict[str, Tensor]:
+        self, normalized_obs_dict: dict[str, Tensor], rnn_states: Tensor, values_only: bool = False
+    ) -> dict[str, Tensor]:
         x = self.forward_head(normalized_obs_dict)
         x, new_rnn_states = self.forward_core(x, rnn_states)
         result = self.forward_tail(
@@ -226,11 +226,11 @@ class ActorCritic(nn.Module):
     def _policy_outputs(
         self,
         decoder_output: Tensor,
-        result: Dict[str, Tensor],
+        result: dict[str, Tensor],
         sample_actions: bool,
-        action_mask: Optional[Tensor],
+        action_mask: Tensor | None,
         deterministic: bool,
-    ) -> Dict[str, Tensor]:
+    ) -> dict[str, Tensor]:
         """Adds action_logits (and actions, log_prob_actions) to `result`; shared by subclasses."""
         action_logits, distribution = self.action_parameterization(decoder_output, action_mask)
         result["action_logits"] = action_logits
@@ -254,15 +254,15 @@ class ActorCriticSharedWeights(ActorCritic):
         self.action_parameterization = self.get_action_parameterization(decoder_out_size)
         self.initialize_weights()
 
-    def forward_head(self, normalized_obs_dict: Dict[str, Tensor]) -> Tensor:
+    def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:
         return self.encoder(normalized_obs_dict)
 
-    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         return self.core(head_output, rnn_states)
 
     def forward_core_sequence(
-        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, head_output: Tensor, rnn_states: Tensor, resets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         return self.core.forward_sequence(head_output, rnn_states, resets)
 
     def forward_tail(
@@ -270,9 +270,9 @@ class ActorCriticSharedWeights(ActorCritic):
         core_output: Tensor,
         values_only: bool,
         sample_actions: bool,
-        action_mask: Optional[Tensor] = None,
+        action_mask: Tensor | None = None,
         deterministic: bool = False,
-    ) -> Dict[str, Tensor]:
+    ) -> dict[str, Tensor]:
         decoder_output = self.decoder(core_output)
         result = {"values": self.critic_linear(decoder_output).squeeze(-1)}
         if values_only:
@@ -302,22 +302,22 @@ class ActorCriticSeparateWeights(ActorCritic):
         self.action_parameterization = self.get_action_parameterization(self.actor_decoder.get_out_size())
         self.initialize_weights()
 
-    def forward_head(self, normalized_obs_dict: Dict[str, Tensor]) -> Tensor:
+    def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:
         return torch.cat([self.actor_encoder(normalized_obs_dict), self.critic_encoder(normalized_obs_dict)], dim=-1)
 
-    def _split_head(self, head_output: Tensor) -> Tuple[Tensor, Tensor]:
+    def _split_head(self, head_output: Tensor) -> tuple[Tensor, Tensor]:
         return head_output.split([self.actor_encoder.get_out_size(), self.critic_encoder.get_out_size()], dim=-1)
 
-    def _split_core(self, core_output: Tensor) -> Tuple[Tensor, Tensor]:
+    def _split_core(self, core_output: Tensor) -> tuple[Tensor, Tensor]:
         return core_output.split([self.actor_core.get_out_size(), self.critic_core.get_out_size()], dim=-1)
 
     @staticmethod
-    def _split_states(rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def _split_states(rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         # slicing (not chunk) so that widths 0 and 1 (a stateless core's placeholder) also work
         half = rnn_states.shape[-1] // 2
         return rnn_states[..., :half], rnn_states[..., half:]
 
-    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         actor_x, critic_x = self._split_head(head_output)
         actor_states, critic_states = self._split_states(rnn_states)
         actor_x, actor_states = self.actor_core(actor_x, actor_states)
@@ -325,8 +325,8 @@ class ActorCriticSeparateWeights(ActorCritic):
         return self._join(actor_x, critic_x, actor_states, critic_states)
 
     def forward_core_sequence(
-        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, head_output: Tensor, rnn_states: Tensor, resets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         actor_x, critic_x = self._split_head(head_output)
         actor_states, critic_states = self._split_states(rnn_states)
         actor_x, actor_states = self.actor_core.forward_sequence(actor_x, actor_states, resets)
@@ -334,7 +334,7 @@ class ActorCriticSeparateWeights(ActorCritic):
         return self._join(actor_x, critic_x, actor_states, critic_states)
 
     @staticmethod
-    def _join(actor_x, critic_x, actor_states, critic_states) -> Tuple[Tensor, Tensor]:
+    def _join(actor_x, critic_x, actor_states, critic_states) -> tuple[Tensor, Tensor]:
         return torch.cat([actor_x, critic_x], dim=-1), torch.cat([actor_states, critic_states], dim=-1)
 
     def forward_tail(
@@ -342,9 +342,9 @@ class ActorCriticSeparateWeights(ActorCritic):
         core_output: Tensor,
         values_only: bool,
         sample_actions: bool,
-        action_mask: Optional[Tensor] = None,
+        action_mask: Tensor | None = None,
         deterministic: bool = False,
-    ) -> Dict[str, Tensor]:
+    ) -> dict[str, Tensor]:
         actor_x, critic_x = self._split_core(core_output)
         result = {"values": self.critic_linear(self.critic_decoder(critic_x)).squeeze(-1)}
         if values_only:
@@ -360,7 +360,7 @@ def default_make_actor_critic_func(
 
 
 def create_actor_critic(
-    cfg, obs_space: gym.spaces.Dict, action_space: gym.Space, model_factory: Optional[ModelFactory] = None
+    cfg, obs_space: gym.spaces.Dict, action_space: gym.Space, model_factory: ModelFactory | None = None
 ) -> ActorCritic:
     """Builds the actor-critic through `model_factory` (default: the process-wide global_model_factory())."""
     if model_factory is None:

@@ -8,14 +8,12 @@ A core without memory has S = 0.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
-
 import torch
 from torch import Tensor, nn
 
 from sample_factory.model.gru_sequence import gru_sequence
 
-RnnHidden = Union[Tensor, Tuple[Tensor, Tensor]]  # what nn.GRU / nn.LSTM take and return
+RnnHidden = Tensor | tuple[Tensor, Tensor]  # what nn.GRU / nn.LSTM take and return
 
 
 def rnn_state_size(cfg) -> int:
@@ -26,7 +24,7 @@ def rnn_state_size(cfg) -> int:
     return 2 * size if cfg.rnn_type == "lstm" else size
 
 
-def _reset_states(rnn_states: Tensor, resets_t: Optional[Tensor]) -> Tensor:
+def _reset_states(rnn_states: Tensor, resets_t: Tensor | None) -> Tensor:
     """Zero the states [B, S] of samples whose reset flag [B] is 1 (multiplication keeps autograd simple)."""
     if resets_t is None:
         return rnn_states
@@ -41,13 +39,13 @@ class ModelCore(nn.Module):
         self.cfg = cfg
         self.core_output_size = -1
 
-    def forward(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         """One step: head_output [B, F], rnn_states [B, S] -> (out [B, H], new_rnn_states [B, S])."""
         raise NotImplementedError
 
     def forward_sequence(
-        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, head_output: Tensor, rnn_states: Tensor, resets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Many steps: head_output [T, B, F], initial rnn_states [B, S], resets [T, B] or None.
 
         resets[t, b] == 1 zeroes sample b's state before step t is processed (episode start).
@@ -100,7 +98,9 @@ class ModelCoreRNN(ModelCore):
         batch, width = rnn_states.shape
         expected = (2 if self.is_lstm else 1) * self.num_layers * self.hidden_size
         if width != expected:
-            raise ValueError(f"rnn_states have width {width}, this {self.rnn.__class__.__name__} core expects {expected}")
+            raise ValueError(
+                f"rnn_states have width {width}, this {self.rnn.__class__.__name__} core expects {expected}"
+            )
 
         def to_layers(flat: Tensor) -> Tensor:
             return flat.reshape(batch, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
@@ -120,7 +120,7 @@ class ModelCoreRNN(ModelCore):
             return torch.cat([self._pack_layers(hidden[0]), self._pack_layers(hidden[1])], dim=1)
         return self._pack_layers(hidden)
 
-    def forward(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         if self._runs_fused(head_output):
             out, new_states = gru_sequence(self.rnn, head_output.unsqueeze(0), rnn_states, None, self.matmul_dtype)
             return out.squeeze(0), new_states
@@ -128,8 +128,8 @@ class ModelCoreRNN(ModelCore):
         return out.squeeze(0), self._pack(hidden)
 
     def forward_sequence(
-        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, head_output: Tensor, rnn_states: Tensor, resets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """See ModelCore.forward_sequence.
 
         A single-layer GRU on CPU is one gru_sequence call, resets included. Otherwise the
@@ -147,7 +147,7 @@ class ModelCoreRNN(ModelCore):
             segment_starts = sorted({0, *reset_steps})
         segment_ends = segment_starts[1:] + [seq_len]
 
-        outputs: List[Tensor] = []
+        outputs: list[Tensor] = []
         for start, end in zip(segment_starts, segment_ends):
             if resets is not None:
                 rnn_states = _reset_states(rnn_states, resets[start])
@@ -166,12 +166,12 @@ class ModelCoreIdentity(ModelCore):
         super().__init__(cfg)
         self.core_output_size = input_size
 
-    def forward(self, head_output: Tensor, rnn_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         return head_output, rnn_states
 
     def forward_sequence(
-        self, head_output: Tensor, rnn_states: Tensor, resets: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, head_output: Tensor, rnn_states: Tensor, resets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         return head_output, rnn_states
 
 

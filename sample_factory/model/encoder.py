@@ -7,7 +7,7 @@ dict observation with one of them per key and concatenates the features.
 from __future__ import annotations
 
 import functools
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +34,7 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.encoder_out_size = -1
 
-    def forward(self, obs_dict: Dict[str, Tensor]) -> Tensor:
+    def forward(self, obs_dict: dict[str, Tensor]) -> Tensor:
         """obs_dict values have a batch dim B; returns features [B, get_out_size()]."""
         raise NotImplementedError
 
@@ -109,7 +109,7 @@ class ResidualBlock(nn.Module):
 
 
 def _resnet_impala(in_channels: int, make_activation) -> nn.Module:
-    layers: List[nn.Module] = []
+    layers: list[nn.Module] = []
     channels = in_channels
     for out_channels in (16, 32, 32):
         layers += [
@@ -210,7 +210,7 @@ class MultiInputEncoder(Encoder):
             self.encoders[key] = encoder_cls(cfg, space.shape)
         self.encoder_out_size = sum(enc.get_out_size() for enc in self.encoders.values())
 
-    def forward(self, obs_dict: Dict[str, Tensor]) -> Tensor:
+    def forward(self, obs_dict: dict[str, Tensor]) -> Tensor:
         features = [self.encoders[key](obs_dict[key]) for key in self.obs_keys]
         return features[0] if len(features) == 1 else torch.cat(features, dim=1)
 

@@ -16,8 +16,6 @@ checkpoints and the one-step inference path are unchanged.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 from torch import Tensor
 
@@ -98,7 +96,7 @@ class _GruSequence(torch.autograd.Function):
         return grad_x, grad_h, None, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, None
 
 
-def _matmul_in(dtype: Optional[torch.dtype]):
+def _matmul_in(dtype: torch.dtype | None):
     """a @ b with both operands cast to `dtype`, the result in a's dtype (None: no casts)."""
     if dtype is None:
         return torch.mm
@@ -109,9 +107,9 @@ def gru_sequence(
     gru: torch.nn.GRU,
     x: Tensor,
     h0: Tensor,
-    resets: Optional[Tensor] = None,
-    matmul_dtype: Optional[torch.dtype] = None,
-) -> Tuple[Tensor, Tensor]:
+    resets: Tensor | None = None,
+    matmul_dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor]:
     """x [T, B, I], h0 [B, H], resets [T, B] (1 = zero the state before step t) ->
     (outputs [T, B, H], final state [B, H]) of the single-layer `gru`.
 

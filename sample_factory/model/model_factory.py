@@ -5,7 +5,7 @@ sample-factory 2.x users import it as `sample_factory.algo.utils.context`, which
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from sample_factory.model.core import make_default_core
 from sample_factory.model.decoder import make_default_decoder
@@ -61,7 +61,7 @@ class ModelFactory:
 
 # The documented API needs one factory per process (users register into it before run_rl);
 # tests reset it with reset_global_model_factory().
-_global_model_factory: Optional[ModelFactory] = None
+_global_model_factory: ModelFactory | None = None
 
 
 def global_model_factory() -> ModelFactory:

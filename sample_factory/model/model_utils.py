@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import gymnasium as gym
 import torch
@@ -53,7 +53,7 @@ def conv_memory_format(training: bool, device: torch.device) -> torch.memory_for
     return torch.channels_last if training and device.type == "cpu" else torch.contiguous_format
 
 
-def calc_num_elements(module: nn.Module, input_shape: Tuple[int, ...]) -> int:
+def calc_num_elements(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Number of output features of `module` for one input of `input_shape` (dummy forward)."""
     with torch.no_grad():
         out = module(torch.zeros(1, *input_shape))

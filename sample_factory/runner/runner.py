@@ -17,8 +17,8 @@ import multiprocessing
 import os
 import signal as os_signal
 import time
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,21 @@ from sample_factory.algo import protocol
 from sample_factory.algo.learning.learner_worker import LearnerWorker, trajectories_per_iteration
 from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.sampling.rollout_worker import RolloutWorker
-from sample_factory.model.model_factory import global_model_factory
 from sample_factory.algo.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
 from sample_factory.cfg.experiment import cfg_hash, save_cfg
+from sample_factory.envs.create_env import EnvInfo
+from sample_factory.envs.env_utils import env_registry_snapshot
+from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
+from sample_factory.model.model_factory import global_model_factory
+from sample_factory.runner.stats import RunStats
+from sample_factory.signal_slot.signal_slot import (
+    EventLoop,
+    EventLoopObject,
+    EventLoopProcess,
+    Timer,
+    kill_process_tree,
+    signal,
+)
 from sample_factory.utils.checkpoint import (
     CheckpointError,
     best_metric_value,
@@ -38,12 +50,7 @@ from sample_factory.utils.checkpoint import (
     incompatibilities,
     load_latest_checkpoint,
 )
-from sample_factory.envs.create_env import EnvInfo
-from sample_factory.envs.env_utils import env_registry_snapshot
-from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
-from sample_factory.runner.stats import RunStats
 from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
-from sample_factory.signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer, kill_process_tree, signal
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +158,9 @@ class Runner(EventLoopObject):
     def _make_shared_resources(self) -> SharedResources:
         cfg, env_info, layout = self.cfg, self.env_info, self.layout
         num_slots = layout.slots_per_policy * cfg.num_policies
-        buffers = TrajectoryBuffers(num_slots, cfg.rollout, env_info.obs_space, env_info.action_space, rnn_state_size_for(cfg))
+        buffers = TrajectoryBuffers(
+            num_slots, cfg.rollout, env_info.obs_space, env_info.action_space, rnn_state_size_for(cfg)
+        )
         pools = []
         for policy_id in range(cfg.num_policies):
             pool = SlotPool(f"slots_p{policy_id}")
@@ -186,7 +195,9 @@ class Runner(EventLoopObject):
                 log.info("Policy %d: resuming with a changed configuration", policy_id)
             training_state = state["training_state"]
             self.resumed_env_steps[policy_id] = int(training_state["env_steps"])
-            self.resumed_train_seconds = max(self.resumed_train_seconds, float(training_state.get("train_seconds", 0.0)))
+            self.resumed_train_seconds = max(
+                self.resumed_train_seconds, float(training_state.get("train_seconds", 0.0))
+            )
 
     @property
     def hosts_learner(self) -> bool:
@@ -196,7 +207,9 @@ class Runner(EventLoopObject):
     def _loop_for(self, name: str) -> EventLoop:
         if self.cfg.serial_mode:
             return self.event_loop
-        process = EventLoopProcess(name, self.mp_ctx, init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE))
+        process = EventLoopProcess(
+            name, self.mp_ctx, init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE)
+        )
         self.processes.append(process)
         return process.event_loop
 
@@ -206,9 +219,7 @@ class Runner(EventLoopObject):
         for policy_id in range(cfg.num_policies):
             loop = self.event_loop if self.hosts_learner else self._loop_for(f"learner_p{policy_id}")
             self.learners.append(
-                LearnerWorker(
-                    loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir)
-                )
+                LearnerWorker(loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir))
             )
         for policy_id in range(cfg.num_policies):
             for i in range(cfg.policy_workers_per_policy):
@@ -232,10 +243,14 @@ class Runner(EventLoopObject):
                 learner.slots_released.connect(worker.on_slots_released)
             for policy_id in range(cfg.num_policies):
                 # Each worker talks to one inference worker per policy; they answer it directly.
-                inference = self.inference_workers[policy_id * cfg.policy_workers_per_policy + worker.worker_idx % cfg.policy_workers_per_policy]
+                inference = self.inference_workers[
+                    policy_id * cfg.policy_workers_per_policy + worker.worker_idx % cfg.policy_workers_per_policy
+                ]
                 worker.named_signal(protocol.inference_requested(policy_id)).connect(inference.on_inference_requested)
                 inference.named_signal(protocol.actions_ready(worker.worker_idx)).connect(worker.on_actions_ready)
-                worker.named_signal(protocol.trajectory_ready(policy_id)).connect(self.learners[policy_id].on_trajectory_ready)
+                worker.named_signal(protocol.trajectory_ready(policy_id)).connect(
+                    self.learners[policy_id].on_trajectory_ready
+                )
         # Order matters: samplers stop first so that nobody waits on a learner that is saving.
         for component in self.rollout_workers + self.inference_workers + self.learners:
             self.stop_requested.connect(component.on_stop)
@@ -282,9 +297,7 @@ class Runner(EventLoopObject):
         if multiprocessing.current_process().name != "MainProcess":
             return None
         try:
-            return {
-                sig: os_signal.signal(sig, self._on_os_signal) for sig in (os_signal.SIGINT, os_signal.SIGTERM)
-            }
+            return {sig: os_signal.signal(sig, self._on_os_signal) for sig in (os_signal.SIGINT, os_signal.SIGTERM)}
         except ValueError:  # not the main thread (embedded use): the caller handles signals
             return None
 
@@ -396,7 +409,9 @@ class Runner(EventLoopObject):
             if not process.is_alive() and process.process is not None:
                 if self._stopping and process.exitcode == 0:
                     continue
-                log.error("%s (pid %s) died with exit code %s: stopping the run", process.name, process.pid, process.exitcode)
+                log.error(
+                    "%s (pid %s) died with exit code %s: stopping the run", process.name, process.pid, process.exitcode
+                )
                 self.status = ExitStatus.FAILURE
                 if not self._stopping:
                     self.request_stop(ExitStatus.FAILURE)

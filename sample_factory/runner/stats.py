@@ -35,7 +35,13 @@ def last_train_seconds(progress_path: Path) -> float:
 
 
 class RunStats:
-    def __init__(self, cfg, experiment_dir: Path, resumed_env_steps: list[int] | None = None, resumed_train_seconds: float | None = None):
+    def __init__(
+        self,
+        cfg,
+        experiment_dir: Path,
+        resumed_env_steps: list[int] | None = None,
+        resumed_train_seconds: float | None = None,
+    ):
         self.cfg = cfg
         self.experiment_dir = Path(experiment_dir)
         resumed = list(resumed_env_steps or [0] * cfg.num_policies)
@@ -54,7 +60,9 @@ class RunStats:
         self._fps_history: deque = deque()
         self._writers = None
         self._last_summary_time = 0.0
-        self._last_train_summary = [float("-inf")] * cfg.num_policies  # train scalars: every --experiment_summaries_interval
+        self._last_train_summary = [
+            float("-inf")
+        ] * cfg.num_policies  # train scalars: every --experiment_summaries_interval
         self.progress_path = self.experiment_dir / PROGRESS_FILE
         # A resumed run continues the time axis of the runs before it (the checkpoint's clock when known).
         if resumed_train_seconds is None:
@@ -151,7 +159,9 @@ class RunStats:
             if not self.episode_rewards[p]:
                 continue  # no episode finished yet: a NaN return would only break the curve
             reward, length = self.mean_reward(p), float(np.mean(self.episode_lens[p]))
-            rows.append((p, self.env_steps[p], f"{train_seconds:.2f}", f"{reward:.4f}", f"{length:.1f}", f"{fps_10s:.1f}"))
+            rows.append(
+                (p, self.env_steps[p], f"{train_seconds:.2f}", f"{reward:.4f}", f"{length:.1f}", f"{fps_10s:.1f}")
+            )
         if not rows:
             return
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +211,9 @@ class RunStats:
             from tensorboardX import SummaryWriter
 
             self._writers = [
-                SummaryWriter(str(self.experiment_dir / ".summary" / str(p)), flush_secs=self.cfg.flush_summaries_interval)
+                SummaryWriter(
+                    str(self.experiment_dir / ".summary" / str(p)), flush_secs=self.cfg.flush_summaries_interval
+                )
                 for p in range(self.cfg.num_policies)
             ]
         return self._writers[policy_id]
@@ -210,7 +222,9 @@ class RunStats:
         """TensorBoard (and W&B with --with_wandb) scalars `prefix/key`, at env step `step`."""
         step = self.env_steps[policy_id] if step is None else step
         writer = self._writer(policy_id)
-        numbers = {f"{prefix}/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+        numbers = {
+            f"{prefix}/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float)) and np.isfinite(v)
+        }
         for key, value in numbers.items():
             writer.add_scalar(key, value, step)
         if self.cfg.with_wandb and numbers:

@@ -28,7 +28,8 @@ import signal as os_signal
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import faster_fifo
 
@@ -363,4 +364,3 @@ def kill_process_tree(pid: int):
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs, timeout=5.0)
-

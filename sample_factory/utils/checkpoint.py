@@ -70,7 +70,9 @@ def save_checkpoint(state: dict, directory: str | Path, train_step: int, env_ste
     return path
 
 
-def save_best_checkpoint(state: dict, directory: str | Path, train_step: int, env_steps: int, metric: str, value: float) -> Path:
+def save_best_checkpoint(
+    state: dict, directory: str | Path, train_step: int, env_steps: int, metric: str, value: float
+) -> Path:
     """Keeps one best checkpoint per policy, replacing the previous one."""
     state = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
     path = Path(directory) / f"best_{train_step:09d}_{env_steps}_{metric}_{value:.3f}.pth"
@@ -121,7 +123,12 @@ def load_latest_checkpoint(
             log.warning("Checkpoint %s could not be loaded (%s); trying the previous one", path, e)
             continue
         if state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-            log.warning("Checkpoint %s has format %s, expected %s; skipped", path, state.get("format_version"), CHECKPOINT_FORMAT_VERSION)
+            log.warning(
+                "Checkpoint %s has format %s, expected %s; skipped",
+                path,
+                state.get("format_version"),
+                CHECKPOINT_FORMAT_VERSION,
+            )
             continue
         return state, path
     if candidates:
@@ -140,6 +147,8 @@ def incompatibilities(checkpoint_model_state: dict, model: torch.nn.Module) -> l
         if key not in checkpoint_model_state:
             problems.append(f"{key} missing")
         elif tuple(checkpoint_model_state[key].shape) != tuple(tensor.shape):
-            problems.append(f"{key} has shape {tuple(checkpoint_model_state[key].shape)}, the model needs {tuple(tensor.shape)}")
+            problems.append(
+                f"{key} has shape {tuple(checkpoint_model_state[key].shape)}, the model needs {tuple(tensor.shape)}"
+            )
     problems.extend(f"{key} unexpected" for key in checkpoint_model_state if key not in expected)
     return problems

@@ -51,7 +51,13 @@ def pin_rollout_worker(cfg, worker_idx: int) -> int | None:
 
 
 # What env libraries read to size their thread pools (OpenMP, MKL, OpenBLAS, numexpr, OpenCV).
-_THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+_THREAD_LIMIT_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "OPENCV_FOR_THREADS_NUM",
+)
 
 
 def limit_env_threads():

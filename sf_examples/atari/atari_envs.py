@@ -117,7 +117,9 @@ def _cfg_value(cfg, key: str, default):
     return default if value is None else value
 
 
-def make_atari_env(full_env_name: str, cfg=None, env_config=None, render_mode=None, evaluation: bool = False) -> gym.Env:
+def make_atari_env(
+    full_env_name: str, cfg=None, env_config=None, render_mode=None, evaluation: bool = False
+) -> gym.Env:
     """The `make_env_func` of every `atari_<game>` name: the ALE game with the wrappers above.
 
     Reads `env_frameskip`, `env_framestack` and the `atari_*` flags from cfg (defaults without it).

@@ -18,7 +18,12 @@ def add_atari_env_args(parser):
         default=DEFAULT_REPEAT_ACTION_PROBABILITY,
         help="Sticky actions: each emulator frame repeats the previous action with this probability (0: deterministic, as v4 envs)",
     )
-    g.add_argument("--atari_noop_max", type=int, default=DEFAULT_NOOP_MAX, help="Random 1..N NOOP frames after each reset (0: none)")
+    g.add_argument(
+        "--atari_noop_max",
+        type=int,
+        default=DEFAULT_NOOP_MAX,
+        help="Random 1..N NOOP frames after each reset (0: none)",
+    )
     g.add_argument(
         "--atari_episodic_life",
         type=str2bool,

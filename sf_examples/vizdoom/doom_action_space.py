@@ -67,7 +67,10 @@ class DoomActionSpace:
         if kind == "discrete":
             # row i = the button values of the i-th combination (itertools.product order: last group fastest)
             self._combinations = np.array(
-                [sum(self._group_tables[g][c] for g, c in enumerate(choice)) for choice in itertools.product(*[range(n) for n in self.nvec])]
+                [
+                    sum(self._group_tables[g][c] for g, c in enumerate(choice))
+                    for choice in itertools.product(*[range(n) for n in self.nvec])
+                ]
             )
 
         self.space = self._make_space()

@@ -41,7 +41,9 @@ def import_vizdoom():
     try:
         import vizdoom
     except ImportError as e:
-        raise ImportError("the Doom envs need ViZDoom: pip install vizdoom (or pip install sample-factory[vizdoom])") from e
+        raise ImportError(
+            "the Doom envs need ViZDoom: pip install vizdoom (or pip install sample-factory[vizdoom])"
+        ) from e
     return vizdoom
 
 

@@ -170,7 +170,9 @@ DOOM_ENV_SPECS = (
     DoomSpec("doom_health_gathering", "health_gathering.cfg", (TURN, ("MOVE_FORWARD",))),
     DoomSpec("doom_health_gathering_supreme", "health_gathering_supreme.cfg", (TURN, ("MOVE_FORWARD",))),
     DoomSpec("doom_my_way_home", "my_way_home.cfg", (TURN, ("MOVE_FORWARD",), STRAFE)),
-    DoomSpec("doom_deadly_corridor", "deadly_corridor.cfg", (FORWARD_BACK, STRAFE, TURN, ATTACK), action_kind="multidiscrete"),
+    DoomSpec(
+        "doom_deadly_corridor", "deadly_corridor.cfg", (FORWARD_BACK, STRAFE, TURN, ATTACK), action_kind="multidiscrete"
+    ),
     DoomSpec("doom_predict_position", "predict_position.cfg", (TURN, ATTACK)),
     DoomSpec("doom_take_cover", "take_cover.cfg", (STRAFE,)),
     DoomSpec(
@@ -268,7 +270,9 @@ def observation_space(settings: DoomSettings) -> gym.spaces.Dict:
     return gym.spaces.Dict(
         {
             "obs": gym.spaces.Box(0, 255, shape=image_shape, dtype=np.uint8),
-            "measurements": gym.spaces.Box(-MEASUREMENT_LIMIT, MEASUREMENT_LIMIT, shape=(len(MEASUREMENTS),), dtype=np.float32),
+            "measurements": gym.spaces.Box(
+                -MEASUREMENT_LIMIT, MEASUREMENT_LIMIT, shape=(len(MEASUREMENTS),), dtype=np.float32
+            ),
         }
     )
 
@@ -440,7 +444,9 @@ class DoomPlayer:
         episode.deaths += int(died)
 
         obs = self._observe(state) if state is not None else self._last_obs
-        info = {"episode_extra_stats": self._episode_stats(), "true_objective": self._true_objective()} if finished else {}
+        info = (
+            {"episode_extra_stats": self._episode_stats(), "true_objective": self._true_objective()} if finished else {}
+        )
         self.timing["steps"] += 1
         return obs, float(reward), finished, info
 
@@ -459,7 +465,9 @@ class DoomPlayer:
             image = cv2.resize(image, (self.settings.res_w, self.settings.res_h), interpolation=self._interpolation)
         if self._chw:
             image = np.ascontiguousarray(image.transpose(2, 0, 1))
-        measurements = np.clip(self._vars[_MEASUREMENT_INDEX] * _MEASUREMENT_SCALE, -MEASUREMENT_LIMIT, MEASUREMENT_LIMIT)
+        measurements = np.clip(
+            self._vars[_MEASUREMENT_INDEX] * _MEASUREMENT_SCALE, -MEASUREMENT_LIMIT, MEASUREMENT_LIMIT
+        )
         self._last_obs = {"obs": image, "measurements": measurements.astype(np.float32)}
         self.timing["preprocess_sec"] += time.perf_counter() - started
         return self._last_obs
@@ -617,8 +625,13 @@ class DoomEnv(_DoomEnvBase, gym.Env):
         for attempt in range(attempts):
             port = free_udp_port() if self.doom_spec.multiplayer else None
             player = DoomPlayer(
-                self.doom_spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
-                num_bots=self.num_bots, port=port,
+                self.doom_spec,
+                self.settings,
+                self.doom_action_space,
+                self.reward_shaping,
+                self.engines,
+                num_bots=self.num_bots,
+                port=port,
             )
             try:
                 player.start(seed)
@@ -703,8 +716,12 @@ class DoomMultiAgentEnv(_DoomEnvBase):
 
     def _all(self, method: str, per_player_args: list[tuple]) -> list:
         """Calls `method` on every player in its thread, in parallel; the results in agent order."""
-        futures = [t.submit(getattr(p, method), *args) for t, p, args in zip(self._threads, self.players, per_player_args)]
-        done, not_done = concurrent.futures.wait(futures, timeout=PLAYER_TIMEOUT_SEC, return_when=concurrent.futures.FIRST_EXCEPTION)
+        futures = [
+            t.submit(getattr(p, method), *args) for t, p, args in zip(self._threads, self.players, per_player_args)
+        ]
+        done, not_done = concurrent.futures.wait(
+            futures, timeout=PLAYER_TIMEOUT_SEC, return_when=concurrent.futures.FIRST_EXCEPTION
+        )
         failed = [f for f in done if f.exception() is not None]
         if failed or not_done:
             # a player that failed leaves the others blocked in the lock-step game: unblock them
@@ -715,7 +732,9 @@ class DoomMultiAgentEnv(_DoomEnvBase):
             concurrent.futures.wait(futures, timeout=PLAYER_TIMEOUT_SEC)
             if failed:
                 raise failed[0].exception()
-            raise TimeoutError(f"{self.doom_spec.name}: {method}() of {len(not_done)} player(s) took more than {PLAYER_TIMEOUT_SEC}s")
+            raise TimeoutError(
+                f"{self.doom_spec.name}: {method}() of {len(not_done)} player(s) took more than {PLAYER_TIMEOUT_SEC}s"
+            )
         return [f.result() for f in futures]
 
     def _start(self, seed):
@@ -724,8 +743,14 @@ class DoomMultiAgentEnv(_DoomEnvBase):
             port = free_udp_port()
             self.players = [
                 DoomPlayer(
-                    self.doom_spec, self.settings, self.doom_action_space, self.reward_shaping, self.engines,
-                    player_idx=i, num_players=self.num_agents, num_bots=self.num_bots if i == 0 else 0,
+                    self.doom_spec,
+                    self.settings,
+                    self.doom_action_space,
+                    self.reward_shaping,
+                    self.engines,
+                    player_idx=i,
+                    num_players=self.num_agents,
+                    num_bots=self.num_bots if i == 0 else 0,
                     port=port,
                 )
                 for i in range(self.num_agents)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 from sample_factory.cfg.cfg import str2bool
 from sf_examples.vizdoom.doom_envs import DOOM_ENVS
 
 
 def add_doom_env_args(parser):
     g = parser.add_argument_group("vizdoom")
-    g.add_argument("--res_w", type=int, default=128, help="Width of image observations (the engine renders 160x120 and resizes)")
+    g.add_argument(
+        "--res_w", type=int, default=128, help="Width of image observations (the engine renders 160x120 and resizes)"
+    )
     g.add_argument("--res_h", type=int, default=72, help="Height of image observations")
     g.add_argument(
         "--wide_aspect_ratio",
@@ -25,9 +25,14 @@ def add_doom_env_args(parser):
         choices=["nearest", "area", "linear"],
         help="cv2 interpolation of the resize to --res_w x --res_h (nearest: ~10x cheaper than area, keeps thin details)",
     )
-    g.add_argument("--doom_num_bots", type=int, default=-1, help="Built-in bots in multiplayer envs (-1: the env's default)")
     g.add_argument(
-        "--doom_timelimit", type=float, default=0.0, help="Length of a multiplayer match in minutes of game time (0: the env's default)"
+        "--doom_num_bots", type=int, default=-1, help="Built-in bots in multiplayer envs (-1: the env's default)"
+    )
+    g.add_argument(
+        "--doom_timelimit",
+        type=float,
+        default=0.0,
+        help="Length of a multiplayer match in minutes of game time (0: the env's default)",
     )
 
 

@@ -25,7 +25,9 @@ from sf_examples.vizdoom.doom_envs import (
 )
 
 
-def time_env(env_name: str, steps: int, interpolation: str, res_w: int, res_h: int, frameskip: int, seed: int = 0) -> dict:
+def time_env(
+    env_name: str, steps: int, interpolation: str, res_w: int, res_h: int, frameskip: int, seed: int = 0
+) -> dict:
     settings = DoomSettings(res_w=res_w, res_h=res_h, frameskip=frameskip, interpolation=interpolation)
     spec = doom_env_spec(env_name)
     env = DoomMultiAgentEnv(spec, settings) if spec.num_agents > 1 else DoomEnv(spec, settings)

@@ -15,13 +15,13 @@ import torch
 from torch import Tensor
 
 from sample_factory.algo.learning.losses import entropy_loss, kl_loss, ppo_policy_loss, value_loss
-from sample_factory.cfg.derived import effective_recurrence
 from sample_factory.algo.utils.rl_utils import (
     calculate_gae,
     calculate_vtrace,
     explained_variance,
     normalize_advantages,
 )
+from sample_factory.cfg.derived import effective_recurrence
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ class Learner:
         head = self.model.forward_head({k: v.reshape((n * length,) + v.shape[2:]) for k, v in normalized.items()})
         if self.rnn_size > 0:
             head_seq = head.reshape(n, length, -1).transpose(0, 1)
-            core_seq, _ = self.model.forward_core_sequence(head_seq, rnn_init[:, : self.rnn_size], resets.transpose(0, 1))
+            core_seq, _ = self.model.forward_core_sequence(
+                head_seq, rnn_init[:, : self.rnn_size], resets.transpose(0, 1)
+            )
             core = core_seq.transpose(0, 1).reshape(n * length, -1)
         else:
             core, _ = self.model.forward_core(head, rnn_init.new_zeros(n * length, 0))
@@ -227,7 +229,9 @@ class Learner:
         return advantages, returns, behaviour_values
 
     @torch.no_grad()
-    def _vtrace_targets(self, obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout):
+    def _vtrace_targets(
+        self, obs, rnn_states, resets_full, action_mask, rewards, dones_f, actions, old_log_prob, rollout
+    ):
         """V-trace needs the current policy on every step: all T+1 observations are re-evaluated."""
         num_traj = rewards.shape[0]
         values_n, logits = self._forward_sequences(obs, rnn_states[:, 0], resets_full, action_mask)
@@ -256,7 +260,10 @@ class Learner:
         rnn_init_c = data["rnn_states"][:, :rollout:r].reshape(num_chunks, -1)
         # Each sequence starts from its stored state; a done inside it resets the state after it.
         resets_c = self._resets_from_dones(chunked(data["dones"]))
-        per_step = {k: chunked(data[k]) for k in ("actions", "old_log_prob", "old_logits", "advantages", "targets", "old_values", "valids")}
+        per_step = {
+            k: chunked(data[k])
+            for k in ("actions", "old_log_prob", "old_logits", "advantages", "targets", "old_values", "valids")
+        }
 
         totals: dict[str, float] = {}
         num_minibatches = 0
@@ -264,7 +271,9 @@ class Learner:
             mb_resets = resets_c[idx]
             n = mb_resets.numel()  # steps in this minibatch
             mb_mask_c = None if mask_c is None else mask_c[idx]
-            values_n, logits = self._forward_sequences({k: v[idx] for k, v in obs_c.items()}, rnn_init_c[idx], mb_resets, mb_mask_c)
+            values_n, logits = self._forward_sequences(
+                {k: v[idx] for k, v in obs_c.items()}, rnn_init_c[idx], mb_resets, mb_mask_c
+            )
             mb = {k: v[idx].reshape((n,) + v.shape[2:]) for k, v in per_step.items()}
             mb_mask = None if mb_mask_c is None else mb_mask_c.reshape(n, -1)
             dist = self.model.action_distribution(logits.reshape(n, -1), mb_mask)
@@ -273,7 +282,9 @@ class Learner:
             policy_loss, policy_metrics = ppo_policy_loss(
                 dist.log_prob(mb["actions"]), mb["old_log_prob"], mb["advantages"], cfg.ppo_clip_ratio, valid
             )
-            critic_loss, critic_metrics = value_loss(values_n.reshape(n), mb["old_values"], mb["targets"], cfg.ppo_clip_value, valid)
+            critic_loss, critic_metrics = value_loss(
+                values_n.reshape(n), mb["old_values"], mb["targets"], cfg.ppo_clip_value, valid
+            )
             exploration, exploration_metrics = entropy_loss(dist.entropy(), valid)
             loss = policy_loss + cfg.value_loss_coeff * critic_loss + cfg.exploration_loss_coeff * exploration
             if cfg.kl_loss_coeff > 0:
@@ -356,4 +367,3 @@ def _grad_norm(parameters) -> float:
     if not norms:
         return 0.0
     return float(torch.linalg.vector_norm(torch.stack(norms)))
-

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from sample_factory.algo.learning.learner import Learner
-from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.algo.utils.host_staging import HostStaging
+from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
 from sample_factory.utils.checkpoint import (
     checkpoint_dir,
@@ -97,7 +97,13 @@ class LearnerWorker(EventLoopObject):
         groups, self._pending, self._num_pending = self._pending, [], 0
         self._release(groups)
         st = self.learner.state
-        stats = {"env_steps": st.env_steps, "policy_version": st.policy_version, "lag_min": 0.0, "lag_avg": 0.0, "lag_max": 0.0}
+        stats = {
+            "env_steps": st.env_steps,
+            "policy_version": st.policy_version,
+            "lag_min": 0.0,
+            "lag_avg": 0.0,
+            "lag_max": 0.0,
+        }
         self.report.emit(self.policy_id, stats)
 
     def _train_when_ready(self):
@@ -150,7 +156,11 @@ class LearnerWorker(EventLoopObject):
         state = self._checkpoint_state()
         st = self.learner.state
         path = save_checkpoint(
-            state, checkpoint_dir(self.experiment_dir, self.policy_id), st.train_step, st.env_steps, self.cfg.keep_checkpoints
+            state,
+            checkpoint_dir(self.experiment_dir, self.policy_id),
+            st.train_step,
+            st.env_steps,
+            self.cfg.keep_checkpoints,
         )
         log.debug("Saved %s", path)
         return path
@@ -165,7 +175,12 @@ class LearnerWorker(EventLoopObject):
             return
         st = self.learner.state
         path = save_best_checkpoint(
-            self._checkpoint_state(), checkpoint_dir(self.experiment_dir, self.policy_id), st.train_step, st.env_steps, metric, value
+            self._checkpoint_state(),
+            checkpoint_dir(self.experiment_dir, self.policy_id),
+            st.train_step,
+            st.env_steps,
+            metric,
+            value,
         )
         log.info("Policy %d: new best %s %.3f, saved %s", self.policy_id, metric, value, path.name)
 

@@ -38,15 +38,13 @@ The rules, each from measurements on 2-core and 16-core machines:
     per sample (doom_basic: batch 512 instead of 256 trained ~10 % faster) and the batch sets
     the updates per frame (doom_basic at 2 x 16 envs: return 63-71 after 500k frames with 512,
     78 with 256).
-And one precision rule: a model that trains and infers on a CPU with native bfloat16
-(AVX512-BF16 or AMX) runs with --model_bf16 when its matmuls are wide enough to gain from it
-(a conv encoder, or an MLP or GRU layer of at least `BF16_MIN_WIDTH` units: an SGD step on 1024
-samples of a two-layer MLP took 2.6 -> 3.1 ms at width 64, 10.8 -> 6.6 ms at 256, 37 -> 13 ms
-at 512). doom_basic on 2 cores: 2,591 -> 3,611 training FPS
+And one precision rule: an image model that trains and infers on a CPU with native bfloat16
+(AVX512-BF16 or AMX) runs with --model_bf16. doom_basic on 2 cores: 2,591 -> 3,611 training FPS
 at 2 x 4 envs, and with the layout above two seeds reached a return of 70 after 199k and 229k
-frames against 196k and 212k for float32 at 2 x 4. The CartPole script at 2 x 128 envs: 36k ->
-47k env steps/s, solved either way (last 50 episodes 474-500). On CPUs without these
-instructions bfloat16 is slower, so nothing changes there.
+frames against 196k and 212k for float32 at 2 x 4. Vector models stay float32: --model_bf16
+speeds up a 512x512 MLP's SGD step 2.7x, but CartPole's user script (2 x 8 envs, serial) then
+needed 31k-37k steps to a 100-episode mean of 150 against 21k-25k in float32. On CPUs without
+these instructions bfloat16 is slower, so nothing changes there.
 Only the flags the user left at the library's defaults change (`keep` names the others: typed,
 set by the script with `parser.set_defaults`, or edited in the cfg); the choice is logged and
 saved with the config; --auto_tune=False keeps the plain defaults.
@@ -70,7 +68,6 @@ SPLIT_STEP_SEC = 4e-3
 MAX_ENVS_PER_SPLIT = 64
 MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
 IMAGE_ENVS_PER_SPLIT = 8
-BF16_MIN_WIDTH = 256
 PROBE_SEC = 0.3
 PROBE_MIN_STEPS = 10
 
@@ -126,12 +123,6 @@ def cpu_has_native_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
     return False
 
 
-def gains_from_bf16(cfg, image_obs: bool) -> bool:
-    """Convolutions, or MLP/GRU layers of BF16_MIN_WIDTH units or more (narrower ones get slower)."""
-    widths = list(cfg.get("encoder_mlp_layers") or []) + ([cfg.get("rnn_size", 0)] if cfg.get("use_rnn") else [])
-    return image_obs or max(widths, default=0) >= BF16_MIN_WIDTH
-
-
 def _nearest_pow2(x: float) -> int:
     return 1 << max(0, round(math.log2(max(1.0, x))))
 
@@ -156,7 +147,9 @@ def choose_layout(
     if image_obs:
         envs_per_split = IMAGE_ENVS_PER_SPLIT if cpu_inference else max(envs_per_split, IMAGE_ENVS_PER_SPLIT)
     envs_per_worker = kept_or("num_envs_per_worker", envs_per_split * splits)
-    batched = kept_or("batched_sampling", num_agents == 1 and envs_per_worker // splits >= MIN_ENVS_PER_SPLIT_FOR_BATCHING)
+    batched = kept_or(
+        "batched_sampling", num_agents == 1 and envs_per_worker // splits >= MIN_ENVS_PER_SPLIT_FOR_BATCHING
+    )
     # A training iteration (batch_size x num_batches_per_epoch samples) of whole trajectories.
     trajectories_in_flight = num_workers * envs_per_worker * num_agents
     half_in_flight = max(1, trajectories_in_flight // 2) * cfg.rollout
@@ -178,10 +171,16 @@ def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> dict:
     image_obs = any(is_image_space(space) for space in env_info.obs_space.spaces.values())
     cpu_inference = policy_device(cfg).type == "cpu"
     layout = choose_layout(
-        cfg, env_info.num_agents, step_sec, cores, keep=frozenset(typed), image_obs=image_obs, cpu_inference=cpu_inference
+        cfg,
+        env_info.num_agents,
+        step_sec,
+        cores,
+        keep=frozenset(typed),
+        image_obs=image_obs,
+        cpu_inference=cpu_inference,
     )
     chosen = {name: value for name, value in vars(layout).items() if cfg[name] != value}
-    wants_bf16 = cpu_inference and not cfg.model_bf16 and "model_bf16" not in typed and gains_from_bf16(cfg, image_obs)
+    wants_bf16 = cpu_inference and not cfg.model_bf16 and "model_bf16" not in typed and image_obs
     if wants_bf16 and cpu_has_native_bf16():
         chosen["model_bf16"] = True
     for name, value in chosen.items():

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from sample_factory.envs.create_env import MultiAgentView, as_obs_dict, env_config_for, is_vector_env, make_env, numpy_action
+from sample_factory.envs.create_env import (
+    MultiAgentView,
+    as_obs_dict,
+    env_config_for,
+    is_vector_env,
+    make_env,
+    numpy_action,
+)
 
 
 @dataclass

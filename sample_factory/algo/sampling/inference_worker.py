@@ -15,10 +15,10 @@ import logging
 import torch
 
 from sample_factory.algo import protocol
-from sample_factory.model.model_factory import set_global_model_factory
-from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.algo.shared_buffers import step_rows
+from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.model.actor_critic import create_actor_critic
+from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer
 from sample_factory.utils.device import policy_device
 
@@ -108,7 +108,9 @@ class InferenceWorker(EventLoopObject):
         next_rows = rows + 1  # the RNN state is the one the next step starts from
         for name, value in on_host.items():
             field = fields[name]
-            field.index_copy_(0, next_rows if name == "rnn_states" else rows, value.reshape((len(rows),) + field.shape[1:]))
+            field.index_copy_(
+                0, next_rows if name == "rnn_states" else rows, value.reshape((len(rows),) + field.shape[1:])
+            )
         fields["policy_version"].index_fill_(0, rows, self.version)
         if "rnn_states" not in on_host:
             fields["rnn_states"].index_fill_(0, next_rows, 0.0)
@@ -129,9 +131,13 @@ class InferenceWorker(EventLoopObject):
     def _null_outputs(self, n: int) -> dict:
         """Zeros shaped like the policy's outputs (action 0 is valid in every supported space)."""
         names = ("actions", "log_prob_actions", "values", "action_logits")
-        return {name: torch.zeros((n,) + self._field_rows[name].shape[1:], dtype=self._field_rows[name].dtype, device=self.device) for name in names}
+        return {
+            name: torch.zeros(
+                (n,) + self._field_rows[name].shape[1:], dtype=self._field_rows[name].dtype, device=self.device
+            )
+            for name in names
+        }
 
     def on_stop(self):
         self._requests = []
         self.stop_own_loop()
-

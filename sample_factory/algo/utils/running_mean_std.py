@@ -7,7 +7,7 @@ copy sees new statistics without re-sharing).
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,7 @@ class RunningMeanStd(nn.Module):
     Before the first update mean=0, var=1, so `normalize` is only a clip.
     """
 
-    def __init__(self, shape: Sequence[int] = (), eps: float = DEFAULT_EPS, clip: Optional[float] = DEFAULT_CLIP):
+    def __init__(self, shape: Sequence[int] = (), eps: float = DEFAULT_EPS, clip: float | None = DEFAULT_CLIP):
         super().__init__()
         self.shape = tuple(shape)
         self.eps = eps
@@ -76,7 +76,7 @@ class RunningMeanStdDict(nn.Module):
     """One `RunningMeanStd` per key of a dict of tensors; keys without stats pass through."""
 
     def __init__(
-        self, shapes: Mapping[str, Sequence[int]], eps: float = DEFAULT_EPS, clip: Optional[float] = DEFAULT_CLIP
+        self, shapes: Mapping[str, Sequence[int]], eps: float = DEFAULT_EPS, clip: float | None = DEFAULT_CLIP
     ):
         super().__init__()
         self.stats = nn.ModuleDict({key: RunningMeanStd(shape, eps, clip) for key, shape in shapes.items()})
@@ -90,9 +90,9 @@ class RunningMeanStdDict(nn.Module):
             if key in x:
                 rms.update(x[key])
 
-    def normalize(self, x: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    def normalize(self, x: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Returns a new dict; the input dict is not modified."""
         return {key: self.stats[key].normalize(value) if key in self.stats else value for key, value in x.items()}
 
-    def denormalize(self, x: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    def denormalize(self, x: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {key: self.stats[key].denormalize(value) if key in self.stats else value for key, value in x.items()}
