@@ -287,10 +287,12 @@ class Learner:
             )
             exploration, exploration_metrics = entropy_loss(dist.entropy(), valid)
             loss = policy_loss + cfg.value_loss_coeff * critic_loss + cfg.exploration_loss_coeff * exploration
+            kl_metrics = {}
             if cfg.kl_loss_coeff > 0:
                 behaviour = self.model.action_distribution(mb["old_logits"], mb_mask)
                 kl, _ = kl_loss(behaviour.kl_divergence(dist), valid)
                 loss = loss + cfg.kl_loss_coeff * kl
+                kl_metrics["kl_loss"] = kl.detach()
 
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -308,6 +310,7 @@ class Learner:
                 **{k: float(v) for k, v in policy_metrics.items()},
                 **{k: float(v) for k, v in critic_metrics.items()},
                 **{k: float(v) for k, v in exploration_metrics.items()},
+                **{k: float(v) for k, v in kl_metrics.items()},
             }
             if cfg.lr_schedule == "kl_adaptive_minibatch":
                 self._adapt_lr_to_kl(mb_stats["approx_kl"])
