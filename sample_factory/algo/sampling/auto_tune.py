@@ -1,53 +1,21 @@
-"""`--auto_tune`: a sampling layout sized from a measured env step, for the flags the user left unset.
+"""`--auto_tune` (on by default): a sampling layout sized from a measured env step, for the flags the
+user left at the library's defaults.
 
-The rules, each from measurements on 2-core and 16-core machines:
-  - one rollout worker per core (each pinned to its core, see utils/device.py);
-  - a split's envs should take about `SPLIT_STEP_SEC` to step, so that the round trip of the
-    other split through the inference worker (two queue messages and one batched forward pass)
-    hides behind it, and inference batches grow past the size where streaming the weights
-    dominates. Slow envs (Doom: ~500 us a step) get a few envs per split, fast ones (CartPole:
-    ~5 us) get many. doom_basic on 2 cores trained at 2,880 / 3,040 / 3,320 FPS with 2 / 4 / 8
-    envs per split;
-  - image observations get at least `IMAGE_ENVS_PER_SPLIT` per split: a conv net's
-    inference on CPU costs 0.8 ms a sample in batches of 4 and 0.4 ms in batches of 16, and
-    with --model_bf16 doom_basic trained at 3,275 / 4,400-4,860 / 5,260-5,380 FPS with 4 / 8 / 16
-    envs per split (each env adds ~22 MiB of PSS, most of it the engine);
-  - image observations with inference on the CPU get one split per worker: a second split hides
-    the inference round trip only when inference has cores (or a GPU) of its own, and here it
-    would double the envs in flight, their memory and the policy lag. doom_basic with
-    --model_bf16 on 2 cores, 2 x 8 envs in one split against 2 x 16 in two (batch 256 both):
-    4,480-4,840 against 4,150-4,790 training FPS, 1,051-1,114 against 1,224-1,272 MiB, and a
-    return of 70 after 163k-229k frames (the 2 x 4 defaults: 196k-212k) against 336k-387k;
-  - that split holds exactly `IMAGE_ENVS_PER_SPLIT` envs, whatever the probe measured: the probe
-    of a ViZDoom step reads 270-640 us from run to run (its engine may or may not share a core
-    with it), which flipped doom_basic between 8 and 16 envs per split; 16 trained ~10 % faster
-    (5,250 against 4,230-4,820 FPS) at 1,224 against 1,052 MiB, with twice the envs in flight;
-  - with many envs per split the per-env Python loop costs more than the envs themselves, so
-    single-agent envs are stepped as one vector env (--batched_sampling);
-  - at most `MAX_ENVS_PER_SPLIT` envs per split: past that the learner, not sampling, sets the
-    pace and more envs only add policy lag. A user's CartPole script (MLP 512x512, bf16) on 2
-    cores: 33k / 47k / 47k env steps/s with 2 x 64 / 2 x 128 / 2 x 256 envs, its 50-episode
-    mean passing 150 after 52k / 117k-125k / 285k steps;
-  - a training iteration (batch_size x num_batches_per_epoch) is at most half of what the
-    workers have in flight: the learner trains on one half while the other half is being
-    sampled, and never waits for more than the pipeline holds. Vector observations keep
-    batch_size and take as many minibatches as fill that half, so the SGD steps per frame stay
-    those of the defaults: growing the batch to the half instead (8192 at 2 x 256 envs) cut
-    CartPole's updates eight-fold and its return passed 150 only after 468k steps. Image
-    observations keep the configured batch_size below the half, because a conv learner pays
-    per sample (doom_basic: batch 512 instead of 256 trained ~10 % faster) and the batch sets
-    the updates per frame (doom_basic at 2 x 16 envs: return 63-71 after 500k frames with 512,
-    78 with 256).
-And one precision rule: an image model that trains and infers on a CPU with native bfloat16
-(AVX512-BF16 or AMX) runs with --model_bf16. doom_basic on 2 cores: 2,591 -> 3,611 training FPS
-at 2 x 4 envs, and with the layout above two seeds reached a return of 70 after 199k and 229k
-frames against 196k and 212k for float32 at 2 x 4. Vector models stay float32: --model_bf16
-speeds up a 512x512 MLP's SGD step 2.7x, but CartPole's user script (2 x 8 envs, serial) then
-needed 31k-37k steps to a 100-episode mean of 150 against 21k-25k in float32. On CPUs without
-these instructions bfloat16 is slower, so nothing changes there.
-Only the flags the user left at the library's defaults change (`keep` names the others: typed,
-set by the script with `parser.set_defaults`, or edited in the cfg); the choice is logged and
-saved with the config; --auto_tune=False keeps the plain defaults.
+The rules (the measurements behind each are in the README, "Why auto_tune's rules"):
+  - one rollout worker per core;
+  - a split's envs take about `SPLIT_STEP_SEC` to step, so that the other split's round trip
+    through the inference worker hides behind it; at most `MAX_ENVS_PER_SPLIT` per split;
+  - image observations get `IMAGE_ENVS_PER_SPLIT` envs per split and one split per worker when
+    inference runs on the CPU (at least that many, in the usual two splits, when it does not);
+  - single-agent envs with `MIN_ENVS_PER_SPLIT_FOR_BATCHING` or more envs per split are stepped
+    as one vector env (--batched_sampling);
+  - a training iteration is at most half of what the workers have in flight: vector observations
+    keep batch_size and fill that half with minibatches (the SGD steps per frame stay those of the
+    defaults), image observations cap batch_size below it;
+  - an image model on a CPU with native bfloat16 (AVX512-BF16 or AMX) runs with --model_bf16.
+Flags named in `keep` (typed, set by the script with `parser.set_defaults`, or edited in the cfg)
+stay as they are and size the rest. The choice is logged and saved with the config;
+--auto_tune=False keeps the plain defaults.
 """
 
 from __future__ import annotations
