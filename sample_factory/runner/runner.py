@@ -147,6 +147,8 @@ class Runner(EventLoopObject):
         self._best_metric = [self._saved_best_metric(p) for p in range(cfg.num_policies)]
         self.status = ExitStatus.SUCCESS
         self._stopping = False
+        self._signals_received = 0
+        self._pending_signal: int | None = None
         self._stop_started = 0.0
         self._learners_stopped: set[int] = set()
         self._train_started = 0.0
@@ -278,6 +280,7 @@ class Runner(EventLoopObject):
         Timer(self.event_loop, self.cfg.report_interval_sec, self._report)
         Timer(self.event_loop, 0.5, self._check_health)
         Timer(self.event_loop, max(1.0, float(self.cfg.save_best_every_sec)), self._save_best_if_improved)
+        self.event_loop.add_idle_callback(self._stop_on_pending_signal)
         previous_handlers = self._install_signal_handlers()
         try:
             self.event_loop.run()
@@ -285,8 +288,11 @@ class Runner(EventLoopObject):
             log.exception("The run failed")
             self.status = ExitStatus.FAILURE
         finally:
-            self._restore_signal_handlers(previous_handlers)
-            self._shutdown()
+            self._stopping = True  # from here on a signal exits at once
+            try:
+                self._shutdown()
+            finally:
+                self._restore_signal_handlers(previous_handlers)
         self.stats.final_report(time.monotonic() - self._train_started)
         return self.status
 
@@ -307,13 +313,22 @@ class Runner(EventLoopObject):
             os_signal.signal(sig, handler)
 
     def _on_os_signal(self, signum, _frame):
-        if self._stopping:
-            log.warning("Second signal: exiting now without waiting")
+        # The handler may interrupt the main thread anywhere, inside logging or a queue put: it only
+        # records the signal, and the loop stops the run (_stop_on_pending_signal). A second signal,
+        # or one during shutdown, exits at once without touching locks or queues.
+        self._signals_received += 1
+        if self._signals_received > 1 or self._stopping:
+            os.write(2, b"Second signal: exiting now without waiting\n")
             for process in self.processes:
                 if process.pid:
                     kill_process_tree(process.pid)
             os._exit(130)
-        log.info("%s received: saving and stopping", os_signal.Signals(signum).name)
+        self._pending_signal = signum
+
+    def _stop_on_pending_signal(self):
+        if self._pending_signal is None or self._stopping:
+            return
+        log.info("%s received: saving and stopping", os_signal.Signals(self._pending_signal).name)
         self.request_stop(ExitStatus.INTERRUPTED)
 
     def request_stop(self, status: int = ExitStatus.SUCCESS):
