@@ -297,9 +297,9 @@ def _component_name(runner, pid: int) -> str:
 
 
 def run_benchmark(cfg) -> dict:
-    tuned = (
-        auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg)) if cfg.auto_tune else {}
-    )  # once: every phase runs the same layout
+    tuned = {}
+    if cfg.auto_tune:  # once: every phase runs the same layout
+        cfg, tuned = auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg))
     train_dir = tempfile.mkdtemp(prefix="sf_benchmark_")
     results = {
         "env": cfg.env,

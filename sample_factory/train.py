@@ -39,7 +39,7 @@ def make_runner(cfg) -> Runner:
     verify_cfg(cfg)
     env_info = obtain_env_info(cfg)
     if cfg.auto_tune:
-        auto_tune(cfg, env_info, keep=user_chosen_flags(cfg))
+        cfg, _ = auto_tune(cfg, env_info, keep=user_chosen_flags(cfg))
     verify_cfg(cfg, env_info)
     exp_dir = experiment_dir(cfg)
     if cfg.restart_behavior == "overwrite" and exp_dir.exists():

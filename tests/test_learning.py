@@ -118,11 +118,12 @@ def test_library_defaults_solve_cartpole_within_800k_steps(tmp_path, mode_flags)
     parser, _ = parse_sf_args(argv)
     cfg = parse_full_cfg(parser, argv)
     result = train_until(cfg, goal_reward=450.0, min_episodes=50)
+    tuned = result["runner"].cfg
     print(
-        f"{mode_flags}: {result['steps_to_goal']} env steps to a 50-episode mean of 450 ({cfg.num_envs_per_worker} envs per worker)"
+        f"{mode_flags}: {result['steps_to_goal']} env steps to a 50-episode mean of 450 ({tuned.num_envs_per_worker} envs per worker)"
     )
     assert result["status"] == 0
-    assert cfg.batched_sampling and cfg.num_envs_per_worker > 8, "the layout is auto_tune's"
+    assert tuned.batched_sampling and tuned.num_envs_per_worker > 8, "the layout is auto_tune's"
     assert result["steps_to_goal"] is not None, (
         f"mean return {result['policies'][0]['mean_reward']:.1f} < 450 after 800k steps"
     )

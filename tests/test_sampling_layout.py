@@ -108,7 +108,9 @@ def test_auto_tune_runs_image_models_in_bf16_on_cpus_with_native_bf16(
         cli_args={"model_bf16": False} if typed else {},
     )
     env_info = AttrDict(num_agents=1, obs_space=gym.spaces.Dict({"obs": obs_space}))
-    chosen = auto_tune(cfg, env_info)
+    tuned, chosen = auto_tune(cfg, env_info)
+    assert cfg.model_bf16 is False, "the cfg given is left as it is"
+    cfg = tuned
     assert cfg.model_bf16 is expected
     assert ("model_bf16" in chosen) is expected
 
@@ -199,7 +201,7 @@ def test_a_user_script_gets_the_measured_layout_where_it_left_the_library_defaul
     cfg = parse_full_cfg(parser, argv)
     cfg.worker_num_splits = 1
     assert cfg.auto_tune is True, "on by default"
-    chosen = auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg))
+    cfg, chosen = auto_tune(cfg, obtain_env_info(cfg), keep=user_chosen_flags(cfg))
     assert (cfg.num_workers, cfg.worker_num_splits, cfg.batch_size, cfg.rollout) == (1, 1, 512, 16)
     assert {"num_envs_per_worker", "batched_sampling"} <= set(chosen)
     assert cfg.num_envs_per_worker == MAX_ENVS_PER_SPLIT and cfg.batched_sampling, "a CartPole step is microseconds"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, is_vector_env, make_env
 from sample_factory.model.model_utils import is_image_space
+from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.device import policy_device
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,9 @@ def choose_layout(
     return SamplingLayout(num_workers, envs_per_worker, splits, batched, batch_size, num_batches)
 
 
-def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> dict:
-    """Sets the layout flags not named in `keep` (the user's choices); returns what changed."""
+def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> tuple[AttrDict, dict]:
+    """A copy of cfg with the layout flags not named in `keep` (the user's choices) chosen for this
+    machine, and what changed; cfg itself is left as it is."""
     typed = set(keep) | set(cfg.get("cli_args", {}))
     step_sec = measure_env_step_sec(cfg)
     cores = available_cores()
@@ -151,8 +153,7 @@ def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> dict:
     wants_bf16 = cpu_inference and not cfg.model_bf16 and "model_bf16" not in typed and image_obs
     if wants_bf16 and cpu_has_native_bf16():
         chosen["model_bf16"] = True
-    for name, value in chosen.items():
-        cfg[name] = value
+    cfg = AttrDict({**cfg, **chosen, "auto_tune": False})  # applied once: a resumed run keeps this layout
     tuned = set(vars(layout)) | {"model_bf16"}
     log.info(
         "auto_tune: an env step takes %.0f us on %d cores -> %d workers x %d envs (%d splits, %s), %d x %d samples "
@@ -168,5 +169,4 @@ def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> dict:
         ", model_bf16 (the CPU has native bfloat16)" if chosen.get("model_bf16") else "",
         f" (kept as chosen: {', '.join(sorted(typed & tuned))})" if typed & tuned else "",
     )
-    cfg.auto_tune = False  # applied once: a resumed run keeps this layout
-    return chosen
+    return cfg, chosen
