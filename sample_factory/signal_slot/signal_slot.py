@@ -7,7 +7,7 @@ to a slot of an object in another loop makes `emit(...)` post a small message
 same thread gets it through a local deque without touching the queue.
 
 Messages are pickled, so they must stay small: slot indices, versions, short lists of
-stats. Bulk data lives in shared-memory tensors (see `algo/utils/shared_buffers.py`).
+stats. Bulk data lives in shared-memory tensors (see `algo/shared_buffers.py`).
 
 A loop runs in the current thread (`run()`), in its own thread, or in its own process
 (`EventLoopProcess`). Objects and connections are set up in the parent, before the
