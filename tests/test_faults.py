@@ -169,26 +169,8 @@ def test_two_signals_at_once_exit_at_once_and_leave_no_process(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, sig):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sf_examples.train_gym_env",
-            "--env=CartPole-v1",
-            f"--train_dir={tmp_path}",
-            "--experiment=sig",
-            "--save_every_sec=1000",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_training_and_wait_for_progress(tmp_path, "sig")
     try:
-        deadline = time.monotonic() + 60
-        for line in proc.stdout:
-            if "env steps" in line and "train steps 0 " not in line:
-                break
-            assert time.monotonic() < deadline, "training did not start"
         proc.send_signal(sig)
         started = time.monotonic()
         output, _ = proc.communicate(timeout=30)

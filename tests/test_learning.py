@@ -66,6 +66,15 @@ def make_user_cartpole(full_env_name, cfg=None, env_config=None, render_mode=Non
     return gym.make("CartPole-v1", render_mode=render_mode)
 
 
+def user_script_cfg(tmp_path, *flags: str):
+    """What a user's script gets: gymnasium CartPole through register_env, parse_sf_args defaults + flags."""
+    register_env("user_cartpole", make_user_cartpole)
+    argv = ["--env=user_cartpole", "--experiment=user", f"--train_dir={tmp_path}", "--use_rnn=False"]
+    argv += ["--report_interval_sec=1", "--device=cpu", *flags]
+    parser, _ = parse_sf_args(argv)
+    return parse_full_cfg(parser, argv)
+
+
 @pytest.mark.parametrize("mode_flags", USER_SCRIPT_MODES)
 def test_library_defaults_start_learning_as_fast_as_sample_factory_2(tmp_path, mode_flags):
     """A user's script on parse_sf_args defaults (ISSUE 12). sample-factory 2.1.1 reaches a 50-episode
@@ -74,22 +83,10 @@ def test_library_defaults_start_learning_as_fast_as_sample_factory_2(tmp_path, m
     The mean here is over the last 100 episodes, so it lags the 50-episode figures. auto_tune keeps the
     typed 2 x 8 envs and trains on minibatches of 256: 19k-42k measured over 14 runs of the three modes
     on a noisy 2-core machine, and two async/sync runs past 45k, hence the budget of 60k."""
-    register_env("user_cartpole", make_user_cartpole)
-    argv = [
-        "--env=user_cartpole",
-        "--experiment=user",
-        f"--train_dir={tmp_path}",
-        "--use_rnn=False",
-        "--num_workers=2",
-        "--num_envs_per_worker=8",
-        "--train_for_env_steps=60000",
-        "--report_interval_sec=1",
-        "--device=cpu",
-        "--seed=2",
-        *mode_flags,
-    ]
-    parser, _ = parse_sf_args(argv)
-    result = train_until(parse_full_cfg(parser, argv), goal_reward=150.0, min_episodes=100)
+    cfg = user_script_cfg(
+        tmp_path, "--num_workers=2", "--num_envs_per_worker=8", "--train_for_env_steps=60000", "--seed=2", *mode_flags
+    )
+    result = train_until(cfg, goal_reward=150.0, min_episodes=100)
     print(f"{mode_flags}: {result['steps_to_goal']} env steps to a mean return of 150")
     assert result["status"] == 0
     assert result["steps_to_goal"] is not None, (
@@ -102,21 +99,7 @@ def test_library_defaults_solve_cartpole_within_800k_steps(tmp_path, mode_flags)
     """A user's script on parse_sf_args defaults, layout included (ISSUE 12): auto_tune picks 2 x 128
     vectorized envs and 4 minibatches of 1024 on 2 cores. Measured: the 50-episode mean passes 450 after
     364k-530k env steps in the three modes (sample-factory 2.1.1 on 2 x 8 envs: 180-492 at 800k)."""
-    register_env("user_cartpole", make_user_cartpole)
-    argv = [
-        "--env=user_cartpole",
-        "--experiment=user",
-        f"--train_dir={tmp_path}",
-        "--use_rnn=False",
-        "--train_for_env_steps=800000",
-        "--stats_avg=50",
-        "--report_interval_sec=1",
-        "--device=cpu",
-        "--seed=1",
-        *mode_flags,
-    ]
-    parser, _ = parse_sf_args(argv)
-    cfg = parse_full_cfg(parser, argv)
+    cfg = user_script_cfg(tmp_path, "--train_for_env_steps=800000", "--stats_avg=50", "--seed=1", *mode_flags)
     result = train_until(cfg, goal_reward=450.0, min_episodes=50)
     tuned = result["runner"].cfg
     print(

@@ -53,6 +53,7 @@ class InferenceWorker(EventLoopObject):
         self.model = create_actor_critic(self.cfg, self.env_info.obs_space, self.env_info.action_space).to(self.device)
         self.model.eval()
         self.staging = HostStaging(self.device)
+        self._outputs = self._null_outputs if self.cfg.get("benchmark_null_policy") else self._policy_outputs
         buffers = self.shared.buffers
         self._obs_rows = {key: step_rows(field) for key, field in buffers.obs.items()}
         self._field_rows = {name: step_rows(getattr(buffers, name)) for name in WRITTEN_FIELDS}
@@ -97,10 +98,7 @@ class InferenceWorker(EventLoopObject):
         staging, fields = self.staging, self._field_rows
         obs = {key: staging.gather_to_device(f"obs.{key}", field, rows) for key, field in self._obs_rows.items()}
         rnn_states = staging.gather_to_device("rnn_states", fields["rnn_states"], rows)
-        if self.cfg.get("benchmark_null_policy"):
-            results = self._null_outputs(len(rows))
-        else:
-            results = self._policy_outputs(obs, rnn_states)
+        results = self._outputs(obs, rnn_states)
         # Named apart from the uploads' buffers: no download ever lands where an upload reads.
         on_host = {name: staging.to_host(f"out.{name}", value) for name, value in results.items()}
         staging.wait()
@@ -128,8 +126,9 @@ class InferenceWorker(EventLoopObject):
             results["rnn_states"] = new_rnn
         return results
 
-    def _null_outputs(self, n: int) -> dict:
+    def _null_outputs(self, obs, rnn_states) -> dict:
         """Zeros shaped like the policy's outputs (action 0 is valid in every supported space)."""
+        n = len(rnn_states)
         names = ("actions", "log_prob_actions", "values", "action_logits")
         return {
             name: torch.zeros(
