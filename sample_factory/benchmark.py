@@ -35,6 +35,7 @@ import torch
 
 from sample_factory.algo.sampling.auto_tune import auto_tune
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args, user_chosen_flags
+from sample_factory.cfg.derived import envs_per_split
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env, obtain_env_info
 from sample_factory.envs.env_families import setup_env_family
 from sample_factory.envs.env_utils import env_registry_snapshot, restore_env_registry
@@ -100,7 +101,7 @@ class _VectorEnvStepper:
     def __init__(self, cfg, env_info, worker_idx: int):
         from sample_factory.algo.sampling.env_runners import VectorEnvRunner
 
-        per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
+        per_split = envs_per_split(cfg)
         self.runners = [VectorEnvRunner(cfg, env_info, worker_idx, s, per_split) for s in range(cfg.worker_num_splits)]
         for runner in self.runners:
             runner.reset()

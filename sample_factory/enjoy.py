@@ -81,20 +81,25 @@ class LoadedPolicy:
 
 
 def eval_cfg(cfg):
-    """The saved config of an existing experiment with the flags typed now on top; raises EvalError."""
+    """The saved config of an existing experiment with the flags typed now on top; raises EvalError.
+
+    A new config, final from here on: `env_frameskip` is the eval env's frameskip, and
+    `eval_action_repeat` says how often each action is repeated to keep the training rate.
+    """
     exp_dir = experiment_dir(cfg)
     if not exp_dir.is_dir():
         raise EvalError(f"experiment folder {exp_dir} does not exist (check --experiment and --train_dir)")
     if not (exp_dir / CONFIG_FILE).is_file():
         log.warning("%s has no %s; using the flags typed now as the whole config", exp_dir, CONFIG_FILE)
-    cfg = AttrDict({**merge_with_saved_cfg(cfg)})  # a copy: enjoy adjusts a few fields
+    cfg = AttrDict({**merge_with_saved_cfg(cfg)})
     policy_index = cfg.get("policy_index", 0) or 0
     num_policies = cfg.get("num_policies", 1)
     if not 0 <= policy_index < num_policies:
         raise EvalError(
             f"--policy_index={policy_index} is out of range: the experiment has {num_policies} policies (0..{num_policies - 1})"
         )
-    return cfg
+    eval_frameskip, action_repeat = _frameskips(cfg)
+    return AttrDict({**cfg, "env_frameskip": eval_frameskip, "eval_action_repeat": action_repeat})
 
 
 def load_checkpoint_for_eval(cfg, device: torch.device) -> tuple[dict, Path]:
@@ -307,8 +312,6 @@ def _enjoy(cfg) -> int:
     cfg = eval_cfg(cfg)
     if cfg.get("save_video"):
         import_cv2()  # fail before loading anything
-    eval_frameskip, action_repeat = _frameskips(cfg)
-    cfg.env_frameskip = eval_frameskip  # an env that skips frames itself reads this
     render_mode = _render_mode(cfg)
 
     # the checkpoint first: a missing one is reported without creating an env
@@ -327,7 +330,7 @@ def _enjoy(cfg) -> int:
                 video_path = video_path.with_suffix(".mp4")
             fps = cfg.fps if cfg.get("fps") else DEFAULT_VIDEO_FPS
             recorder = VideoRecorder(video_path, fps, cfg.get("video_frames", int(1e9)))
-        returns, lengths = _play(cfg, env, policy, render_mode, eval_frameskip, action_repeat, recorder)
+        returns, lengths = _play(cfg, env, policy, render_mode, recorder)
         if recorder is not None:
             written = recorder.close()
             if written is None:
@@ -350,9 +353,7 @@ def _enjoy(cfg) -> int:
     return 0
 
 
-def _play(
-    cfg, env, policy: LoadedPolicy, render_mode, frameskip: int, action_repeat: int, recorder
-) -> tuple[list, list]:
+def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, list]:
     """Plays until a stop condition; returns the finished episodes' returns and lengths (all agents)."""
     view = MultiAgentView(env)
     num_agents = view.num_agents
@@ -390,7 +391,7 @@ def _play(
         while num_episodes < max_episodes and env_frames < max_frames:
             actions, rnn_states = _policy_actions(policy, obs_list, rnn_states, deterministic)
             env_actions = [numpy_action(policy.action_space, actions[a]) for a in range(num_agents)]
-            for _ in range(action_repeat):
+            for _ in range(cfg.eval_action_repeat):
                 if recorder is not None and not recorder.full:
                     recorder.add(render())
                     if recorder.full:
@@ -399,7 +400,7 @@ def _play(
                 if call_render:
                     render()
                 pacer.wait()
-                env_frames += frameskip
+                env_frames += cfg.env_frameskip
                 episode_return += np.asarray(rewards, dtype=np.float64)
                 episode_len += 1
                 dones = [bool(t or tr) for t, tr in zip(terminated, truncated)]

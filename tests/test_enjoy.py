@@ -13,7 +13,7 @@ import torch
 from training import train_until
 
 from sample_factory.cfg.experiment import experiment_dir, save_cfg
-from sample_factory.enjoy import enjoy, load_policy_for_eval
+from sample_factory.enjoy import enjoy, eval_cfg, load_policy_for_eval
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import register_env
 from sample_factory.model.actor_critic import create_actor_critic
@@ -208,6 +208,18 @@ def test_max_num_frames_counts_frameskip(tmp_path, caplog):
     cfg = parse_gym_args(argv + ["--no_render", "--max_num_frames=80", "--env_frameskip=4"], evaluation=True)
     assert enjoy(cfg) == 0
     assert sorted((n, agent) for n, agent, _, _ in episodes_in(logged(caplog))) == [(1, 0), (1, 1)]
+
+
+def test_enjoy_plays_on_its_own_config_and_leaves_the_callers_unchanged(tmp_path):
+    """The eval config is a new one: a smaller --eval_env_frameskip repeats each action to keep the training rate."""
+    register_env("pointing_game", make_pointing_game)
+    argv = untrained_experiment(tmp_path, "pointing_game", "ma", ["--env_frameskip=4"])
+    cfg = parse_gym_args(argv + ["--no_render", "--max_num_episodes=1", "--eval_env_frameskip=2"], evaluation=True)
+    before = dict(cfg)
+    played = eval_cfg(cfg)
+    assert (played.env_frameskip, played.eval_action_repeat) == (2, 2)
+    assert enjoy(cfg) == 0
+    assert dict(cfg) == before
 
 
 def test_rnn_state_is_carried_and_zeroed_at_episode_ends(tmp_path, monkeypatch):

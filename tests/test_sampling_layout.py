@@ -16,6 +16,7 @@ import torch
 from sample_factory.algo.sampling import auto_tune as auto_tune_module
 from sample_factory.algo.sampling.auto_tune import MAX_ENVS_PER_SPLIT, auto_tune, choose_layout, cpu_has_native_bf16
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args, user_chosen_flags
+from sample_factory.cfg.derived import env_seed, envs_per_split, global_env_id
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import register_env
 from sample_factory.runner.runner import slot_layout
@@ -25,6 +26,18 @@ from sample_factory.utils.attr_dict import AttrDict
 pytestmark = pytest.mark.timeout(120)
 
 CFG = AttrDict(worker_num_splits=2, rollout=32, num_batches_per_epoch=1, batch_size=256)
+
+
+def test_every_env_of_a_run_gets_its_own_seed_and_id():
+    cfg = AttrDict(seed=5, num_workers=4, num_envs_per_worker=256, worker_num_splits=2)
+    per_split = envs_per_split(cfg)
+    places = [(w, s, i) for w in range(cfg.num_workers) for s in range(cfg.worker_num_splits) for i in range(per_split)]
+    seeds = {env_seed(cfg, w, s, i) for w, s, i in places}
+    ids = {global_env_id(cfg, w, s * per_split + i) for w, s, i in places}
+    assert len(seeds) == len(places)
+    assert ids == set(range(cfg.num_workers * cfg.num_envs_per_worker))
+    assert env_seed(AttrDict(cfg, seed=None), 1, 1, 1) is None
+    assert not seeds & {env_seed(AttrDict(cfg, seed=6), w, s, i) for w, s, i in places}
 
 
 def test_slow_env_gets_few_envs_stepped_one_by_one():

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from sample_factory.cfg.arguments import make_parser
-from sample_factory.cfg.derived import effective_recurrence
+from sample_factory.cfg.derived import (
+    agents_per_split,
+    effective_recurrence,
+    envs_per_split,
+    samples_per_iteration,
+    trajectories_per_iteration,
+)
 
 
 class ConfigError(ValueError):
@@ -91,10 +97,9 @@ def config_errors(cfg, env_info=None) -> list[str]:
     if cfg.num_envs_per_worker % cfg.worker_num_splits != 0:
         errors.append(
             f"--num_envs_per_worker={cfg.num_envs_per_worker}: must be a multiple of --worker_num_splits={cfg.worker_num_splits}"
-            f" (e.g. --num_envs_per_worker={cfg.worker_num_splits * max(1, cfg.num_envs_per_worker // cfg.worker_num_splits)})"
+            f" (e.g. --num_envs_per_worker={cfg.worker_num_splits * max(1, envs_per_split(cfg))})"
         )
-    samples_per_iteration = cfg.batch_size * cfg.num_batches_per_epoch
-    if samples_per_iteration % cfg.rollout != 0:
+    if samples_per_iteration(cfg) % cfg.rollout != 0:
         errors.append(
             f"--batch_size={cfg.batch_size}: batch_size * num_batches_per_epoch must be a multiple of --rollout={cfg.rollout}"
         )
@@ -117,13 +122,13 @@ def config_errors(cfg, env_info=None) -> list[str]:
         errors.append("--batched_sampling=True needs a single-agent env; this env has several agents")
 
     if env_info is not None and not cfg.async_rl:
-        agents_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * env_info.num_agents
-        trajectories = samples_per_iteration // cfg.rollout
-        if agents_per_split and trajectories % agents_per_split != 0:
+        per_split = agents_per_split(cfg, env_info.num_agents)
+        trajectories = trajectories_per_iteration(cfg)
+        if per_split and trajectories % per_split != 0:
             errors.append(
                 f"--batch_size={cfg.batch_size}: in sync mode (--async_rl=False) a training batch must hold whole splits:"
                 f" batch_size * num_batches_per_epoch / rollout = {trajectories} trajectories must be a multiple of"
-                f" {agents_per_split} (envs per split x agents per env)"
+                f" {per_split} (envs per split x agents per env)"
             )
     return errors
 

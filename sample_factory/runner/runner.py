@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from sample_factory.algo import protocol
-from sample_factory.algo.learning.learner_worker import LearnerWorker, trajectories_per_iteration
+from sample_factory.algo.learning.learner_worker import LearnerWorker
 from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.sampling.rollout_worker import RolloutWorker
 from sample_factory.algo.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
+from sample_factory.cfg.derived import agents_per_split, trajectories_per_iteration
 from sample_factory.cfg.experiment import cfg_hash, save_cfg
 from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
@@ -113,16 +114,16 @@ def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
     raising the training rate. Sync: exactly one training batch, handed out in whole splits so
     that no split ever holds part of what it needs.
     """
-    agents_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * env_info.num_agents
+    per_split = agents_per_split(cfg, env_info.num_agents)
     total_agents = cfg.num_workers * cfg.num_envs_per_worker * env_info.num_agents
     per_iteration = trajectories_per_iteration(cfg)
-    group = agents_per_split if cfg.num_policies == 1 else 1
+    group = per_split if cfg.num_policies == 1 else 1
     if cfg.async_rl:
         slots = total_agents + cfg.num_batches_to_accumulate * per_iteration
     else:
         slots = per_iteration
     slots = int(math.ceil(slots / group) * group)
-    return SlotLayout(agents_per_split, total_agents, slots, group)
+    return SlotLayout(per_split, total_agents, slots, group)
 
 
 class Runner(EventLoopObject):

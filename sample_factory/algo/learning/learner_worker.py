@@ -21,6 +21,7 @@ import torch
 
 from sample_factory.algo.learning.learner import Learner
 from sample_factory.algo.utils.host_staging import HostStaging
+from sample_factory.cfg.derived import trajectories_per_iteration
 from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
 from sample_factory.utils.checkpoint import (
@@ -33,10 +34,6 @@ from sample_factory.utils.checkpoint import (
 from sample_factory.utils.device import keep_large_allocations_mapped, learner_cpu_threads, policy_device
 
 log = logging.getLogger(__name__)
-
-
-def trajectories_per_iteration(cfg) -> int:
-    return cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
 
 
 class LearnerWorker(EventLoopObject):

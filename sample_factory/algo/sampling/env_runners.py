@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
+from sample_factory.cfg.derived import env_seed, global_env_id
 from sample_factory.envs.create_env import (
     MultiAgentView,
     as_obs_dict,
@@ -44,11 +45,10 @@ class PerEnvRunner:
         self.envs = []
         for i in range(num_envs):
             vector_idx = split_idx * num_envs + i
-            env_id = worker_idx * cfg.num_envs_per_worker + vector_idx
-            env = make_env(cfg, env_config_for(worker_idx, vector_idx, env_id))
+            env = make_env(cfg, env_config_for(worker_idx, vector_idx, global_env_id(cfg, worker_idx, vector_idx)))
             self.envs.append(MultiAgentView(env))
         self.num_agents = num_envs * self.agents_per_env
-        self._seed_base = None if cfg.seed is None else cfg.seed + 1000 * worker_idx + 100 * split_idx
+        self._seeds = [env_seed(cfg, worker_idx, split_idx, i) for i in range(num_envs)]
         self._result = StepResult(
             obs=_obs_arrays(env_info.obs_space, self.num_agents),
             rewards=np.zeros(self.num_agents, np.float32),
@@ -63,8 +63,7 @@ class PerEnvRunner:
 
     def reset(self) -> dict:
         for env_idx, env in enumerate(self.envs):
-            seed = None if self._seed_base is None else self._seed_base + env_idx
-            obs_list, _ = env.reset(seed=seed)
+            obs_list, _ = env.reset(seed=self._seeds[env_idx])
             for a, obs in enumerate(obs_list):
                 self._write_obs(env_idx * self.agents_per_env + a, obs)
         return self._result.obs
@@ -106,7 +105,7 @@ class VectorEnvRunner:
     def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int):
         if env_info.num_agents != 1:
             raise ValueError("--batched_sampling needs a single-agent env (got a multi-agent env)")
-        first_env_id = worker_idx * cfg.num_envs_per_worker + split_idx * num_envs
+        first_env_id = global_env_id(cfg, worker_idx, split_idx * num_envs)
         vec_config = env_config_for(worker_idx, split_idx * num_envs, first_env_id)
         vec_config.num_envs = num_envs  # a make_env_func that builds vector envs reads this
         env = make_env(cfg, vec_config)
@@ -125,7 +124,7 @@ class VectorEnvRunner:
             )
         self.next_step_autoreset = self.vec_env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP
         self.num_agents = num_envs
-        self._seed = None if cfg.seed is None else cfg.seed + 1000 * worker_idx + 100 * split_idx
+        self._seed = env_seed(cfg, worker_idx, split_idx, 0)  # the vector env seeds env i with this + i
         self._was_done = np.zeros(num_envs, bool)
         self._space = env_info.action_space
 

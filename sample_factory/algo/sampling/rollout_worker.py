@@ -23,6 +23,7 @@ import torch
 
 from sample_factory.algo import protocol
 from sample_factory.algo.sampling.env_runners import PerEnvRunner, VectorEnvRunner
+from sample_factory.cfg.derived import envs_per_split, worker_rng_seed
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
 from sample_factory.utils.device import limit_env_threads, pin_rollout_worker, set_niceness
@@ -64,7 +65,7 @@ class RolloutWorker(EventLoopObject):
         self.splits: list[SplitState] = []
         self.num_splits = cfg.worker_num_splits
         self.rollout = cfg.rollout
-        self.rng = random.Random(None if cfg.seed is None else cfg.seed * 7919 + worker_idx)
+        self.rng = random.Random(worker_rng_seed(cfg, worker_idx))
 
     def on_loop_started(self):
         restore_env_registry(self.env_registry)
@@ -75,10 +76,9 @@ class RolloutWorker(EventLoopObject):
             limit_env_threads()
         if cfg.default_niceness and self.event_loop.owned_by_process:
             set_niceness(cfg.default_niceness, self.name)
-        envs_per_split = cfg.num_envs_per_worker // self.num_splits
         runner_cls = VectorEnvRunner if cfg.batched_sampling else PerEnvRunner
         for split_idx in range(self.num_splits):
-            runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, envs_per_split)
+            runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, envs_per_split(cfg))
             self.splits.append(SplitState(runner))
         if cfg.decorrelate_experience_max_seconds > 0:
             time.sleep(self.rng.uniform(0, cfg.decorrelate_experience_max_seconds))
