@@ -43,7 +43,6 @@ from sample_factory.model.actor_critic import (
     create_actor_critic,
     rnn_state_size_for,
 )
-from sample_factory.model.encoder import ACTION_MASK_KEY
 from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.checkpoint import (
     CheckpointError,
@@ -282,17 +281,8 @@ class _Pacer:
 
 @torch.no_grad()
 def _policy_actions(policy: LoadedPolicy, obs_list: list[dict], rnn_states: torch.Tensor, deterministic: bool):
-    model = policy.model
-    normalized = model.normalize_obs(_stack_obs(obs_list, policy.device))
-    head = model.forward_head(normalized)
-    core, new_rnn_states = model.forward_core(head, rnn_states)
-    out = model.forward_tail(
-        core,
-        values_only=False,
-        sample_actions=True,
-        action_mask=normalized.get(ACTION_MASK_KEY),
-        deterministic=deterministic,
-    )
+    out = policy.model.act(_stack_obs(obs_list, policy.device), rnn_states, deterministic=deterministic)
+    new_rnn_states = out["new_rnn_states"]
     if new_rnn_states is None or new_rnn_states.shape[-1] != rnn_states.shape[-1]:
         new_rnn_states = rnn_states
     return out["actions"].cpu().numpy(), new_rnn_states

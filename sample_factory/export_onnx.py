@@ -57,23 +57,11 @@ class OnnxPolicy(nn.Module):
 
     def forward(self, *inputs: Tensor):
         obs = dict(zip(self.obs_keys, inputs))
-        normalized = self.model.normalize_obs(obs)
-        head = self.model.forward_head(normalized)
+        rnn_states = inputs[len(self.obs_keys)] if self.recurrent else None
+        out = self.model.act(obs, rnn_states, deterministic=True)
+        outputs = (out["actions"], out["values"], out["action_logits"])
         if self.recurrent:
-            rnn_states = inputs[len(self.obs_keys)]
-        else:
-            rnn_states = head.new_zeros(head.shape[0], 0)
-        core, new_rnn_states = self.model.forward_core(head, rnn_states)
-        out = self.model.forward_tail(
-            core,
-            values_only=False,
-            sample_actions=True,
-            action_mask=normalized.get(ACTION_MASK_KEY),
-            deterministic=True,
-        )
-        outputs = (out["actions"], self.model.denormalize_values(out["values"]), out["action_logits"])
-        if self.recurrent:
-            outputs = outputs + (new_rnn_states,)
+            outputs = outputs + (out["new_rnn_states"],)
         return outputs
 
 

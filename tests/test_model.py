@@ -142,6 +142,42 @@ def test_values_only_and_deterministic():
     assert set(no_sample) == {"values", "action_logits"}
 
 
+@pytest.mark.parametrize("share_weights", [True, False])
+def test_every_entry_point_computes_the_same_policy(share_weights):
+    """act (inference, enjoy, ONNX), values_of (bootstrap) and forward_sequences (training) agree."""
+    cfg = make_cfg(actor_critic_share_weights=share_weights, normalize_input=True)
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(4))
+    model.returns_normalizer.update(torch.randn(64) * 10 + 3)  # values in return units differ from normalized ones
+    model.obs_normalizer(sample_obs(obs_space, 32), update_stats=True)
+    model.eval()
+    n, length = 3, 5
+    obs = {"obs": torch.randn(n, length, 5)}
+    rnn = torch.randn(n, rnn_state_size_for(cfg))
+    resets = torch.zeros(n, length)
+    resets[1, 2] = 1.0
+    with torch.no_grad():
+        values_n, logits = model.forward_sequences(obs, rnn, resets)
+        state = rnn
+        for t in range(length):
+            state = state * (1.0 - resets[:, t : t + 1])
+            step = {"obs": obs["obs"][:, t]}
+            out = model.act(step, state, deterministic=True)
+            torch.testing.assert_close(out["action_logits"], logits[:, t])
+            torch.testing.assert_close(out["values"], model.denormalize_values(values_n[:, t]))
+            torch.testing.assert_close(model.values_of(step, state), out["values"])
+            assert torch.equal(out["actions"], logits[:, t].argmax(dim=1))
+            state = out["new_rnn_states"]
+
+
+def test_act_without_rnn_takes_no_states():
+    cfg = make_cfg(use_rnn=False)
+    obs_space = vector_obs_space()
+    model = create_actor_critic(cfg, obs_space, gym.spaces.Discrete(4))
+    out = model.act(sample_obs(obs_space))
+    assert out["actions"].shape == (BATCH,) and out["new_rnn_states"].shape == (BATCH, 0)
+
+
 # encoders
 
 

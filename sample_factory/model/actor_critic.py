@@ -8,6 +8,11 @@ Data contract (B = batch of agent steps, S = rnn_state_size_for(cfg), P = number
     "action_logits"    [B, P]  raw distribution parameters, enough to rebuild the distribution
     "actions"          [B, *action_shape] in buffer format (action_distributions.action_buffer_spec)
     "log_prob_actions" [B]
+
+Every caller goes through one of the entry points of `ActorCritic`, each normalize -> head -> core
+-> tail written once: `act` (inference, enjoy, ONNX export: actions and values in return units),
+`values_of` (the learner's bootstrap value) and `forward_sequences` (the learner's pass over
+trajectories). `forward` keeps sample-factory 2.x's contract for code that calls it directly.
 """
 
 from __future__ import annotations
@@ -222,6 +227,54 @@ class ActorCritic(nn.Module):
         )
         result["new_rnn_states"] = new_rnn_states
         return result
+
+    # the entry points: raw observations in, normalized here
+
+    def act(
+        self, obs_dict: dict[str, Tensor], rnn_states: Tensor | None = None, deterministic: bool = False
+    ) -> dict[str, Tensor]:
+        """Raw obs (batch B), rnn_states [B, S] (None without an RNN) -> "actions", "log_prob_actions",
+        "action_logits", "values" in RETURN units, "new_rnn_states"."""
+        normalized = self.normalize_obs(obs_dict)
+        head = self.forward_head(normalized)
+        if rnn_states is None:
+            rnn_states = head.new_zeros(head.shape[0], 0)
+        core, new_rnn_states = self.forward_core(head, rnn_states)
+        out = self.forward_tail(
+            core,
+            values_only=False,
+            sample_actions=True,
+            action_mask=normalized.get(ACTION_MASK_KEY),
+            deterministic=deterministic,
+        )
+        out["values"] = self.denormalize_values(out["values"])
+        out["new_rnn_states"] = new_rnn_states
+        return out
+
+    def values_of(self, obs_dict: dict[str, Tensor], rnn_states: Tensor) -> Tensor:
+        """Raw obs (batch B), rnn_states [B, S] -> the critic's values [B] in RETURN units."""
+        head = self.forward_head(self.normalize_obs(obs_dict))
+        core, _ = self.forward_core(head, rnn_states)
+        return self.denormalize_values(self.forward_tail(core, values_only=True, sample_actions=False)["values"])
+
+    def forward_sequences(
+        self, obs_dict: dict[str, Tensor], rnn_init: Tensor, resets: Tensor, action_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Raw obs [N, L, ...], initial rnn states [N, S], resets [N, L] (1 = zero the state before
+        step l) -> values [N, L] in NORMALIZED units, action_logits [N, L, P]."""
+        n, length = resets.shape
+        # Normalized before flattening: the steps of a strided [N, L] slice are copied only once.
+        normalized = self.normalize_obs(obs_dict)
+        head = self.forward_head({k: v.reshape((n * length,) + v.shape[2:]) for k, v in normalized.items()})
+        if rnn_init.shape[-1] > 0:
+            head_seq = head.reshape(n, length, -1).transpose(0, 1)
+            core_seq, _ = self.forward_core_sequence(head_seq, rnn_init, resets.transpose(0, 1))
+            core = core_seq.transpose(0, 1).reshape(n * length, -1)
+        else:
+            core, _ = self.forward_core(head, rnn_init.new_zeros(n * length, 0))
+        flat_mask = None if action_mask is None else action_mask.reshape(n * length, -1)
+        out = self.forward_tail(core, values_only=False, sample_actions=False, action_mask=flat_mask)
+        return out["values"].reshape(n, length), out["action_logits"].reshape(n, length, -1)
 
     def _policy_outputs(
         self,

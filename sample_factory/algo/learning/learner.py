@@ -88,28 +88,6 @@ class Learner:
             lr = min(lr * 1.5, cfg.lr_adaptive_max)
         self._set_lr(lr)
 
-    # --- the forward pass over sequences --------------------------------------------------------
-
-    def _forward_sequences(self, obs: dict, rnn_init: Tensor, resets: Tensor, action_mask: Tensor | None):
-        """obs [N, L, ...], rnn_init [N, S], resets [N, L] -> values [N, L], action_logits [N, L, P]."""
-        n, length = resets.shape
-        # Normalized before flattening: the steps of a strided [N, L] slice are copied only once.
-        normalized = self.model.normalize_obs(obs)
-        head = self.model.forward_head({k: v.reshape((n * length,) + v.shape[2:]) for k, v in normalized.items()})
-        if self.rnn_size > 0:
-            head_seq = head.reshape(n, length, -1).transpose(0, 1)
-            core_seq, _ = self.model.forward_core_sequence(
-                head_seq, rnn_init[:, : self.rnn_size], resets.transpose(0, 1)
-            )
-            core = core_seq.transpose(0, 1).reshape(n * length, -1)
-        else:
-            core, _ = self.model.forward_core(head, rnn_init.new_zeros(n * length, 0))
-        flat_mask = None if action_mask is None else action_mask.reshape(n * length, -1)
-        out = self.model.forward_tail(core, values_only=False, sample_actions=False, action_mask=flat_mask)
-        values = out["values"].reshape(n, length)
-        logits = out["action_logits"].reshape(n, length, -1)
-        return values, logits
-
     @staticmethod
     def _resets_from_dones(dones: Tensor) -> Tensor:
         """State before step t is zeroed when step t-1 ended an episode (step 0 uses the stored state)."""
@@ -221,10 +199,7 @@ class Learner:
         """
         last_obs = {k: v[:, rollout] for k, v in obs.items()}
         last_rnn = rnn_states[:, rollout, : self.rnn_size]
-        head = self.model.forward_head(self.model.normalize_obs(last_obs))
-        core, _ = self.model.forward_core(head, last_rnn)
-        last_values_n = self.model.forward_tail(core, values_only=True, sample_actions=False)["values"]
-        values = torch.cat([behaviour_values, self.model.denormalize_values(last_values_n)[:, None]], dim=1)
+        values = torch.cat([behaviour_values, self.model.values_of(last_obs, last_rnn)[:, None]], dim=1)
         advantages, returns = calculate_gae(rewards, dones_f, values, self.cfg.gamma, self.cfg.gae_lambda)
         return advantages, returns, behaviour_values
 
@@ -234,7 +209,9 @@ class Learner:
     ):
         """V-trace needs the current policy on every step: all T+1 observations are re-evaluated."""
         num_traj = rewards.shape[0]
-        values_n, logits = self._forward_sequences(obs, rnn_states[:, 0], resets_full, action_mask)
+        values_n, logits = self.model.forward_sequences(
+            obs, rnn_states[:, 0, : self.rnn_size], resets_full, action_mask
+        )
         values = self.model.denormalize_values(values_n)
         mask = None if action_mask is None else action_mask[:, :rollout].reshape(num_traj * rollout, -1)
         dist = self.model.action_distribution(logits[:, :rollout].reshape(num_traj * rollout, -1), mask)
@@ -257,7 +234,7 @@ class Learner:
 
         obs_c = {k: chunked(v) for k, v in data["obs"].items()}
         mask_c = None if data["action_mask"] is None else chunked(data["action_mask"])
-        rnn_init_c = data["rnn_states"][:, :rollout:r].reshape(num_chunks, -1)
+        rnn_init_c = data["rnn_states"][:, :rollout:r, : self.rnn_size].reshape(num_chunks, self.rnn_size)
         # Each sequence starts from its stored state; a done inside it resets the state after it.
         resets_c = self._resets_from_dones(chunked(data["dones"]))
         per_step = {
@@ -271,7 +248,7 @@ class Learner:
             mb_resets = resets_c[idx]
             n = mb_resets.numel()  # steps in this minibatch
             mb_mask_c = None if mask_c is None else mask_c[idx]
-            values_n, logits = self._forward_sequences(
+            values_n, logits = self.model.forward_sequences(
                 {k: v[idx] for k, v in obs_c.items()}, rnn_init_c[idx], mb_resets, mb_mask_c
             )
             mb = {k: v[idx].reshape((n,) + v.shape[2:]) for k, v in per_step.items()}

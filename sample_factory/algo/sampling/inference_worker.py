@@ -114,11 +114,11 @@ class InferenceWorker(EventLoopObject):
             fields["rnn_states"].index_fill_(0, next_rows, 0.0)
 
     def _policy_outputs(self, obs, rnn_states) -> dict:
-        out = self.model(self.model.normalize_obs(obs), rnn_states)
+        out = self.model.act(obs, rnn_states)
         results = {
             "actions": out["actions"].to(self._field_rows["actions"].dtype),
             "log_prob_actions": out["log_prob_actions"],
-            "values": self.model.denormalize_values(out["values"]),
+            "values": out["values"],
             "action_logits": out["action_logits"],
         }
         new_rnn = out.get("new_rnn_states")
