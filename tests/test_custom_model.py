@@ -64,11 +64,13 @@ def test_custom_env_custom_model_example_trains(tmp_path):
     try:
         example.register_components()
         cfg = example.parse_args(
-            [f"--train_dir={tmp_path}", "--experiment=example", "--serial_mode=True", "--train_for_env_steps=8000"]
+            [f"--train_dir={tmp_path}", "--experiment=example", "--serial_mode=True", "--train_for_env_steps=40000"]
         )
-        result = train_until(cfg)
+        # Without memory the expected return is 0; measured: the GRU model passes 0.9 after 4k-6k env steps.
+        result = train_until(cfg, goal_reward=0.9, min_episodes=100)
     finally:
         reset_global_model_factory()
-    assert result["status"] == 0 and result["policies"][0]["num_episodes"] > 0
+    assert result["status"] == 0
+    assert result["steps_to_goal"] is not None, f"mean return {result['policies'][0]['mean_reward']:.2f} < 0.9"
     state, _ = load_latest_checkpoint(checkpoint_dir(tmp_path / "example", 0))
     assert any(".block." in key for key in state["model"]), "the example's encoder was not used"

@@ -112,17 +112,19 @@ def test_library_defaults_solve_cartpole_within_800k_steps(tmp_path, mode_flags)
     )
 
 
-def test_async_vtrace_mode_reports_policy_lag(tmp_path):
+def test_async_vtrace_learns_from_the_experience_of_older_policies(tmp_path):
+    """Parallel async sampling goes on while the learner trains, so batches hold steps of older policy
+    versions (lag >= 1) and V-trace corrects for them; the policy still learns."""
     cfg = cartpole_cfg(
-        tmp_path, "--serial_mode=False", "--train_for_env_steps=40000", "--batch_size=256", "--with_vtrace=True"
+        tmp_path, "--serial_mode=False", "--train_for_env_steps=300000", "--batch_size=256", "--with_vtrace=True"
     )
-    result = train_until(cfg)
-    runner = result["runner"]
+    result = train_until(cfg, goal_reward=200.0)
     assert result["status"] == 0
-    stats = runner.stats.learner_stats[0]
-    for key in ("lag_min", "lag_avg", "lag_max"):
-        assert key in stats
-    assert 0 <= stats["lag_min"] <= stats["lag_avg"] <= stats["lag_max"]
+    policy = result["policies"][0]
+    assert result["steps_to_goal"] is not None, f"mean return {policy['mean_reward']:.1f} < 200"
+    assert policy["lag"]["max"] >= 1, "async sampling with two workers trains on older versions' steps"
+    assert 0 <= policy["lag"]["min"] <= policy["lag"]["avg"] <= policy["lag"]["max"]
+    assert policy["dropped_for_lag"] == 0, "the default --max_policy_lag keeps them all"
 
 
 def test_two_policies_train_side_by_side(tmp_path):
