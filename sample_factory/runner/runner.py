@@ -3,9 +3,9 @@
 Serial mode puts every component on the runner's own loop in this process; parallel mode gives
 each rollout worker and inference worker a process of its own, and each learner too when there
 are several policies. A single policy's learner lives on the runner's loop: this process has
-imported torch anyway (~130 MiB that forkserver children share but this process does not), so a
-learner process of its own would cost ~70 MiB more for nothing; the runner's own work (reports,
-health checks) waits at most one training iteration. The components and their wiring are the
+imported torch anyway (memory that forkserver children share but this process does not), so a
+learner process of its own would only add memory; the runner's own work (reports, health
+checks) waits at most one training iteration. The components and their wiring are the
 same in every layout (see `_connect`).
 """
 

@@ -34,10 +34,9 @@ def pin_rollout_worker(cfg, worker_idx: int) -> int | None:
     """With --set_workers_cpu_affinity, pins this process to one core (worker i -> core i mod N).
 
     Env processes started afterwards (a ViZDoom engine) inherit the core: an env's Python side and
-    its engine then skip a cross-core wake-up per step (alone on a 2-core VM, a Doom env steps
-    ~2x faster so). Pinning only pays when cores outnumber rollout workers, leaving the learner
-    and inference workers cores of their own: with 2 workers on 2 cores it cost doom_basic ~5 %
-    of its training FPS (medians of 3 runs), so then nothing is pinned.
+    its engine then skip a cross-core wake-up per step. Pinning only pays when cores outnumber
+    rollout workers, leaving the learner and inference workers cores of their own; otherwise
+    nothing is pinned (README, "Measurements behind the code").
     Returns the core, or None when not pinned.
     """
     if not cfg.set_workers_cpu_affinity or cfg.serial_mode or not hasattr(os, "sched_setaffinity"):
