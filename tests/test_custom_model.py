@@ -8,6 +8,13 @@ from torch import nn
 from training import train_until
 
 from sample_factory.algo.utils.context import global_model_factory, reset_global_model_factory
+from sample_factory.envs.create_env import obtain_env_info
+from sample_factory.model.actor_critic import (
+    ActorCritic,
+    ActorCriticSharedWeights,
+    create_actor_critic,
+    default_make_actor_critic_func,
+)
 from sample_factory.model.encoder import Encoder
 from sample_factory.utils.checkpoint import checkpoint_dir, load_latest_checkpoint
 from sf_examples.train_gym_env import parse_gym_args
@@ -74,3 +81,56 @@ def test_custom_env_custom_model_example_trains(tmp_path):
     assert result["steps_to_goal"] is not None, f"mean return {result['policies'][0]['mean_reward']:.2f} < 0.9"
     state, _ = load_latest_checkpoint(checkpoint_dir(tmp_path / "example", 0))
     assert any(".block." in key for key in state["model"]), "the example's encoder was not used"
+
+
+class TaggedActorCritic(ActorCriticSharedWeights):
+    """The default model with one extra, recognizable parameter."""
+
+    def __init__(self, model_factory, obs_space, action_space, cfg):
+        super().__init__(model_factory, obs_space, action_space, cfg)
+        self.custom_tag = nn.Parameter(torch.zeros(1))
+
+
+def make_tagged_actor_critic(cfg, obs_space, action_space):
+    """An actor-critic factory with sample-factory 2.x's signature."""
+    return TaggedActorCritic(global_model_factory(), obs_space, action_space, cfg)
+
+
+def make_tagged_actor_critic_legacy(model_factory, obs_space, action_space, cfg):
+    """The signature an earlier version of this project called actor-critic factories with."""
+    return TaggedActorCritic(model_factory, obs_space, action_space, cfg)
+
+
+@pytest.mark.parametrize("factory", [make_tagged_actor_critic, make_tagged_actor_critic_legacy], ids=["2.x", "legacy"])
+def test_actor_critic_factory_is_called_with_its_own_signature(factory):
+    reset_global_model_factory()
+    try:
+        global_model_factory().register_actor_critic_factory(factory)
+        cfg = parse_gym_args(["--env=CartPole-v1"])
+        env_info = obtain_env_info(cfg)
+        model = create_actor_critic(cfg, env_info.obs_space, env_info.action_space)
+    finally:
+        reset_global_model_factory()
+    assert isinstance(model, TaggedActorCritic)
+    assert isinstance(default_make_actor_critic_func(cfg, env_info.obs_space, env_info.action_space), ActorCritic)
+
+
+def test_actor_critic_factory_reaches_worker_processes(tmp_path):
+    reset_global_model_factory()
+    try:
+        global_model_factory().register_actor_critic_factory(make_tagged_actor_critic)
+        cfg = parse_gym_args(
+            [
+                "--env=CartPole-v1",
+                f"--train_dir={tmp_path}",
+                "--experiment=tagged",
+                "--serial_mode=False",
+                "--train_for_env_steps=5000",
+            ]
+        )
+        result = train_until(cfg)
+    finally:
+        reset_global_model_factory()
+    assert result["status"] == 0 and result["policies"][0]["train_steps"] > 0
+    state, _ = load_latest_checkpoint(checkpoint_dir(tmp_path / "tagged", 0))
+    assert "custom_tag" in state["model"]

@@ -17,6 +17,8 @@ trajectories). `forward` keeps sample-factory 2.x's contract for code that calls
 
 from __future__ import annotations
 
+import inspect
+
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
@@ -404,11 +406,11 @@ class ActorCriticSeparateWeights(ActorCritic):
         return self._policy_outputs(self.actor_decoder(actor_x), result, sample_actions, action_mask, deterministic)
 
 
-def default_make_actor_critic_func(
-    model_factory: ModelFactory, obs_space: gym.spaces.Dict, action_space: gym.Space, cfg
-) -> ActorCritic:
+def default_make_actor_critic_func(cfg, obs_space: gym.spaces.Dict, action_space: gym.Space) -> ActorCritic:
+    """sample-factory 2.x's default actor-critic factory: shared or separate weights, parts from
+    the global model factory."""
     cls = ActorCriticSharedWeights if cfg.actor_critic_share_weights else ActorCriticSeparateWeights
-    return cls(model_factory, obs_space, action_space, cfg)
+    return cls(global_model_factory(), obs_space, action_space, cfg)
 
 
 def create_actor_critic(
@@ -417,4 +419,18 @@ def create_actor_critic(
     """Builds the actor-critic through `model_factory` (default: the process-wide global_model_factory())."""
     if model_factory is None:
         model_factory = global_model_factory()
-    return model_factory.make_actor_critic_func(model_factory, obs_space, action_space, cfg)
+    make = model_factory.make_actor_critic_func
+    if make is None:
+        cls = ActorCriticSharedWeights if cfg.actor_critic_share_weights else ActorCriticSeparateWeights
+        return cls(model_factory, obs_space, action_space, cfg)
+    if _takes_model_factory_first(make):
+        return make(model_factory, obs_space, action_space, cfg)
+    return make(cfg, obs_space, action_space)
+
+
+def _takes_model_factory_first(func) -> bool:
+    try:
+        params = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "model_factory"

@@ -24,27 +24,23 @@ def _default_decoder(cfg, decoder_input_size):
     return make_default_decoder(cfg, decoder_input_size)
 
 
-def _default_actor_critic(model_factory, obs_space, action_space, cfg):
-    # actor_critic.create_actor_critic reads the global factory: imported here, not at the top.
-    from sample_factory.model.actor_critic import default_make_actor_critic_func
-
-    return default_make_actor_critic_func(model_factory, obs_space, action_space, cfg)
-
-
 class ModelFactory:
     """Holds the four functions that build a model; each can be replaced with register_*.
 
     make_model_encoder_func(cfg, obs_space) -> Encoder
     make_model_core_func(cfg, input_size) -> ModelCore
     make_model_decoder_func(cfg, decoder_input_size) -> Decoder
-    make_actor_critic_func(model_factory, obs_space, action_space, cfg) -> ActorCritic
+    make_actor_critic_func(cfg, obs_space, action_space) -> ActorCritic, as in sample-factory 2.x;
+        None (the default) builds actor_critic.default_make_actor_critic_func's model. A function
+        of an earlier version of this project, (model_factory, obs_space, action_space, cfg), is
+        recognized by its first parameter's name and called so.
     """
 
     def __init__(self):
         self.make_model_encoder_func: Callable = _default_encoder
         self.make_model_core_func: Callable = _default_core
         self.make_model_decoder_func: Callable = _default_decoder
-        self.make_actor_critic_func: Callable = _default_actor_critic
+        self.make_actor_critic_func: Callable | None = None
 
     def register_encoder_factory(self, make_encoder_func: Callable) -> None:
         self.make_model_encoder_func = make_encoder_func
