@@ -210,7 +210,7 @@ def _process_tree(root_pid: int) -> list[psutil.Process]:
 
 def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: float) -> dict:
     """Runs the pipeline for warm-up + duration; FPS windows, peak PSS, CPU per process, start-up."""
-    runner = make_runner(cfg)
+    _, runner = make_runner(cfg)
     launched = time.monotonic()
     samples: list[tuple[float, int, int]] = []  # (time, frames, messages)
     first_step_sec = {}

@@ -288,17 +288,21 @@ def _policy_actions(policy: LoadedPolicy, obs_list: list[dict], rnn_states: torc
     return out["actions"].cpu().numpy(), new_rnn_states
 
 
-def enjoy(cfg) -> int:
-    """Plays the experiment's policy; returns 0, or 1 with a one-line error on stderr."""
+def enjoy(cfg) -> tuple[int, float | None]:
+    """Plays the experiment's policy; returns (status, mean return per episode), as sample-factory 2.x.
+
+    Status 0, or 1 with a one-line error on stderr (the mean is then None; also None when no
+    episode finished).
+    """
     setup_logging()
     try:
         return _enjoy(cfg)
     except (EvalError, UnknownEnvError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return ERROR_STATUS
+        return ERROR_STATUS, None
 
 
-def _enjoy(cfg) -> int:
+def _enjoy(cfg) -> tuple[int, float | None]:
     cfg = eval_cfg(cfg)
     if cfg.get("save_video"):
         import_cv2()  # fail before loading anything
@@ -340,7 +344,7 @@ def _enjoy(cfg) -> int:
         print(f"Mean return {_mean_std(returns)}, mean length {_mean_std(lengths)} ({episodes})", flush=True)
     else:
         print("No episode finished (raise --max_num_frames)", flush=True)
-    return 0
+    return 0, (float(np.mean(returns)) if returns else None)
 
 
 def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, list]:
@@ -426,7 +430,8 @@ def main() -> int:
 
     parser, partial_cfg = parse_sf_args(evaluation=True)
     setup_env_family(parser, partial_cfg)
-    return enjoy(parse_full_cfg(parser))
+    status, _ = enjoy(parse_full_cfg(parser))
+    return status
 
 
 if __name__ == "__main__":

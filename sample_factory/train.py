@@ -18,6 +18,7 @@ from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import UnknownEnvError
 from sample_factory.runner.runner import Runner
+from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.checkpoint import CheckpointError
 from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 
@@ -34,8 +35,9 @@ def _seed_everything(seed: int | None):
     torch.manual_seed(seed)
 
 
-def make_runner(cfg) -> Runner:
-    """Validates the config and builds the runner; raises ConfigError or UnknownEnvError."""
+def make_runner(cfg) -> tuple[AttrDict, Runner]:
+    """Validates the config and builds the runner: (the run's final config, the runner), as in
+    sample-factory 2.x. Raises ConfigError or UnknownEnvError."""
     verify_cfg(cfg)
     env_info = obtain_env_info(cfg)
     if cfg.auto_tune:
@@ -49,7 +51,7 @@ def make_runner(cfg) -> Runner:
         exp_dir.rename(kept)
         log.info("Kept the previous experiment as %s; starting from scratch", kept)
     _seed_everything(cfg.seed)
-    return Runner(cfg, env_info, exp_dir)
+    return cfg, Runner(cfg, env_info, exp_dir)
 
 
 def run_rl(cfg) -> int:
@@ -57,7 +59,7 @@ def run_rl(cfg) -> int:
     try:
         if cfg.restart_behavior == "resume":
             cfg = merge_with_saved_cfg(cfg)
-        runner = make_runner(cfg)
+        cfg, runner = make_runner(cfg)
     except ConfigError as e:
         for error in e.errors:
             print(f"error: {error}", file=sys.stderr)

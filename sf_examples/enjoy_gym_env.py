@@ -11,7 +11,8 @@ from sf_examples.train_gym_env import parse_gym_args
 
 def main() -> int:
     cfg = parse_gym_args(evaluation=True)
-    return enjoy(cfg)
+    status, _ = enjoy(cfg)
+    return status
 
 
 if __name__ == "__main__":

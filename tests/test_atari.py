@@ -17,15 +17,17 @@ cv2 = pytest.importorskip("cv2", reason="Atari preprocessing needs OpenCV: pip i
 from training import train_until
 
 from sample_factory.envs.env_utils import registered_env_names
-from sample_factory.utils.attr_dict import AttrDict
-from sf_examples.atari.atari_envs import (
+from sample_factory.envs.env_wrappers import (
     FIRE_ACTION,
     NOOP_ACTION,
-    ClipRewardToSign,
-    EpisodicLife,
+    ClipRewardEnv,
+    EpisodicLifeEnv,
+    MaxAndSkipEnv,
+    NoopResetEnv,
+)
+from sample_factory.utils.attr_dict import AttrDict
+from sf_examples.atari.atari_envs import (
     GameScore,
-    MaxAndSkip,
-    NoopReset,
     StackFrames,
     atari_env_names,
     atari_game_ids,
@@ -139,7 +141,7 @@ def test_training_defaults():
 
 
 def test_noop_reset_takes_1_to_noop_max_noops_reproducibly():
-    env = NoopReset(ScriptedAtari(), noop_max=30)
+    env = NoopResetEnv(ScriptedAtari(), noop_max=30)
     counts = []
     for seed in range(60):
         env.reset(seed=seed)
@@ -156,7 +158,7 @@ def test_noop_reset_takes_1_to_noop_max_noops_reproducibly():
 
 def test_max_and_skip_maxes_the_last_two_frames_and_sums_rewards():
     inner = ScriptedAtari(rewards=[1.0, 2.0, 0.0, 3.0, 5.0])
-    env = MaxAndSkip(inner, skip=4)
+    env = MaxAndSkipEnv(inner, skip=4)
     env.reset(seed=0)
     obs, reward, *_ = env.step(2)
     assert inner.actions == [2, 2, 2, 2], "the action is repeated skip times"
@@ -172,7 +174,7 @@ def test_max_and_skip_maxes_the_last_two_frames_and_sums_rewards():
 
 def test_max_and_skip_stops_at_episode_end():
     inner = ScriptedAtari(rewards=[1.0] * 10, episode_len=5)
-    env = MaxAndSkip(inner, skip=4)
+    env = MaxAndSkipEnv(inner, skip=4)
     env.reset(seed=0)
     env.step(0)
     obs, reward, terminated, _, _ = env.step(0)
@@ -196,7 +198,7 @@ def test_frame_stack_is_oldest_first_newest_last():
 
 def test_rewards_are_clipped_to_their_sign_while_the_game_score_stays_raw():
     raw = [5.0, -3.0, 0.0, 0.5, -0.25, 100.0]
-    env = ClipRewardToSign(GameScore(ScriptedAtari(rewards=raw, episode_len=len(raw))))
+    env = ClipRewardEnv(GameScore(ScriptedAtari(rewards=raw, episode_len=len(raw))))
     env.reset(seed=0)
     clipped, info = [], {}
     for _ in raw:
@@ -211,7 +213,7 @@ def test_rewards_are_clipped_to_their_sign_while_the_game_score_stays_raw():
 def test_episodic_life_ends_episodes_at_lost_lives_but_not_the_game():
     lives = [3, 3, 2, 2, 2, 1, 1, 0]
     inner = ScriptedAtari(rewards=[1.0] * 8, lives=lives)
-    env = EpisodicLife(GameScore(inner))
+    env = EpisodicLifeEnv(GameScore(inner))
     env.reset(seed=0)
     ends = []
     for step in range(1, 9):
@@ -235,7 +237,7 @@ def test_breakout_lives_end_training_episodes_while_the_game_goes_on():
         ale = env.unwrapped.ale
         life_ends, game_info, frame_numbers = 0, None, []
         for _ in range(2000):
-            # NOOP only: the ball is still served after every lost life (FireAtLifeStart), so lives keep going
+            # NOOP only: the ball is still served after every lost life (FireResetEnv), so lives keep going
             _, reward, terminated, truncated, info = env.step(NOOP_ACTION)
             assert reward in (-1.0, 0.0, 1.0)
             if terminated or truncated:

@@ -111,7 +111,7 @@ def test_enjoy_without_checkpoint_is_one_line_error(tmp_path, capsys):
     cfg = parse_gym_args(
         ["--env=CartPole-v1", "--experiment=empty", f"--train_dir={tmp_path}", "--no_render"], evaluation=True
     )
-    assert enjoy(cfg) == 1
+    assert enjoy(cfg)[0] == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no checkpoint"), err
 
@@ -124,13 +124,13 @@ def test_enjoy_policy_index_out_of_range(cartpole_experiment, capsys):
         "--no_render",
         "--policy_index=3",
     ]
-    assert enjoy(parse_gym_args(argv, evaluation=True)) == 1
+    assert enjoy(parse_gym_args(argv, evaluation=True))[0] == 1
     assert "--policy_index=3" in capsys.readouterr().err
 
 
 def test_enjoy_checkpoint_that_does_not_fit_the_model(cartpole_experiment, capsys):
     argv = ["--env=CartPole-v1", "--experiment=cartpole", f"--train_dir={cartpole_experiment}", "--no_render"]
-    assert enjoy(parse_gym_args(argv + ["--encoder_mlp_layers", "32"], evaluation=True)) == 1
+    assert enjoy(parse_gym_args(argv + ["--encoder_mlp_layers", "32"], evaluation=True))[0] == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not fit the model" in err[0] and "shape" in err[0], err
 
@@ -168,7 +168,7 @@ def test_save_video_trained_policy(cartpole_experiment, caplog):
         "--video_name=trained.mp4",
     ]
     caplog.set_level("INFO")
-    assert enjoy(parse_gym_args(argv, evaluation=True)) == 0
+    assert enjoy(parse_gym_args(argv, evaluation=True))[0] == 0
     episodes = episodes_in(logged(caplog))
     assert len(episodes) == 1
     video = cartpole_experiment / "cartpole" / "trained.mp4"
@@ -183,7 +183,7 @@ def test_save_video_short_episode_recurrent_policy(tmp_path, caplog):
     argv = untrained_experiment(tmp_path, "CartPole-v1", "gru", ["--use_rnn=True", "--rnn_size=16"])
     caplog.set_level("INFO")
     cfg = parse_gym_args(argv + ["--save_video", "--video_frames=1000", "--max_num_episodes=1"], evaluation=True)
-    assert enjoy(cfg) == 0
+    assert enjoy(cfg)[0] == 0
     (episode,) = episodes_in(logged(caplog))
     assert episode[3] < 1000
     assert _video_frames(tmp_path / "gru" / "replay.mp4") == (episode[3], 600, 400)
@@ -194,7 +194,7 @@ def test_enjoy_multi_agent_env(tmp_path, caplog):
     argv = untrained_experiment(tmp_path, "pointing_game", "ma", [])
     caplog.set_level("INFO")
     cfg = parse_gym_args(argv + ["--no_render", "--max_num_episodes=2", "--eval_deterministic=True"], evaluation=True)
-    assert enjoy(cfg) == 0
+    assert enjoy(cfg)[0] == 0
     episodes = episodes_in(logged(caplog))
     assert sorted((n, agent) for n, agent, _, _ in episodes) == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert all(length == 20 for *_, length in episodes)
@@ -206,7 +206,7 @@ def test_max_num_frames_counts_frameskip(tmp_path, caplog):
     argv = untrained_experiment(tmp_path, "pointing_game", "ma", [])
     caplog.set_level("INFO")
     cfg = parse_gym_args(argv + ["--no_render", "--max_num_frames=80", "--env_frameskip=4"], evaluation=True)
-    assert enjoy(cfg) == 0
+    assert enjoy(cfg)[0] == 0
     assert sorted((n, agent) for n, agent, _, _ in episodes_in(logged(caplog))) == [(1, 0), (1, 1)]
 
 
@@ -218,7 +218,7 @@ def test_enjoy_plays_on_its_own_config_and_leaves_the_callers_unchanged(tmp_path
     before = dict(cfg)
     played = eval_cfg(cfg)
     assert (played.env_frameskip, played.eval_action_repeat) == (2, 2)
-    assert enjoy(cfg) == 0
+    assert enjoy(cfg)[0] == 0
     assert dict(cfg) == before
 
 
@@ -236,7 +236,7 @@ def test_rnn_state_is_carried_and_zeroed_at_episode_ends(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ActorCriticSharedWeights, "forward_core", recording_forward_core)
     cfg = parse_gym_args(argv + ["--no_render", "--max_num_episodes=2"], evaluation=True)
-    assert enjoy(cfg) == 0
+    assert enjoy(cfg)[0] == 0
     assert len(seen) == 40  # two 20-step episodes, both agents in one forward pass per step
     assert all(states.shape == (2, 8) for states in seen)
     for step, states in enumerate(seen):

@@ -12,7 +12,7 @@ def train_until(cfg, goal_reward: float | None = None, min_episodes: int = 20) -
 
     Returns the runner's final summary plus `steps_to_goal` and `sec_to_goal` (None if not reached).
     """
-    runner = make_runner(cfg)
+    _, runner = make_runner(cfg)
     reached = {}
 
     def stop_at_goal(r):

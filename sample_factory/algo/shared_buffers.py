@@ -19,17 +19,13 @@ import time
 
 import faster_fifo
 import gymnasium as gym
-import numpy as np
 import torch
 
 from sample_factory.algo.utils.host_staging import HostStaging
+from sample_factory.algo.utils.torch_utils import to_torch_dtype
 from sample_factory.model.action_distributions import action_buffer_spec, calc_num_action_parameters
 
 log = logging.getLogger(__name__)
-
-
-def _torch_dtype(np_dtype) -> torch.dtype:
-    return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype
 
 
 def _filled(shape, dtype: torch.dtype) -> torch.Tensor:
@@ -55,7 +51,7 @@ class TrajectoryBuffers:
         self.rollout = rollout
         shape = (num_slots, rollout + 1)
         self.obs = {
-            key: _filled(shape + tuple(space.shape), _torch_dtype(space.dtype))
+            key: _filled(shape + tuple(space.shape), to_torch_dtype(space.dtype))
             for key, space in obs_space.spaces.items()
         }
         action_shape, action_dtype = action_buffer_spec(action_space)

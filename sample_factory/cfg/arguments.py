@@ -13,6 +13,7 @@ from sample_factory.cfg.cfg import (
     add_pbt_args,
     add_rl_args,
 )
+from sample_factory.cfg.experiment import CONFIG_FILE, experiment_dir, merge_with_saved_cfg
 from sample_factory.utils.attr_dict import AttrDict
 
 
@@ -123,3 +124,19 @@ def default_cfg(env: str = "env", argv: list[str] | None = None, evaluation: boo
     argv = [f"--env={env}"] + list(argv or [])
     parser, _ = parse_sf_args(argv, evaluation)
     return parse_full_cfg(parser, argv)
+
+
+def load_from_checkpoint(cfg) -> AttrDict:
+    """sample-factory 2.x's call: the experiment's saved config with the flags typed now on top.
+
+    Raises FileNotFoundError naming the file when the experiment has no saved config.
+    """
+    path = experiment_dir(cfg) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: no saved config for --experiment={cfg.experiment}")
+    return merge_with_saved_cfg(cfg)
+
+
+def maybe_load_from_checkpoint(cfg) -> AttrDict:
+    """The saved config merged as in `load_from_checkpoint` when there is one; else `cfg` unchanged."""
+    return merge_with_saved_cfg(cfg)

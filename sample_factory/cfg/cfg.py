@@ -185,7 +185,7 @@ def add_rl_args(p: argparse.ArgumentParser):
         type=str,
         default="entropy",
         choices=["entropy", "symmetric_kl"],
-        help="Kind of exploration loss: the entropy bonus (symmetric_kl is refused: not implemented)",
+        help="Kind of exploration loss: the entropy bonus, or the symmetric KL divergence to a uniform policy (discrete actions)",
     )
     g.add_argument("--gae_lambda", type=float, default=0.95, help="GAE lambda (used when V-trace is off)")
     g.add_argument(
@@ -317,7 +317,7 @@ def add_model_args(p: argparse.ArgumentParser):
         "--encoder_conv_architecture",
         type=str,
         default="convnet_simple",
-        choices=["convnet_simple", "convnet_atari", "resnet_impala"],
+        choices=["convnet_simple", "convnet_impala", "convnet_atari", "resnet_impala"],
         help="Conv encoder for image observations",
     )
     g.add_argument("--encoder_conv_mlp_layers", type=int, nargs="*", default=[512], help="MLP after the conv encoder")

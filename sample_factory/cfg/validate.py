@@ -28,7 +28,6 @@ _PBT = "population-based training is not built yet (--num_policies=N trains N po
 _NOT_SUPPORTED_REASONS = {
     "algo": "APPO is the only algorithm (plain PPO is --async_rl=False)",
     "optimizer": "only Adam is implemented",
-    "exploration_loss": "only the entropy bonus is implemented",
     "decorrelate_envs_on_one_worker": (
         "envs of one worker are not offset from each other at start; --decorrelate_experience_max_seconds delays whole workers"
     ),
@@ -118,6 +117,11 @@ def config_errors(cfg, env_info=None) -> list[str]:
         errors.append(f"--ppo_clip_ratio={cfg.ppo_clip_ratio}: must be positive (e.g. 0.1)")
     if not cfg.async_rl and cfg.num_policies > 1:
         errors.append("--async_rl=False with --num_policies>1: sync mode trains one policy; use --async_rl=True")
+    if cfg.exploration_loss == "symmetric_kl" and env_info is not None and _has_continuous_part(env_info.action_space):
+        errors.append(
+            "--exploration_loss=symmetric_kl needs discrete actions (a uniform prior); this env's actions are"
+            " continuous: use --exploration_loss=entropy"
+        )
     if cfg.batched_sampling and env_info is not None and env_info.num_agents > 1:
         errors.append("--batched_sampling=True needs a single-agent env; this env has several agents")
 
@@ -137,3 +141,11 @@ def verify_cfg(cfg, env_info=None):
     errors = config_errors(cfg, env_info)
     if errors:
         raise ConfigError(errors)
+
+
+def _has_continuous_part(space) -> bool:
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Tuple):
+        return any(_has_continuous_part(s) for s in space.spaces)
+    return isinstance(space, gym.spaces.Box)

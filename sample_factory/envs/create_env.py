@@ -14,7 +14,12 @@ from sample_factory.utils.attr_dict import AttrDict
 def make_env(cfg, env_config: AttrDict | None = None, render_mode: str | None = None):
     """Calls the registered make_env_func for cfg.env."""
     make_env_func = make_env_func_for(cfg.env)
-    return make_env_func(cfg.env, cfg=cfg, env_config=env_config, render_mode=render_mode)
+    return make_env_func(cfg.env, cfg, env_config, render_mode)  # positional, as 2.x calls it
+
+
+def create_env(full_env_name: str, cfg=None, env_config: AttrDict | None = None, render_mode: str | None = None):
+    """sample-factory 2.x's call: the registered env named `full_env_name` (cfg.env is not read)."""
+    return make_env_func_for(full_env_name)(full_env_name, cfg, env_config, render_mode)
 
 
 def env_config_for(worker_idx: int, vector_idx: int, env_id: int) -> AttrDict:
@@ -60,20 +65,24 @@ def obtain_env_info(cfg) -> EnvInfo:
     """A throw-away env in the parent tells the spaces before anything is allocated."""
     env = make_env(cfg, env_config_for(-1, 0, 0))
     try:
-        if is_vector_env(env):
-            obs_space, action_space, num_agents = env.single_observation_space, env.single_action_space, 1
-        else:
-            obs_space, action_space = env.observation_space, env.action_space
-            num_agents = int(getattr(env, "num_agents", 1))
-        return EnvInfo(
-            obs_space=as_dict_space(obs_space),
-            action_space=action_space,
-            num_agents=num_agents,
-            is_multiagent=is_multiagent_env(env),
-            frameskip=int(cfg.env_frameskip),
-        )
+        return env_info_of(env, cfg)
     finally:
         env.close()
+
+
+def env_info_of(env, cfg) -> EnvInfo:
+    if is_vector_env(env):
+        obs_space, action_space, num_agents = env.single_observation_space, env.single_action_space, 1
+    else:
+        obs_space, action_space = env.observation_space, env.action_space
+        num_agents = int(getattr(env, "num_agents", 1))
+    return EnvInfo(
+        obs_space=as_dict_space(obs_space),
+        action_space=action_space,
+        num_agents=num_agents,
+        is_multiagent=is_multiagent_env(env),
+        frameskip=int(cfg.env_frameskip),
+    )
 
 
 class MultiAgentView:

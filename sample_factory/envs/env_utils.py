@@ -25,6 +25,11 @@ def register_env(env_name: str, make_env_func: MakeEnvFunc):
     _ENV_REGISTRY[env_name] = make_env_func
 
 
+def global_env_registry() -> dict[str, MakeEnvFunc]:
+    """The registry itself, name -> make_env_func (sample-factory 2.x's accessor)."""
+    return _ENV_REGISTRY
+
+
 def is_registered(env_name: str) -> bool:
     return env_name in _ENV_REGISTRY
 
@@ -47,3 +52,40 @@ def make_env_func_for(env_name: str) -> MakeEnvFunc:
     except KeyError:
         names = ", ".join(registered_env_names()) or "none"
         raise UnknownEnvError(f"unknown env {env_name!r}; registered envs: {names}") from None
+
+
+class RewardShapingInterface:
+    """An env (or wrapper) whose reward-shaping coefficients can be read and changed, e.g. by PBT."""
+
+    def get_default_reward_shaping(self) -> dict | None:
+        """The coefficients the env starts with (None: it has none)."""
+        raise NotImplementedError
+
+    def set_reward_shaping(self, reward_shaping: dict, agent_idx: int | slice) -> None:
+        """Replaces the coefficients used for agent `agent_idx` (a slice: several agents)."""
+        raise NotImplementedError
+
+
+class TrainingInfoInterface:
+    """An env that wants to know how far training has come (e.g. for a curriculum).
+
+    `training_info` maps policy id -> dict of values the runner sets with `set_training_info`.
+    """
+
+    def __init__(self):
+        self.training_info: dict[int, dict] = {}
+
+    def set_training_info(self, training_info: dict[int, dict]) -> None:
+        self.training_info = training_info
+
+
+def find_wrapper_interface(env, interface_type: type):
+    """The outermost wrapper of `env` (or the env itself) that is an `interface_type`, or None."""
+    while env is not None:
+        if isinstance(env, interface_type):
+            return env
+        inner = getattr(env, "env", None)
+        if inner is env:
+            break
+        env = inner
+    return None

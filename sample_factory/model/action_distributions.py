@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 # exp(-10) ~ 4.5e-5 and exp(4) ~ 55: a wide range that still keeps log_prob finite
 LOG_STD_MIN = -10.0
@@ -73,6 +73,7 @@ def is_continuous_action_space(action_space: gym.Space) -> bool:
 
 
 class ActionDistribution:
+    # symmetric_kl_with_uniform_prior() -> [B]: discrete distributions only (--exploration_loss=symmetric_kl)
     """Interface shared by all action distributions. Results are [B] unless stated otherwise."""
 
     def sample(self) -> Tensor:
@@ -109,6 +110,7 @@ class CategoricalActionDistribution(ActionDistribution):
                     f"action_mask has width {action_mask.shape[-1]}, expected {raw_logits.shape[-1]} (one per action)"
                 )
             raw_logits = raw_logits.masked_fill(action_mask == 0, torch.finfo(raw_logits.dtype).min)
+        self.allowed = None if action_mask is None else action_mask != 0
         self.log_probs = F.log_softmax(raw_logits, dim=-1)
         self.probs = self.log_probs.exp()
 
@@ -127,6 +129,16 @@ class CategoricalActionDistribution(ActionDistribution):
         # where(): 0 * log(0) is 0 here, while masked log_probs are huge negative numbers
         p_log_p = torch.where(self.probs > 0, self.probs * self.log_probs, torch.zeros_like(self.probs))
         return -p_log_p.sum(dim=-1)
+
+    def symmetric_kl_with_uniform_prior(self) -> Tensor:
+        """KL(u || p) + KL(p || u) for u uniform over the allowed actions: -mean(log p) - H(p)."""
+        if self.allowed is None:
+            mean_log_p = self.log_probs.mean(dim=-1)
+        else:
+            allowed = self.allowed.to(self.log_probs.dtype)
+            count = allowed.sum(dim=-1).clamp(min=1.0)
+            mean_log_p = torch.where(self.allowed, self.log_probs, torch.zeros_like(self.log_probs)).sum(-1) / count
+        return -mean_log_p - self.entropy()
 
     def kl_divergence(self, other: CategoricalActionDistribution) -> Tensor:
         terms = self.probs * (self.log_probs - other.log_probs)
@@ -152,6 +164,9 @@ class _ProductDistribution(ActionDistribution):
 
     def entropy(self) -> Tensor:
         return sum(d.entropy() for d in self.components)
+
+    def symmetric_kl_with_uniform_prior(self) -> Tensor:
+        return sum(d.symmetric_kl_with_uniform_prior() for d in self.components)
 
     def kl_divergence(self, other: _ProductDistribution) -> Tensor:
         return sum(d.kl_divergence(o) for d, o in zip(self.components, other.components))
@@ -256,59 +271,3 @@ def get_action_distribution(
     if isinstance(action_space, gym.spaces.Tuple):
         return TupleActionDistribution(action_space, raw_logits)
     raise NotImplementedError(f"action space {action_space} is not supported")
-
-
-def squash_gaussian_means(action_space: gym.Space, raw_logits: Tensor, scale: float) -> Tensor:
-    """Replace every Gaussian mean m in raw_logits by tanh(m / scale) * scale (identity if scale <= 0).
-
-    Keeps means inside (-scale, scale) so they cannot run away from the action bounds.
-    """
-    if scale <= 0:
-        return raw_logits
-    if isinstance(action_space, gym.spaces.Box):
-        mean, log_std = raw_logits.chunk(2, dim=-1)
-        return torch.cat([torch.tanh(mean / scale) * scale, log_std], dim=-1)
-    if isinstance(action_space, gym.spaces.Tuple):
-        widths = [calc_num_action_parameters(space) for space in action_space.spaces]
-        parts = raw_logits.split(widths, dim=-1)
-        return torch.cat([squash_gaussian_means(s, p, scale) for s, p in zip(action_space.spaces, parts)], dim=-1)
-    return raw_logits
-
-
-class ActionParameterizationDefault(nn.Module):
-    """One linear layer from the core/decoder output to all distribution parameters [B, P]."""
-
-    def __init__(self, cfg, core_out_size: int, action_space: gym.Space):
-        super().__init__()
-        self.cfg = cfg
-        self.action_space = action_space
-        self.distribution_linear = nn.Linear(core_out_size, calc_num_action_parameters(action_space))
-
-    def forward(self, core_out: Tensor, action_mask: Tensor | None = None) -> tuple[Tensor, ActionDistribution]:
-        raw_logits = self.distribution_linear(core_out)
-        raw_logits = squash_gaussian_means(self.action_space, raw_logits, self.cfg.continuous_tanh_scale)
-        return raw_logits, get_action_distribution(self.action_space, raw_logits, action_mask)
-
-
-class ActionParameterizationContinuousNonAdaptiveStddev(nn.Module):
-    """Box actions: state-dependent mean, learned state-independent log_std (init log(initial_stddev)).
-
-    raw_logits still hold [mean, log_std] so the distribution can be rebuilt from stored logits.
-    """
-
-    def __init__(self, cfg, core_out_size: int, action_space: gym.spaces.Box):
-        super().__init__()
-        if not is_continuous_action_space(action_space):
-            raise TypeError(f"{type(self).__name__} needs a Box action space, got {action_space}")
-        self.cfg = cfg
-        self.action_space = action_space
-        num_dims = _check_box(action_space)
-        self.distribution_linear = nn.Linear(core_out_size, num_dims)
-        self.log_std = nn.Parameter(torch.full((num_dims,), math.log(cfg.initial_stddev)))
-
-    def forward(self, core_out: Tensor, action_mask: Tensor | None = None) -> tuple[Tensor, ActionDistribution]:
-        mean = self.distribution_linear(core_out)
-        log_std = self.log_std.expand_as(mean)
-        raw_logits = torch.cat([mean, log_std], dim=-1)
-        raw_logits = squash_gaussian_means(self.action_space, raw_logits, self.cfg.continuous_tanh_scale)
-        return raw_logits, get_action_distribution(self.action_space, raw_logits, action_mask)

@@ -26,10 +26,12 @@ from torch import Tensor, nn
 from sample_factory.algo.utils.running_mean_std import RunningMeanStd, RunningMeanStdDict
 from sample_factory.model.action_distributions import (
     ActionDistribution,
-    ActionParameterizationContinuousNonAdaptiveStddev,
-    ActionParameterizationDefault,
     get_action_distribution,
     is_continuous_action_space,
+)
+from sample_factory.model.action_parameterization import (
+    ActionParameterizationContinuousNonAdaptiveStddev,
+    ActionParameterizationDefault,
 )
 from sample_factory.model.core import rnn_state_size
 from sample_factory.model.encoder import ACTION_MASK_KEY
@@ -56,6 +58,8 @@ class ObservationNormalizer(nn.Module):
         self.image_keys = {key for key, space in obs_space.spaces.items() if is_image_space(space)}
         self.obs_subtract_mean = cfg.obs_subtract_mean
         self.obs_scale = cfg.obs_scale
+        # The actor-critic sets it when its encoders take channels_last images (Encoder's docstring).
+        self.channels_last_images = False
 
         self.running_mean_std: RunningMeanStdDict | None = None
         if cfg.normalize_input:
@@ -98,7 +102,11 @@ class ObservationNormalizer(nn.Module):
     def _scale_image(self, value: Tensor) -> Tensor:
         """One float copy, already in the encoder's memory format, scaled in place (a third of
         the time of `(x.float() - m) / s`, and no second copy when the encoder wants NHWC)."""
-        if value.dim() >= 4 and conv_memory_format(self.training, value.device) == torch.channels_last:
+        if (
+            self.channels_last_images
+            and value.dim() >= 4
+            and conv_memory_format(self.training, value.device) == torch.channels_last
+        ):
             scaled = _to_channels_last_float(value)
         else:
             scaled = torch.empty(value.shape, dtype=torch.float32, device=value.device).copy_(value)
@@ -306,6 +314,7 @@ class ActorCriticSharedWeights(ActorCritic):
         decoder_out_size = self.decoder.get_out_size()
         self.critic_linear = nn.Linear(decoder_out_size, 1)
         self.action_parameterization = self.get_action_parameterization(decoder_out_size)
+        self.obs_normalizer.channels_last_images = self.encoder.accepts_channels_last
         self.initialize_weights()
 
     def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:
@@ -354,6 +363,9 @@ class ActorCriticSeparateWeights(ActorCritic):
 
         self.critic_linear = nn.Linear(self.critic_decoder.get_out_size(), 1)
         self.action_parameterization = self.get_action_parameterization(self.actor_decoder.get_out_size())
+        self.obs_normalizer.channels_last_images = all(
+            getattr(e, "accepts_channels_last", False) for e in (self.actor_encoder, self.critic_encoder)
+        )
         self.initialize_weights()
 
     def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:

@@ -177,3 +177,6 @@ class ModelCoreIdentity(ModelCore):
 
 def make_default_core(cfg, input_size: int) -> ModelCore:
     return ModelCoreRNN(cfg, input_size) if cfg.use_rnn else ModelCoreIdentity(cfg, input_size)
+
+
+default_make_core_func = make_default_core  # sample-factory 2.x's name

@@ -37,3 +37,6 @@ class MlpDecoder(Decoder):
 
 def make_default_decoder(cfg, input_size: int) -> Decoder:
     return MlpDecoder(cfg, input_size)
+
+
+default_make_decoder_func = make_default_decoder  # sample-factory 2.x's name

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sample_factory.algo.utils.torch_utils import calc_num_elements
 from sample_factory.model.model_utils import (
-    calc_num_elements,
     conv_memory_format,
     create_mlp,
     is_image_space,
@@ -27,7 +27,15 @@ ACTION_MASK_KEY = "action_mask"
 
 
 class Encoder(nn.Module):
-    """Base class of all encoders. Subclasses set `self.encoder_out_size` or override get_out_size."""
+    """Base class of all encoders. Subclasses set `self.encoder_out_size` or override get_out_size.
+
+    Image observations reach an encoder as float tensors [B, C, H, W], contiguous in that layout
+    (a user's encoder may `.view()` them). An encoder that sets `accepts_channels_last = True`
+    (the library's own) may get them in channels_last memory instead, the layout its convolutions
+    run fastest in on a CPU.
+    """
+
+    accepts_channels_last: bool = False
 
     def __init__(self, cfg):
         super().__init__()
@@ -49,9 +57,9 @@ class MlpEncoder(Encoder):
     of `MultiInputEncoder`.
     """
 
-    def __init__(self, cfg, obs_shape: Sequence[int]):
+    def __init__(self, cfg, obs_shape: Sequence[int] | gym.Space):
         super().__init__(cfg)
-        input_size = int(np.prod(obs_shape))
+        input_size = int(np.prod(_shape_of(obs_shape)))
         self.mlp = create_mlp(cfg.encoder_mlp_layers, input_size, nonlinearity(cfg))
         self.encoder_out_size = mlp_out_size(cfg.encoder_mlp_layers, input_size)
         self.mlp_bf16 = bool(getattr(cfg, "model_bf16", False))
@@ -123,8 +131,19 @@ def _resnet_impala(in_channels: int, make_activation) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def _conv_impala(in_channels: int, make_activation) -> nn.Module:
+    """The shallow IMPALA network's trunk (Espeholt et al. 2018): two conv layers, 8x8/4 and 4x4/2."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 8, stride=4),
+        make_activation(),
+        nn.Conv2d(16, 32, 4, stride=2),
+        make_activation(),
+    )
+
+
 CONV_ARCHITECTURES = {
     "convnet_simple": _conv_simple,
+    "convnet_impala": _conv_impala,
     "convnet_atari": _conv_atari,
     "resnet_impala": _resnet_impala,
 }
@@ -136,8 +155,9 @@ class ConvEncoder(Encoder):
     `forward` takes one float tensor [B, C, H, W] (channels first) and returns [B, get_out_size()].
     """
 
-    def __init__(self, cfg, obs_shape: Sequence[int]):
+    def __init__(self, cfg, obs_shape: Sequence[int] | gym.Space):
         super().__init__(cfg)
+        obs_shape = _shape_of(obs_shape)
         arch = cfg.encoder_conv_architecture
         if arch not in CONV_ARCHITECTURES:
             raise ValueError(
@@ -194,6 +214,8 @@ class MultiInputEncoder(Encoder):
     The "action_mask" key is never encoded (the action distribution consumes it).
     """
 
+    accepts_channels_last = True
+
     def __init__(self, cfg, obs_space: gym.spaces.Dict):
         super().__init__(cfg)
         if not isinstance(obs_space, gym.spaces.Dict):
@@ -215,5 +237,27 @@ class MultiInputEncoder(Encoder):
         return features[0] if len(features) == 1 else torch.cat(features, dim=1)
 
 
+def _shape_of(shape_or_space) -> tuple[int, ...]:
+    """sample-factory 2.x passes a space where this project passes a shape: both work."""
+    return tuple(getattr(shape_or_space, "shape", shape_or_space))
+
+
+class ResnetEncoder(ConvEncoder):
+    """sample-factory 2.x's name for the ConvEncoder with a residual trunk (`resnet_*` architectures)."""
+
+    def __init__(self, cfg, obs_space: Sequence[int] | gym.Space):
+        if not cfg.encoder_conv_architecture.startswith("resnet"):
+            raise ValueError(f"ResnetEncoder needs a resnet_* architecture, got {cfg.encoder_conv_architecture!r}")
+        super().__init__(cfg, obs_space)
+
+
+def make_img_encoder(cfg, obs_space: Sequence[int] | gym.Space) -> Encoder:
+    """The encoder of one image observation (a Box [C, H, W], or its shape): a tensor in, features out."""
+    return ConvEncoder(cfg, obs_space)
+
+
 def make_default_encoder(cfg, obs_space: gym.spaces.Dict) -> Encoder:
     return MultiInputEncoder(cfg, obs_space)
+
+
+default_make_encoder_func = make_default_encoder  # sample-factory 2.x's name

@@ -53,13 +53,6 @@ def conv_memory_format(training: bool, device: torch.device) -> torch.memory_for
     return torch.channels_last if training and device.type == "cpu" else torch.contiguous_format
 
 
-def calc_num_elements(module: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Number of output features of `module` for one input of `input_shape` (dummy forward)."""
-    with torch.no_grad():
-        out = module(torch.zeros(1, *input_shape))
-    return out.numel()
-
-
 INIT_METHODS = ("orthogonal", "xavier_uniform", "torch_default")
 
 

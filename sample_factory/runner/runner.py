@@ -35,6 +35,7 @@ from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 from sample_factory.model.model_factory import global_model_factory
+from sample_factory.runner.observer import AlgoObserver
 from sample_factory.runner.stats import RunStats
 from sample_factory.signal_slot.signal_slot import (
     EventLoop,
@@ -155,6 +156,38 @@ class Runner(EventLoopObject):
         self._train_started = 0.0
         # Called as fn(runner) at every console report; returning True stops the run (embedding, tests).
         self.report_callbacks: list = []
+        self.observers: list[AlgoObserver] = []
+        self._episodic_stats_handlers: list = []
+        self.training_iteration_since_resume = 0
+        self._initialized = False
+
+    # --- extension points (sample-factory 2.x's) ---------------------------------------------
+
+    def register_observer(self, observer: AlgoObserver):
+        self.observers.append(observer)
+
+    def register_episodic_stats_handler(self, handler):
+        """`handler(runner, episode: dict, policy_id)` for every finished episode (reward, len, extra stats)."""
+        self._episodic_stats_handlers.append(handler)
+
+    @property
+    def env_steps(self) -> list[int]:
+        """Env steps (frames) of each policy, resumed runs included."""
+        return self.stats.env_steps
+
+    def _notify(self, hook: str, *args) -> bool:
+        """Calls `hook` of every observer; a failing one stops the run. Returns False if one failed."""
+        for observer in self.observers:
+            try:
+                getattr(observer, hook)(self, *args)
+            except Exception:
+                log.exception("Observer %s failed in %s", type(observer).__name__, hook)
+                if self._train_started and not self._stopping:
+                    self.request_stop(ExitStatus.FAILURE)
+                else:  # before the run started, or while it stops
+                    self.status = ExitStatus.FAILURE
+                return False
+        return True
 
     # --- construction ------------------------------------------------------------------------
 
@@ -260,9 +293,20 @@ class Runner(EventLoopObject):
 
     # --- running -----------------------------------------------------------------------------
 
+    def init(self) -> int:
+        """Builds and wires the components (run() does it when nobody called init() first)."""
+        if not self._initialized:
+            self._initialized = True
+            self._create_components()
+            self._notify("on_init")
+            self._connect()
+            self._notify("on_connect_components")
+        return self.status
+
     def run(self) -> int:
-        self._create_components()
-        self._connect()
+        if self.init() != ExitStatus.SUCCESS:
+            self._shutdown()
+            return self.status
         self._save_config()
         started = time.monotonic()
         self._train_started = started
@@ -278,6 +322,7 @@ class Runner(EventLoopObject):
             self.cfg.num_policies,
             self.layout.slots_per_policy,
         )
+        self._notify("on_start")
         Timer(self.event_loop, self.cfg.report_interval_sec, self._report)
         Timer(self.event_loop, 0.5, self._check_health)
         Timer(self.event_loop, max(1.0, float(self.cfg.save_best_every_sec)), self._save_best_if_improved)
@@ -295,6 +340,7 @@ class Runner(EventLoopObject):
             finally:
                 self._restore_signal_handlers(previous_handlers)
         self.stats.final_report(time.monotonic() - self._train_started)
+        self._notify("on_stop")
         return self.status
 
     def _save_config(self):
@@ -351,10 +397,16 @@ class Runner(EventLoopObject):
 
     def on_learner_report(self, policy_id: int, stats: dict):
         self.stats.on_learner_report(policy_id, stats)
+        self.training_iteration_since_resume += 1
+        if self.observers:
+            self._notify("on_training_step", self.training_iteration_since_resume)
         self._check_stop_conditions()
 
     def on_episodes_finished(self, episodes: list[dict]):
         self.stats.on_episodes(episodes)
+        for handler in self._episodic_stats_handlers:
+            for episode in episodes:
+                handler(self, episode, episode["policy_id"])
 
     def on_learner_stopped(self, policy_id: int):
         self._learners_stopped.add(policy_id)
@@ -373,6 +425,10 @@ class Runner(EventLoopObject):
 
     def _report(self):
         self.stats.report(time.monotonic() - self._train_started)
+        if self.observers:
+            for policy_id in range(self.cfg.num_policies):
+                writer = self.stats.summary_writer(policy_id)
+                self._notify("extra_summaries", policy_id, self.stats.env_steps[policy_id], writer)
         self._write_memory_usage()
         for callback in self.report_callbacks:
             if callback(self) and not self._stopping:

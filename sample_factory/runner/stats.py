@@ -206,7 +206,8 @@ class RunStats:
 
     # --- TensorBoard -------------------------------------------------------------------------
 
-    def _writer(self, policy_id: int):
+    def summary_writer(self, policy_id: int):
+        """The TensorBoard writer of `policy_id` (`<experiment>/.summary/<policy_id>`)."""
         if self._writers is None:
             from tensorboardX import SummaryWriter
 
@@ -221,7 +222,7 @@ class RunStats:
     def write_scalars(self, policy_id: int, prefix: str, stats: dict, step: int | None = None):
         """TensorBoard (and W&B with --with_wandb) scalars `prefix/key`, at env step `step`."""
         step = self.env_steps[policy_id] if step is None else step
-        writer = self._writer(policy_id)
+        writer = self.summary_writer(policy_id)
         numbers = {
             f"{prefix}/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float)) and np.isfinite(v)
         }

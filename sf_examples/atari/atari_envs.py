@@ -5,14 +5,14 @@ Every single-player game that ale-py ships is registered under its ROM id: `atar
 al. 2015) as PPO implementations use it, written here as small gymnasium wrappers, bottom to top:
 
     AtariEnv (ale-py, frameskip=1, grayscale screen, sticky actions, 108k-frame cap)
-    NoopReset          up to `noop_max` NOOP frames after each reset (random start states)
-    MaxAndSkip         each action repeated `frameskip` times, rewards summed, pixel-wise max of
+    NoopResetEnv          up to `noop_max` NOOP frames after each reset (random start states)
+    MaxAndSkipEnv         each action repeated `frameskip` times, rewards summed, pixel-wise max of
                        the last two frames (sprites that flicker on alternate frames stay visible)
-    FireAtLifeStart    games that wait for FIRE get it at the start of the game and of every life
+    FireResetEnv    games that wait for FIRE get it at the start of the game and of every life
     GameScore          the full-game score and length -> info["episode_extra_stats"], info["true_objective"]
-    EpisodicLife       (training) a lost life ends the learner's episode; the game itself goes on
+    EpisodicLifeEnv       (training) a lost life ends the learner's episode; the game itself goes on
     Resize84           84x84 grayscale (cv2.INTER_AREA)
-    ClipRewardToSign   (training) rewards become -1, 0 or +1
+    ClipRewardEnv   (training) rewards become -1, 0 or +1
     StackFrames        the last `framestack` frames, channels first: uint8 [4, 84, 84], newest last
 
 How the real game score is surfaced. With episodic life the learner, and therefore the runner,
@@ -43,9 +43,16 @@ from functools import lru_cache
 import gymnasium as gym
 import numpy as np
 
+from sample_factory.envs.env_wrappers import (
+    FIRE_ACTION,
+    ClipRewardEnv,
+    EpisodicLifeEnv,
+    FireResetEnv,
+    MaxAndSkipEnv,
+    NoopResetEnv,
+)
+
 ATARI_ENV_PREFIX = "atari_"
-NOOP_ACTION = 0
-FIRE_ACTION = 1
 OBS_SIZE = 84
 
 # Defaults of the preprocessing (the --atari_* flags of atari_params.py override them).
@@ -138,7 +145,7 @@ def make_atari_env(
     env = AtariEnv(
         game=game,
         obs_type="grayscale",  # ALE's own luminance screen: no RGB->gray conversion per frame
-        frameskip=1,  # MaxAndSkip below repeats actions (ALE's own skip would not max-pool)
+        frameskip=1,  # MaxAndSkipEnv below repeats actions (ALE's own skip would not max-pool)
         repeat_action_probability=sticky,
         full_action_space=False,
         max_num_frames_per_episode=max_frames if max_frames > 0 else None,
@@ -178,109 +185,27 @@ def wrap_atari(
 ) -> gym.Env:
     """The preprocessing stack of the module docstring around an ALE env made with frameskip=1."""
     if noop_max > 0:
-        env = NoopReset(env, noop_max)
-    env = MaxAndSkip(env, frameskip)
+        env = NoopResetEnv(env, noop_max)
+    env = MaxAndSkipEnv(env, frameskip)
     if fire_at_life_start:
-        env = FireAtLifeStart(env)
+        env = FireResetEnv(env)
     env = GameScore(env)
     if episodic_life:
-        env = EpisodicLife(env)
+        env = EpisodicLifeEnv(env)
     env = Resize84(env)
     if clip_rewards:
-        env = ClipRewardToSign(env)
+        env = ClipRewardEnv(env)
     return StackFrames(env, framestack)
 
 
 # --- wrappers -------------------------------------------------------------------------------------
 
 
-class NoopReset(gym.Wrapper):
-    """After each reset, a random number (1..noop_max) of NOOP steps: varied start states.
-
-    The count comes from the env's seeded generator, so `reset(seed=s)` is reproducible.
-    """
-
-    def __init__(self, env: gym.Env, noop_max: int = DEFAULT_NOOP_MAX):
-        super().__init__(env)
-        if noop_max < 1:
-            raise ValueError(f"noop_max must be at least 1, got {noop_max}")
-        self.noop_max = noop_max
-        self.last_num_noops = 0  # for tests and debugging
-
-    def reset(self, *, seed=None, options=None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        self.last_num_noops = int(self.np_random.integers(1, self.noop_max + 1))
-        for _ in range(self.last_num_noops):
-            obs, _, terminated, truncated, info = self.env.step(NOOP_ACTION)
-            if terminated or truncated:  # a game that ends while idle: start over, no more waiting
-                obs, info = self.env.reset(options=options)
-                break
-        return obs, info
-
-
-class MaxAndSkip(gym.Wrapper):
-    """Repeats an action `skip` times (stops early at the episode end), sums the rewards, and returns
-    the pixel-wise max of the last two frames: Atari games draw some sprites only every other frame."""
-
-    def __init__(self, env: gym.Env, skip: int = DEFAULT_FRAMESKIP):
-        super().__init__(env)
-        if skip < 1:
-            raise ValueError(f"skip must be at least 1, got {skip}")
-        self.skip = skip
-
-    def step(self, action):
-        total_reward = 0.0
-        previous_obs = obs = None
-        terminated = truncated = False
-        info = {}
-        for _ in range(self.skip):
-            previous_obs = obs
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total_reward += float(reward)
-            if terminated or truncated:
-                break
-        if previous_obs is not None:
-            obs = np.maximum(previous_obs, obs)
-        return obs, total_reward, terminated, truncated, info
-
-
-class FireAtLifeStart(gym.Wrapper):
-    """Presses FIRE after a reset and right after every lost life, for games that otherwise wait
-    for it (Breakout serves no ball until FIRE). Doing it in the env, not only at reset, keeps the
-    game the same with and without episodic life, so a policy trained with it never learns to
-    depend on resets and still plays full games in evaluation.
-
-    Reads the lives from `info["lives"]` (ale-py reports them in every step and reset).
-    """
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.lives = 0
-
-    def reset(self, *, seed=None, options=None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        obs, _, terminated, truncated, info = self.env.step(FIRE_ACTION)
-        if terminated or truncated:
-            obs, info = self.env.reset(options=options)
-        self.lives = int(info.get("lives", 0))
-        return obs, info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        lives = int(info.get("lives", 0))
-        if lives < self.lives and not (terminated or truncated):
-            obs, fire_reward, terminated, truncated, info = self.env.step(FIRE_ACTION)
-            reward = float(reward) + float(fire_reward)
-            lives = int(info.get("lives", 0))
-        self.lives = lives
-        return obs, reward, terminated, truncated, info
-
-
 class GameScore(gym.Wrapper):
     """Adds up the raw rewards of the whole game; at game end (terminated or truncated, i.e. game
     over or the frame cap) reports them as `info["episode_extra_stats"]` and `info["true_objective"]`.
 
-    It must sit below EpisodicLife and reward clipping: it sees every life and the real rewards.
+    It must sit below EpisodicLifeEnv and reward clipping: it sees every life and the real rewards.
     """
 
     def __init__(self, env: gym.Env):
@@ -308,41 +233,6 @@ class GameScore(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-class EpisodicLife(gym.Wrapper):
-    """A lost life ends the episode (terminated=True) while the game goes on: the learner does not
-    bootstrap across a death, which speeds up learning in most games (Mnih et al. 2015).
-
-    `reset()` after a lost life does not touch the emulator: the next episode starts from the
-    observation at the lost life. Only after a real game end does `reset()` start a new game.
-    """
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.lives = 0
-        self.game_over = True
-        self._last_obs = None
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.game_over = bool(terminated or truncated)
-        lives = int(info.get("lives", 0))
-        if 0 < lives < self.lives:
-            terminated = True
-            info = {**info, "life_lost": True}
-        self.lives = lives
-        self._last_obs = obs
-        return obs, reward, terminated, truncated, info
-
-    def reset(self, *, seed=None, options=None):
-        if self.game_over or seed is not None or self._last_obs is None:
-            obs, info = self.env.reset(seed=seed, options=options)
-            self.game_over = False
-            self.lives = int(info.get("lives", 0))
-            self._last_obs = obs
-            return obs, info
-        return self._last_obs, {"lives": self.lives}
-
-
 class Resize84(gym.ObservationWrapper):
     """84x84 grayscale uint8 (INTER_AREA averages the pixels each output pixel covers)."""
 
@@ -359,14 +249,6 @@ class Resize84(gym.ObservationWrapper):
         if frame.ndim == 3:
             frame = self._cv2.cvtColor(frame, self._cv2.COLOR_RGB2GRAY)
         return self._cv2.resize(frame, (self.size, self.size), interpolation=self._cv2.INTER_AREA)
-
-
-class ClipRewardToSign(gym.RewardWrapper):
-    """Rewards become their sign (-1, 0, +1): one set of hyper-parameters for games whose point
-    values differ by orders of magnitude. The real score is kept by GameScore below."""
-
-    def reward(self, reward):
-        return float(np.sign(reward))
 
 
 class StackFrames(gym.Wrapper):

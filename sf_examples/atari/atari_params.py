@@ -68,7 +68,7 @@ def atari_override_defaults(parser):
         exploration_loss_coeff=0.01,
         value_loss_coeff=0.5,
         max_grad_norm=0.5,
-        # rewards are clipped to their sign in the env (ClipRewardToSign), not with --reward_clip
+        # rewards are clipped to their sign in the env (ClipRewardEnv), not with --reward_clip
         value_bootstrap=True,  # the 108k-frame cap truncates; a lost life terminates
         # the best checkpoint is the one with the best real game score, not the best clipped life return
         save_best_metric="game_score",

@@ -14,7 +14,8 @@ from sf_examples.atari.train_atari import parse_atari_args
 
 def main() -> int:
     cfg = parse_atari_args(evaluation=True)
-    return enjoy(cfg)
+    status, _ = enjoy(cfg)
+    return status
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from sf_examples.mujoco.train_mujoco import parse_mujoco_args
 
 def main() -> int:
     cfg = parse_mujoco_args(evaluation=True)
-    return enjoy(cfg)
+    status, _ = enjoy(cfg)
+    return status
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from sf_examples.vizdoom.train_vizdoom import parse_vizdoom_cfg
 
 def main() -> int:
     cfg = parse_vizdoom_cfg(evaluation=True)
-    return enjoy(cfg)
+    status, _ = enjoy(cfg)
+    return status
 
 
 if __name__ == "__main__":

@@ -1,16 +1,32 @@
 """Train on a ViZDoom scenario: `python -m sf_examples.vizdoom.train_vizdoom --env=doom_basic --experiment=basic`.
 
-Envs: see sf_examples/vizdoom/doom_envs.py (`doom_basic`, ..., `doom_deathmatch_bots`, `doom_duel`).
+Envs: see sf_examples/vizdoom/doom/doom_envs.py (`doom_basic`, ..., `doom_deathmatch_bots`, `doom_duel`).
 """
 
 from __future__ import annotations
 
 import sys
 
+from sample_factory.algo.utils.context import global_model_factory
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
 from sample_factory.train import run_rl
-from sf_examples.vizdoom.doom_envs import register_doom_envs
-from sf_examples.vizdoom.doom_params import add_doom_env_args, doom_override_defaults
+from sf_examples.vizdoom.doom.doom_envs import register_doom_envs
+from sf_examples.vizdoom.doom.doom_model import make_vizdoom_encoder
+from sf_examples.vizdoom.doom.doom_params import add_doom_env_args, doom_override_defaults
+
+
+def register_vizdoom_envs():
+    register_doom_envs()
+
+
+def register_vizdoom_models():
+    """The default encoder already fits Doom's observations; registered so 2.x scripts read the same."""
+    global_model_factory().register_encoder_factory(make_vizdoom_encoder)
+
+
+def register_vizdoom_components():
+    register_vizdoom_envs()
+    register_vizdoom_models()
 
 
 def setup_doom_parser(parser, partial_cfg=None):

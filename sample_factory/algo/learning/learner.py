@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sample_factory.algo.learning.losses import entropy_loss, kl_loss, ppo_policy_loss, value_loss
+from sample_factory.algo.learning.losses import entropy_loss, kl_loss, ppo_policy_loss, symmetric_kl_loss, value_loss
 from sample_factory.algo.utils.rl_utils import (
     calculate_gae,
     calculate_vtrace,
@@ -262,7 +262,10 @@ class Learner:
             critic_loss, critic_metrics = value_loss(
                 values_n.reshape(n), mb["old_values"], mb["targets"], cfg.ppo_clip_value, valid
             )
-            exploration, exploration_metrics = entropy_loss(dist.entropy(), valid)
+            if cfg.exploration_loss == "symmetric_kl":
+                exploration, exploration_metrics = symmetric_kl_loss(dist.symmetric_kl_with_uniform_prior(), valid)
+            else:
+                exploration, exploration_metrics = entropy_loss(dist.entropy(), valid)
             loss = policy_loss + cfg.value_loss_coeff * critic_loss + cfg.exploration_loss_coeff * exploration
             kl_metrics = {}
             if cfg.kl_loss_coeff > 0:

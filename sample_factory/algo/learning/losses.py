@@ -89,6 +89,16 @@ def entropy_loss(entropy: Tensor, valids: Tensor) -> tuple[Tensor, dict[str, Ten
     return -mean_entropy, {"entropy": mean_entropy.detach()}
 
 
+def symmetric_kl_loss(symmetric_kl: Tensor, valids: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean symmetric KL to the uniform policy ``[N] -> scalar`` (--exploration_loss=symmetric_kl):
+    unlike the entropy bonus it grows without bound as any action's probability goes to zero.
+
+    The caller multiplies by the exploration coefficient. Returns ``(loss, {"symmetric_kl"})``.
+    """
+    loss = masked_mean(symmetric_kl, valids)
+    return loss, {"symmetric_kl": loss.detach()}
+
+
 def kl_loss(kl: Tensor, valids: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Mean of per-sample KL divergences ``[N] -> scalar``; the caller scales it.
 

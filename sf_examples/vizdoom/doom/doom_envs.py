@@ -2,7 +2,7 @@
 
 Every env renders at 160x120 (`RES_160X120`; 16:9 or 16:10 with `--wide_aspect_ratio`) and
 delivers `--res_w` x `--res_h` (128x72) with `cv2.resize(INTER_NEAREST)`. Measured on the
-2-core dev machine (`python -m sf_examples.vizdoom.doom_timing`, doom_basic, frameskip 4): the
+2-core dev machine (`python -m sf_examples.vizdoom.doom.doom_timing`, doom_basic, frameskip 4): the
 engine takes ~360 us per env step; a 160x120 -> 128x72 INTER_AREA resize ~100 us, INTER_NEAREST
 ~13 us (whole preprocessing with the CHW transpose and measurements: 138 vs 37 us per step).
 Nearest keeps thin details (the 8-pixel-wide monster of doom_basic) as sharp as area does.
@@ -73,15 +73,15 @@ import gymnasium as gym
 import numpy as np
 
 from sample_factory.envs.env_utils import register_env
-from sf_examples.vizdoom.doom_action_space import DoomActionSpace
-from sf_examples.vizdoom.doom_engine import (
+from sf_examples.vizdoom.doom.doom_action_space import DoomActionSpace
+from sf_examples.vizdoom.doom.doom_engine import (
     EngineGuard,
     close_at_exit,
     close_game,
     free_udp_port,
     import_vizdoom,
 )
-from sf_examples.vizdoom.doom_reward_shaping import (
+from sf_examples.vizdoom.doom.doom_reward_shaping import (
     DEATHMATCH_SHAPING,
     MONSTER_FIGHT_SHAPING,
     NO_SHAPING,
@@ -211,14 +211,14 @@ DOOM_ENV_SPECS = (
         timelimit_min=3.0,
     ),
 )
-DOOM_ENVS: Mapping[str, DoomSpec] = MappingProxyType({spec.name: spec for spec in DOOM_ENV_SPECS})
+DOOM_ENVS_BY_NAME: Mapping[str, DoomSpec] = MappingProxyType({spec.name: spec for spec in DOOM_ENV_SPECS})
 
 
 def doom_env_spec(name: str) -> DoomSpec:
     try:
-        return DOOM_ENVS[name]
+        return DOOM_ENVS_BY_NAME[name]
     except KeyError:
-        raise KeyError(f"unknown Doom env {name!r}; Doom envs: {', '.join(DOOM_ENVS)}") from None
+        raise KeyError(f"unknown Doom env {name!r}; Doom envs: {', '.join(DOOM_ENVS_BY_NAME)}") from None
 
 
 @dataclass(frozen=True)
@@ -805,18 +805,15 @@ class DoomMultiAgentEnv(_DoomEnvBase):
         self.players = []
 
 
-def make_doom_env_from_spec(spec: DoomSpec, cfg=None, env_config=None, render_mode=None):
+def make_doom_env(full_env_name: str, cfg=None, env_config=None, render_mode=None):
+    """The make_env_func of every `doom_*` env (register_doom_envs)."""
+    spec = doom_env_spec(full_env_name)
     settings = DoomSettings.from_cfg(cfg)
     if spec.num_agents > 1:
         return DoomMultiAgentEnv(spec, settings, render_mode)
     return DoomEnv(spec, settings, render_mode)
 
 
-def make_doom_env(full_env_name: str, cfg=None, env_config=None, render_mode=None):
-    """The make_env_func of every `doom_*` env (register_doom_envs)."""
-    return make_doom_env_from_spec(doom_env_spec(full_env_name), cfg, env_config, render_mode)
-
-
 def register_doom_envs():
-    for name in DOOM_ENVS:
+    for name in DOOM_ENVS_BY_NAME:
         register_env(name, make_doom_env)

@@ -1,6 +1,6 @@
 """Where a Doom env step's time goes: the engine (make_action with frameskip) vs preprocessing.
 
-    python -m sf_examples.vizdoom.doom_timing --env=doom_basic --steps=2000
+    python -m sf_examples.vizdoom.doom.doom_timing --env=doom_basic --steps=2000
 
 Plays random actions and prints microseconds per env step spent in the engine and in
 preprocessing (resize to --res_w x --res_h, channels-first transpose, measurements), for each
@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from sf_examples.vizdoom.doom_envs import (
+from sf_examples.vizdoom.doom.doom_envs import (
     INTERPOLATIONS,
     DoomEnv,
     DoomMultiAgentEnv,

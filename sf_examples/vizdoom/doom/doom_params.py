@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sample_factory.cfg.cfg import str2bool
-from sf_examples.vizdoom.doom_envs import DOOM_ENVS
+from sf_examples.vizdoom.doom.doom_envs import DOOM_ENVS_BY_NAME
 
 
 def add_doom_env_args(parser):
@@ -75,6 +75,6 @@ def doom_override_defaults(parser, env: str | None = None):
         save_every_sec=120,
         pixel_format="CHW",
     )
-    spec = DOOM_ENVS.get(env) if env else None
+    spec = DOOM_ENVS_BY_NAME.get(env) if env else None
     if spec is not None and spec.train_defaults:
         parser.set_defaults(**spec.train_defaults)
