@@ -29,6 +29,7 @@ from sample_factory.cfg.experiment import (
     merge_with_saved_cfg,
 )
 from sample_factory.envs.create_env import (
+    EnvCreationError,
     MultiAgentView,
     as_dict_space,
     env_config_for,
@@ -297,7 +298,7 @@ def enjoy(cfg) -> tuple[int, float | None]:
     setup_logging()
     try:
         return _enjoy(cfg)
-    except (EvalError, UnknownEnvError) as e:
+    except (EvalError, UnknownEnvError, EnvCreationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return ERROR_STATUS, None
 
@@ -312,7 +313,12 @@ def _enjoy(cfg) -> tuple[int, float | None]:
     device = policy_device(cfg)
     state, checkpoint_path = load_checkpoint_for_eval(cfg, device)
 
-    env = make_env(cfg, env_config_for(0, 0, 0), render_mode=render_mode)
+    try:
+        env = make_env(cfg, env_config_for(0, 0, 0), render_mode=render_mode)
+    except UnknownEnvError:
+        raise
+    except Exception as e:
+        raise EnvCreationError(f"could not create the env {cfg.env!r}: {type(e).__name__}: {e}") from e
     recorder = None
     try:
         if is_vector_env(env):
@@ -352,6 +358,7 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, 
     view = MultiAgentView(env)
     num_agents = view.num_agents
     deterministic = bool(cfg.get("eval_deterministic"))
+    record_stats = bool(cfg.get("use_record_episode_statistics"))
     max_episodes = cfg.get("max_num_episodes", int(1e9))
     max_frames = cfg.get("max_num_frames", int(1e9))
     # a gymnasium env made with render_mode="human" draws itself in step(); others are asked to
@@ -390,7 +397,7 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, 
                     recorder.add(render())
                     if recorder.full:
                         video_full_at_episode = num_episodes
-                obs_list, rewards, terminated, truncated, _ = view.step(env_actions)
+                obs_list, rewards, terminated, truncated, infos = view.step(env_actions)
                 if call_render:
                     render()
                 pacer.wait()
@@ -399,6 +406,13 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, 
                 episode_len += 1
                 dones = [bool(t or tr) for t, tr in zip(terminated, truncated)]
                 for agent in np.flatnonzero(dones):
+                    rnn_states[agent] = 0.0
+                    game = infos[agent].get("episode") if record_stats else None
+                    if record_stats and game is None:
+                        continue  # a lost life under EpisodicLife: the game goes on
+                    if game is not None:  # RecordEpisodeStatistics: the whole game's return and length
+                        episode_return[agent] = float(np.asarray(game["r"]).reshape(-1)[0])
+                        episode_len[agent] = int(np.asarray(game["l"]).reshape(-1)[0])
                     finished[agent] += 1
                     returns.append(float(episode_return[agent]))
                     lengths.append(int(episode_len[agent]))
@@ -412,7 +426,6 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, 
                     )
                     episode_return[agent] = 0.0
                     episode_len[agent] = 0
-                    rnn_states[agent] = 0.0
                 num_episodes = min(finished)
                 if any(dones):
                     break

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import random
 import shutil
 import sys
@@ -15,7 +17,7 @@ from sample_factory.algo.sampling.auto_tune import auto_tune
 from sample_factory.cfg.arguments import user_chosen_flags
 from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg
-from sample_factory.envs.create_env import obtain_env_info
+from sample_factory.envs.create_env import EnvCreationError, EnvInfo, obtain_env_info
 from sample_factory.envs.env_utils import UnknownEnvError
 from sample_factory.runner.runner import Runner
 from sample_factory.utils.attr_dict import AttrDict
@@ -35,11 +37,35 @@ def _seed_everything(seed: int | None):
     torch.manual_seed(seed)
 
 
+ENV_INFO_CACHE = "env_info.pkl"
+
+
+def cached_env_info(cfg) -> EnvInfo:
+    """--use_env_info_cache: the spaces saved in the experiment folder by an earlier start, else
+    learned from a probe env and saved. A cache from other env flags is the user's to delete."""
+    path = experiment_dir(cfg) / ENV_INFO_CACHE
+    if path.is_file():
+        try:
+            with open(path, "rb") as f:
+                info = pickle.load(f)
+            log.info("Env info from %s (--use_env_info_cache)", path)
+            return info
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
+            log.warning("Ignoring the env info cache %s (%s)", path, e)
+    info = obtain_env_info(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(info, f)
+    os.replace(tmp, path)
+    return info
+
+
 def make_runner(cfg) -> tuple[AttrDict, Runner]:
     """Validates the config and builds the runner: (the run's final config, the runner), as in
     sample-factory 2.x. Raises ConfigError or UnknownEnvError."""
     verify_cfg(cfg)
-    env_info = obtain_env_info(cfg)
+    env_info = cached_env_info(cfg) if cfg.use_env_info_cache else obtain_env_info(cfg)
     if cfg.auto_tune:
         cfg, _ = auto_tune(cfg, env_info, keep=user_chosen_flags(cfg))
     verify_cfg(cfg, env_info)
@@ -67,8 +93,8 @@ def run_rl(cfg) -> int:
     except UnknownEnvError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_CONFIG_STATUS
-    except CheckpointError as e:
+    except (CheckpointError, EnvCreationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    setup_logging(log_file=experiment_dir(cfg) / LOG_FILE)
+    setup_logging(log_file=experiment_dir(cfg) / LOG_FILE if cfg.log_to_file else None)
     return runner.run()

@@ -305,9 +305,7 @@ def test_engine_survives_sigint_and_dies_with_its_process():
 
 
 def test_deathmatch_against_bots_plays_episodes_and_cleans_up():
-    env = make_doom_env(
-        "doom_deathmatch_bots", doom_cfg("doom_deathmatch_bots", "--doom_timelimit=0.05", "--doom_num_bots=3")
-    )
+    env = make_doom_env("doom_deathmatch_bots", doom_cfg("doom_deathmatch_bots", "--timelimit=0.05", "--num_bots=3"))
     env.action_space.seed(0)
     episodes = []
     try:
@@ -330,7 +328,7 @@ def test_deathmatch_against_bots_plays_episodes_and_cleans_up():
 
 
 def test_two_agent_match_plays_episodes_and_cleans_up():
-    env = make_doom_env("doom_duel", doom_cfg("doom_duel", "--doom_timelimit=0.05"))
+    env = make_doom_env("doom_duel", doom_cfg("doom_duel", "--timelimit=0.05"))
     assert env.is_multiagent and env.num_agents == 2
     env.action_space.seed(0)
     finished = 0
@@ -409,7 +407,7 @@ def test_training_two_agent_match_serial(tmp_path):
     cfg = doom_cfg(
         "doom_duel",
         *small_serial_training_flags(tmp_path, "doom_duel_test"),
-        "--doom_timelimit=0.05",
+        "--timelimit=0.05",
         "--train_for_env_steps=3000",
     )
     result = train_until(cfg)

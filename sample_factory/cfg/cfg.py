@@ -44,6 +44,12 @@ def add_basic_args(p: argparse.ArgumentParser):
         help="gpu uses CUDA when present, else falls back to the CPU",
     )
     g.add_argument("--seed", type=int, default=None, help="Seed for torch, numpy and envs (None: random)")
+    g.add_argument(
+        "--log_to_file",
+        type=str2bool,
+        default=True,
+        help="Also write the log to sf_log.txt in the experiment folder (False: the console only, e.g. on NFS)",
+    )
 
 
 def add_rl_args(p: argparse.ArgumentParser):
@@ -90,6 +96,19 @@ def add_rl_args(p: argparse.ArgumentParser):
         type=int,
         default=0,
         help="Each worker waits a random time up to this before sampling",
+    )
+    g.add_argument(
+        "--actor_worker_gpus",
+        type=int,
+        nargs="*",
+        default=[],
+        help="GPUs the rollout workers' envs may use (e.g. for GPU rendering), round robin; empty: leave CUDA_VISIBLE_DEVICES as it is",
+    )
+    g.add_argument(
+        "--benchmark",
+        type=str2bool,
+        default=False,
+        help="Benchmark mode: workers start sampling at once (no --decorrelate_experience_max_seconds wait)",
     )
     g.add_argument(
         "--decorrelate_envs_on_one_worker",
@@ -372,6 +391,19 @@ def add_env_args(p: argparse.ArgumentParser):
         "--pixel_format", type=str, default="CHW", choices=["CHW", "HWC"], help="Layout of image observations"
     )
     g.add_argument(
+        "--use_env_info_cache",
+        type=str2bool,
+        default=False,
+        help="Keep the env's spaces in the experiment folder and reuse them instead of creating a probe env at start",
+    )
+    g.add_argument(
+        "--use_record_episode_statistics",
+        type=str2bool,
+        default=False,
+        help="Envs wrapped in gymnasium's RecordEpisodeStatistics: report its info['episode'] return and length "
+        "(the whole game under EpisodicLife) as RecordEpisodeStatistics_reward/_len, and enjoy averages those",
+    )
+    g.add_argument(
         "--env_gpu_actions",
         type=str2bool,
         default=False,
@@ -406,6 +438,18 @@ def add_pbt_args(p: argparse.ArgumentParser):
     g.add_argument("--pbt_replace_reward_gap", type=float, default=0.1, help="Relative gap needed to replace a policy")
     g.add_argument(
         "--pbt_replace_reward_gap_absolute", type=float, default=1e-6, help="Absolute gap needed to replace a policy"
+    )
+    g.add_argument(
+        "--pbt_perturb_min",
+        type=float,
+        default=1.1,
+        help="A mutation multiplies or divides by a factor from [min, max]",
+    )
+    g.add_argument(
+        "--pbt_perturb_max",
+        type=float,
+        default=1.5,
+        help="A mutation multiplies or divides by a factor from [min, max]",
     )
     g.add_argument("--pbt_optimize_gamma", type=str2bool, default=False, help="Let PBT mutate gamma")
     g.add_argument("--pbt_target_objective", type=str, default="true_objective", help="info key PBT maximizes")

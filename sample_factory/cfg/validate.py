@@ -47,6 +47,8 @@ _NOT_SUPPORTED_REASONS = {
             "pbt_replace_reward_gap_absolute",
             "pbt_optimize_gamma",
             "pbt_target_objective",
+            "pbt_perturb_min",
+            "pbt_perturb_max",
         ],
         _PBT,
     ),

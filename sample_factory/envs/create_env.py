@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from sample_factory.envs.env_utils import make_env_func_for
+from sample_factory.envs.env_utils import UnknownEnvError, make_env_func_for
 from sample_factory.utils.attr_dict import AttrDict
 
 
@@ -61,9 +61,21 @@ class EnvInfo:
         self.__dict__.update(state)
 
 
+class EnvCreationError(RuntimeError):
+    """The env could not be made (its factory raised): the message names the env and the error."""
+
+
 def obtain_env_info(cfg) -> EnvInfo:
-    """A throw-away env in the parent tells the spaces before anything is allocated."""
-    env = make_env(cfg, env_config_for(-1, 0, 0))
+    """A throw-away env in the parent tells the spaces before anything is allocated.
+
+    Raises UnknownEnvError for an unregistered name and EnvCreationError when the factory fails.
+    """
+    try:
+        env = make_env(cfg, env_config_for(-1, 0, 0))
+    except UnknownEnvError:
+        raise
+    except Exception as e:
+        raise EnvCreationError(f"could not create the env {cfg.env!r}: {type(e).__name__}: {e}") from e
     try:
         return env_info_of(env, cfg)
     finally:

@@ -244,7 +244,9 @@ class Runner(EventLoopObject):
         if self.cfg.serial_mode:
             return self.event_loop
         process = EventLoopProcess(
-            name, self.mp_ctx, init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE)
+            name,
+            self.mp_ctx,
+            init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE if self.cfg.log_to_file else None),
         )
         self.processes.append(process)
         return process.event_loop

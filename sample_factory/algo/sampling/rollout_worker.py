@@ -27,6 +27,7 @@ from sample_factory.cfg.derived import envs_per_split, worker_rng_seed
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
 from sample_factory.utils.device import limit_env_threads, pin_rollout_worker, set_niceness
+from sample_factory.utils.gpu_utils import set_gpus_for_process
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class RolloutWorker(EventLoopObject):
         torch.set_num_threads(1)
         cfg = self.cfg
         pin_rollout_worker(cfg, self.worker_idx)
+        if cfg.actor_worker_gpus and self.event_loop.owned_by_process:
+            set_gpus_for_process(self.worker_idx, 1, "rollout worker", gpu_mask=cfg.actor_worker_gpus)
         if cfg.force_envs_single_thread:
             limit_env_threads()
         if cfg.default_niceness and self.event_loop.owned_by_process:
@@ -80,7 +83,7 @@ class RolloutWorker(EventLoopObject):
         for split_idx in range(self.num_splits):
             runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, envs_per_split(cfg))
             self.splits.append(SplitState(runner))
-        if cfg.decorrelate_experience_max_seconds > 0:
+        if cfg.decorrelate_experience_max_seconds > 0 and not cfg.benchmark:
             time.sleep(self.rng.uniform(0, cfg.decorrelate_experience_max_seconds))
         rnn_width = self.shared.buffers.rnn_states.shape[-1]
         for split_idx, split in enumerate(self.splits):
@@ -206,9 +209,13 @@ class RolloutWorker(EventLoopObject):
             }
             if "true_objective" in info:
                 stats["true_objective"] = float(info["true_objective"])
-            extra = info.get("episode_extra_stats")
+            extra = dict(info.get("episode_extra_stats") or {})
+            if self.cfg.use_record_episode_statistics and "episode" in info:
+                # gymnasium's RecordEpisodeStatistics: the whole game's return, e.g. under EpisodicLife
+                extra["RecordEpisodeStatistics_reward"] = info["episode"]["r"]
+                extra["RecordEpisodeStatistics_len"] = info["episode"]["l"]
             if extra:
-                stats["episode_extra_stats"] = {k: float(v) for k, v in extra.items()}
+                stats["episode_extra_stats"] = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in extra.items()}
             finished.append(stats)
         split.episode_return[ended] = 0.0
         split.episode_len[ended] = 0

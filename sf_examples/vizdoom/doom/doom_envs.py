@@ -39,7 +39,7 @@ An episode ends when the scenario ends it (goal reached, death, its time limit, 
 time limit is part of each scenario's task. In multiplayer matches a dead agent respawns on its
 next step and plays on (its death is counted and shaped).
 
-Multiplayer: `doom_deathmatch_bots` is one agent hosting a deathmatch against `--doom_num_bots`
+Multiplayer: `doom_deathmatch_bots` is one agent hosting a deathmatch against `--num_bots`
 built-in bots (7). `doom_duel` is a multi-agent env (`is_multiagent`, two agents): a host and a
 client of one networked game on localhost, each DoomGame in its own thread (ViZDoom releases the
 GIL while it waits for the engine, and the lock-step netgame needs every player's action in
@@ -65,6 +65,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -221,6 +222,22 @@ def doom_env_spec(name: str) -> DoomSpec:
         raise KeyError(f"unknown Doom env {name!r}; Doom envs: {', '.join(DOOM_ENVS_BY_NAME)}") from None
 
 
+def _refuse_unsupported_players(cfg, get):
+    """2.x's flags for humans joining a match and adaptive bots: accepted at their defaults only."""
+    if get("num_humans", 0) != 0:
+        raise ValueError(f"--num_humans={get('num_humans', 0)}: human players are not supported (use 0)")
+    if get("start_bot_difficulty", None) is not None:
+        raise ValueError("--start_bot_difficulty: the scenarios here have no adaptive bots (leave it unset)")
+    num_agents = get("num_agents", -1)
+    env = get("env", None)
+    spec = DOOM_ENVS_BY_NAME.get(env) if env else None
+    if num_agents != -1 and spec is not None and num_agents != spec.num_agents:
+        raise ValueError(
+            f"--num_agents={num_agents}: {env} has {spec.num_agents} learning agent(s); other counts"
+            " (seats for humans) are not supported (use -1)"
+        )
+
+
 @dataclass(frozen=True)
 class DoomSettings:
     """What the command line decides about a Doom env (doom_params.py has the flags)."""
@@ -233,6 +250,7 @@ class DoomSettings:
     interpolation: str = "nearest"
     num_bots: int | None = None  # None: the spec's
     timelimit_min: float | None = None  # None: the spec's
+    record_to: str | None = None  # folder of .lmp demos, one per episode and player
 
     @classmethod
     def from_cfg(cls, cfg) -> DoomSettings:
@@ -243,8 +261,9 @@ class DoomSettings:
             value = cfg.get(name, default) if hasattr(cfg, "get") else getattr(cfg, name, default)
             return default if value is None else value
 
-        num_bots = get("doom_num_bots", -1)
-        timelimit = get("doom_timelimit", 0.0)
+        num_bots = get("num_bots", -1)
+        timelimit = get("timelimit", 0.0)
+        _refuse_unsupported_players(cfg, get)
         return cls(
             res_w=int(get("res_w", cls.res_w)),
             res_h=int(get("res_h", cls.res_h)),
@@ -254,6 +273,7 @@ class DoomSettings:
             interpolation=str(get("doom_resize_interpolation", cls.interpolation)),
             num_bots=None if num_bots < 0 else int(num_bots),
             timelimit_min=float(timelimit) if timelimit > 0 else None,
+            record_to=get("record_to", None),
         )
 
     @property
@@ -328,6 +348,14 @@ class DoomPlayer:
         self._dead = False
         self._last_obs: dict | None = None
         self._last_screen: np.ndarray | None = None
+        self._demos_recorded = 0
+
+    def _demo_path(self) -> str:
+        folder = Path(self.settings.record_to)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._demos_recorded += 1
+        name = f"{self.spec.name}_p{self.player_idx}_{os.getpid()}_{self._demos_recorded:05d}.lmp"
+        return str(folder / name)
 
     # ----- start and configuration
 
@@ -389,7 +417,10 @@ class DoomPlayer:
         game = self.game
         if seed is not None:
             game.set_seed(int(seed) % 2**32)
-        game.new_episode()
+        if self.settings.record_to:
+            game.new_episode(self._demo_path())
+        else:
+            game.new_episode()
         if self.player_idx == 0 and self.num_bots > 0:
             game.send_game_command("removebots")
             for _ in range(self.num_bots):

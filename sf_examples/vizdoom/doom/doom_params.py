@@ -25,14 +25,36 @@ def add_doom_env_args(parser):
         choices=["nearest", "area", "linear"],
         help="cv2 interpolation of the resize to --res_w x --res_h (nearest: ~10x cheaper than area, keeps thin details)",
     )
+    g.add_argument("--num_bots", type=int, default=-1, help="Built-in bots in multiplayer envs (-1: the env's default)")
     g.add_argument(
-        "--doom_num_bots", type=int, default=-1, help="Built-in bots in multiplayer envs (-1: the env's default)"
+        "--timelimit",
+        type=float,
+        default=None,
+        help="Length of a multiplayer match in minutes of game time (default: the env's)",
     )
     g.add_argument(
-        "--doom_timelimit",
-        type=float,
-        default=0.0,
-        help="Length of a multiplayer match in minutes of game time (0: the env's default)",
+        "--num_agents",
+        type=int,
+        default=-1,
+        help="Learning agents in a multiplayer env (-1: the env's default; fewer, to leave seats to humans, is refused)",
+    )
+    g.add_argument(
+        "--num_humans",
+        type=int,
+        default=0,
+        help="Human players joining a match over the network (only 0: this project hosts no human players)",
+    )
+    g.add_argument(
+        "--start_bot_difficulty",
+        type=int,
+        default=None,
+        help="Bot difficulty of adaptive-bot scenarios (refused: the scenarios here have no adaptive bots)",
+    )
+    g.add_argument(
+        "--record_to",
+        type=str,
+        default=None,
+        help="Folder to record every episode to as a Doom demo (.lmp, replayable with ViZDoom)",
     )
 
 
