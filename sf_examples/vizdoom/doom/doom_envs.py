@@ -20,7 +20,7 @@ Action spaces (button groups; see doom_action_space.py):
 |--------------------------------|-----------------------------------------------------------|
 | doom_basic                     | Discrete(6): (none/left/right) x (none/attack)            |
 | doom_defend_the_center, _line  | Discrete(6): (none/turn left/turn right) x (none/attack)  |
-| doom_health_gathering(_supreme)| Discrete(6): (none/turn left/turn right) x (none/forward) |
+| doom_health_gathering(_supreme)| Discrete(5): none/turn left/turn right/forward/backward   |
 | doom_my_way_home               | Discrete(18): turn x forward x strafe                     |
 | doom_predict_position          | Discrete(6): turn x attack                                |
 | doom_take_cover                | Discrete(3): none/left/right                              |
@@ -141,6 +141,9 @@ class DoomSpec:
     num_agents: int = 1
     num_bots: int = 0
     timelimit_min: float = 0.0  # multiplayer match length
+    # the scenario's own rewards, replacing the .cfg's (None: keep them)
+    living_reward: float | None = None
+    death_penalty: float | None = None
     # training defaults of this env on top of doom_override_defaults' (doom_params.py)
     train_defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -168,8 +171,25 @@ DOOM_ENV_SPECS = (
         train_defaults=MappingProxyType({"batch_size": 256, "learning_rate": 5e-4}),
     ),
     DoomSpec("doom_defend_the_line", "defend_the_line.cfg", (TURN, ATTACK)),
-    DoomSpec("doom_health_gathering", "health_gathering.cfg", (TURN, ("MOVE_FORWARD",))),
-    DoomSpec("doom_health_gathering_supreme", "health_gathering_supreme.cfg", (TURN, ("MOVE_FORWARD",))),
+    # As sample-factory 2.x trains them (and the Hugging Face course scores them): one of four
+    # buttons or none, 0.01 per tic alive and no death penalty (the return is ~seconds survived / 0.35),
+    # and +1 for every medkit picked up as shaping; true_objective is the unshaped return.
+    DoomSpec(
+        "doom_health_gathering",
+        "health_gathering.cfg",
+        (TURN + FORWARD_BACK,),
+        reward_shaping=_shaping({"health_pickup": 1.0}),
+        living_reward=0.01,
+        death_penalty=0.0,
+    ),
+    DoomSpec(
+        "doom_health_gathering_supreme",
+        "health_gathering_supreme.cfg",
+        (TURN + FORWARD_BACK,),
+        reward_shaping=_shaping({"health_pickup": 1.0}),
+        living_reward=0.01,
+        death_penalty=0.0,
+    ),
     DoomSpec("doom_my_way_home", "my_way_home.cfg", (TURN, ("MOVE_FORWARD",), STRAFE)),
     DoomSpec(
         "doom_deadly_corridor", "deadly_corridor.cfg", (FORWARD_BACK, STRAFE, TURN, ATTACK), action_kind="multidiscrete"
@@ -377,6 +397,10 @@ class DoomPlayer:
             game.set_doom_scenario_path(os.path.join(vzd.scenarios_path, spec.wad))
         if spec.doom_map is not None:
             game.set_doom_map(spec.doom_map)
+        if spec.living_reward is not None:
+            game.set_living_reward(spec.living_reward)
+        if spec.death_penalty is not None:
+            game.set_death_penalty(spec.death_penalty)
         game.set_window_visible(False)
         game.set_sound_enabled(False)
         game.set_mode(vzd.Mode.PLAYER)  # synchronous: the engine waits for every action

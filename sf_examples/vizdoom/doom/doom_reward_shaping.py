@@ -15,6 +15,7 @@ Each coefficient multiplies one per-step quantity (all are 0 on a step where not
 | `damage`       | damage dealt, in hit points (DAMAGECOUNT increase)                               |
 | `damage_taken` | damage taken, in hit points (DAMAGE_TAKEN increase)                              |
 | `health`       | health change while alive (medkits +, wounds -)                                  |
+| `health_pickup`| 1 on a step whose health rose while alive (a medkit, whatever its size: 2.x's gathering shaping) |
 | `armor`        | armor change while alive                                                         |
 | `ammo`         | ammo picked up (increases of bullets, shells, rockets, cells; firing is not counted) |
 | `death`        | 1 on the step the agent dies                                                     |
@@ -48,7 +49,7 @@ TRACKED_VARIABLES = (
 VAR_INDEX = {name: i for i, name in enumerate(TRACKED_VARIABLES)}
 AMMO_VARIABLES = ("AMMO2", "AMMO3", "AMMO5", "AMMO6")
 
-SHAPING_TERMS = ("kill", "frag", "hit", "damage", "damage_taken", "health", "armor", "ammo", "death")
+SHAPING_TERMS = ("kill", "frag", "hit", "damage", "damage_taken", "health", "health_pickup", "armor", "ammo", "death")
 
 NO_SHAPING: dict[str, float] = {}
 
@@ -100,11 +101,13 @@ class RewardShaping:
             "damage_taken": max(0.0, delta("DAMAGE_TAKEN")),
             "death": 1.0 if died else 0.0,
             "health": 0.0,
+            "health_pickup": 0.0,
             "armor": 0.0,
             "ammo": 0.0,
         }
         if alive_throughout:
             terms["health"] = delta("HEALTH")
+            terms["health_pickup"] = 1.0 if terms["health"] > 0 else 0.0
             terms["armor"] = delta("ARMOR")
             terms["ammo"] = sum(max(0.0, delta(name)) for name in AMMO_VARIABLES)
         return terms
