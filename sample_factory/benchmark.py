@@ -163,7 +163,7 @@ def _tree_cpu_sec() -> float:
 def measure_raw_fps(cfg, duration_sec: float, warmup_sec: float, window_sec: float) -> dict:
     ctx = process_context()
     results = ctx.Queue()
-    registry = env_registry_snapshot()
+    registry = env_registry_snapshot([cfg.env])
     env_info = obtain_env_info(cfg)
     procs = [
         ctx.Process(

@@ -330,7 +330,7 @@ def _enjoy(cfg) -> tuple[int, float | None]:
                 video_path = video_path.with_suffix(".mp4")
             fps = cfg.fps if cfg.get("fps") else DEFAULT_VIDEO_FPS
             recorder = VideoRecorder(video_path, fps, cfg.get("video_frames", int(1e9)))
-        returns, lengths = _play(cfg, env, policy, render_mode, recorder)
+        returns, lengths, objectives = _play(cfg, env, policy, render_mode, recorder)
         if recorder is not None:
             written = recorder.close()
             if written is None:
@@ -348,13 +348,17 @@ def _enjoy(cfg) -> tuple[int, float | None]:
     if returns:
         episodes = f"{len(returns)} episode{'s' if len(returns) != 1 else ''}"
         print(f"Mean return {_mean_std(returns)}, mean length {_mean_std(lengths)} ({episodes})", flush=True)
+        if objectives != returns:
+            print(f"Mean true objective {_mean_std(objectives)}", flush=True)
     else:
         print("No episode finished (raise --max_num_frames)", flush=True)
-    return 0, (float(np.mean(returns)) if returns else None)
+    # as sample-factory 2.x: the env's true objective where it reports one (the unshaped score)
+    return 0, (float(np.mean(objectives)) if objectives else None)
 
 
-def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, list]:
-    """Plays until a stop condition; returns the finished episodes' returns and lengths (all agents)."""
+def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, list, list]:
+    """Plays until a stop condition; returns the finished episodes' returns, lengths and true
+    objectives (the return where the env reports none), all agents."""
     view = MultiAgentView(env)
     num_agents = view.num_agents
     deterministic = bool(cfg.get("eval_deterministic"))
@@ -383,7 +387,7 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, 
     episode_return = np.zeros(num_agents)
     episode_len = np.zeros(num_agents, np.int64)
     finished = [0] * num_agents  # episodes finished per agent
-    returns, lengths = [], []
+    returns, lengths, objectives = [], [], []
     num_episodes = 0  # an episode counts once every agent has finished one more
     env_frames = 0
     video_full_at_episode = None  # once the video is complete, play only to the end of this episode
@@ -415,6 +419,7 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, 
                         episode_len[agent] = int(np.asarray(game["l"]).reshape(-1)[0])
                     finished[agent] += 1
                     returns.append(float(episode_return[agent]))
+                    objectives.append(float(infos[agent].get("true_objective", episode_return[agent])))
                     lengths.append(int(episode_len[agent]))
                     who = f" agent {agent}" if num_agents > 1 else ""
                     log.info(
@@ -433,7 +438,7 @@ def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, 
                 break
     except KeyboardInterrupt:
         log.info("Interrupted: stopping after %d episodes", num_episodes)
-    return returns, lengths
+    return returns, lengths, objectives
 
 
 def main() -> int:

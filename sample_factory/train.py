@@ -18,7 +18,8 @@ from sample_factory.cfg.arguments import user_chosen_flags
 from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import EnvCreationError, EnvInfo, obtain_env_info
-from sample_factory.envs.env_utils import UnknownEnvError
+from sample_factory.envs.env_utils import UnknownEnvError, make_env_func_for
+from sample_factory.model.model_factory import global_model_factory
 from sample_factory.runner.runner import Runner
 from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.checkpoint import CheckpointError
@@ -61,6 +62,25 @@ def cached_env_info(cfg) -> EnvInfo:
     return info
 
 
+def _check_sendable_to_workers(cfg):
+    """Worker processes receive the env factory and the model factory by pickling: a lambda or a
+    function defined inside another cannot travel, which would fail deep inside process start."""
+    what = {
+        "the make_env_func of " + repr(cfg.env): make_env_func_for(cfg.env),
+        "the model factory": global_model_factory(),
+    }
+    for name, obj in what.items():
+        try:
+            pickle.dumps(obj)
+        except Exception as e:
+            raise ConfigError(
+                [
+                    f"{name} cannot be sent to worker processes ({type(e).__name__}: {e}): define it at module"
+                    " level, or run with --serial_mode=True"
+                ]
+            ) from None
+
+
 def make_runner(cfg) -> tuple[AttrDict, Runner]:
     """Validates the config and builds the runner: (the run's final config, the runner), as in
     sample-factory 2.x. Raises ConfigError or UnknownEnvError."""
@@ -69,6 +89,8 @@ def make_runner(cfg) -> tuple[AttrDict, Runner]:
     if cfg.auto_tune:
         cfg, _ = auto_tune(cfg, env_info, keep=user_chosen_flags(cfg))
     verify_cfg(cfg, env_info)
+    if not cfg.serial_mode:
+        _check_sendable_to_workers(cfg)
     exp_dir = experiment_dir(cfg)
     if cfg.restart_behavior == "overwrite" and exp_dir.exists():
         shutil.rmtree(exp_dir)

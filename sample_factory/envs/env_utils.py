@@ -38,8 +38,12 @@ def registered_env_names() -> list[str]:
     return sorted(_ENV_REGISTRY)
 
 
-def env_registry_snapshot() -> dict[str, MakeEnvFunc]:
-    return dict(_ENV_REGISTRY)
+def env_registry_snapshot(names: list[str] | None = None) -> dict[str, MakeEnvFunc]:
+    """The registry (or the entries of `names`) to hand to worker processes: only what they make
+    travels, so an unpicklable factory registered for another env does not stop a run."""
+    if names is None:
+        return dict(_ENV_REGISTRY)
+    return {name: _ENV_REGISTRY[name] for name in names if name in _ENV_REGISTRY}
 
 
 def restore_env_registry(snapshot: dict[str, MakeEnvFunc]):

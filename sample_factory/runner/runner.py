@@ -263,7 +263,7 @@ class Runner(EventLoopObject):
             for i in range(cfg.policy_workers_per_policy):
                 loop = self._loop_for(f"inference_p{policy_id}_{i}")
                 self.inference_workers.append(InferenceWorker(loop, policy_id, i, cfg, env_info, shared, model_factory))
-        registry = env_registry_snapshot()
+        registry = env_registry_snapshot([cfg.env])
         for worker_idx in range(cfg.num_workers):
             loop = self._loop_for(f"rollout_worker_{worker_idx}")
             self.rollout_workers.append(RolloutWorker(loop, worker_idx, cfg, env_info, shared, registry))

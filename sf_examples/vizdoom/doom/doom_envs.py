@@ -147,6 +147,10 @@ class DoomSpec:
     # training defaults of this env on top of doom_override_defaults' (doom_params.py)
     train_defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
+    def __reduce__(self):
+        # Read-only mappings do not pickle; a spec travels to worker processes by its name.
+        return doom_env_spec, (self.name,)
+
 
 def _shaping(coefficients) -> Mapping[str, float]:
     return MappingProxyType(dict(coefficients))
