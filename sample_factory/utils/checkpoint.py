@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from sample_factory.utils.sf2_checkpoint import from_sf2, is_sf2_checkpoint
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -122,6 +124,9 @@ def load_latest_checkpoint(
         except Exception as e:  # noqa: BLE001 (any failure to read means: try the previous one)
             log.warning("Checkpoint %s could not be loaded (%s); trying the previous one", path, e)
             continue
+        if is_sf2_checkpoint(state):
+            log.info("Checkpoint %s was written by sample-factory 2.x: converted on load", path)
+            state = from_sf2(state, CHECKPOINT_FORMAT_VERSION)
         if state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
             log.warning(
                 "Checkpoint %s has format %s, expected %s; skipped",

@@ -324,7 +324,8 @@ class Learner:
 
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry how the old run stepped
             group["fused"], group["foreach"] = self._fused_adam, None
         known = set(TrainingState.__dataclass_fields__)
