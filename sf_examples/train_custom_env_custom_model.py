@@ -46,16 +46,16 @@ def add_extra_params(parser):
     parser.add_argument("--custom_hidden_size", type=int, default=32, help="Width of the example encoder")
 
 
-def register_components():
+def register_custom_components():
     register_env("cue_memory", make_cue_memory_env)
     global_model_factory().register_encoder_factory(make_residual_encoder)
 
 
-def parse_args(argv=None):
+def parse_custom_args(argv=None, evaluation=False):
     argv = sys.argv[1:] if argv is None else argv
     if not any(a.startswith("--env") for a in argv):
         argv = ["--env=cue_memory", *argv]
-    parser, _ = parse_sf_args(argv)
+    parser, _ = parse_sf_args(argv, evaluation=evaluation)
     add_extra_params(parser)
     parser.set_defaults(
         rnn_size=32, rollout=16, batch_size=256, num_envs_per_worker=8, num_epochs=4, learning_rate=3e-3
@@ -64,8 +64,8 @@ def parse_args(argv=None):
 
 
 def main() -> int:
-    register_components()
-    return run_rl(parse_args())
+    register_custom_components()
+    return run_rl(parse_custom_args())
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from sf_examples.atari.atari_envs import (
     make_atari_env,
     make_atari_env_for_eval,
     register_atari_envs,
+    sf2_atari_aliases,
 )
 from sf_examples.atari.train_atari import parse_atari_args
 
@@ -95,14 +96,15 @@ def test_every_single_player_game_is_registered():
     import ale_py
 
     names = register_atari_envs()
-    assert names == atari_env_names()
+    assert names[: len(atari_env_names())] == atari_env_names()
+    assert set(names[len(atari_env_names()) :]) == set(sf2_atari_aliases()), "and sample-factory 2.x's names"
     registered = set(registered_env_names())
     assert set(names) <= registered
     all_roms = ale_py.roms.get_all_rom_ids()
     # ale-py ships a few ROMs without a single-player mode (combat, joust, ...); it registers no
     # ALE/<Name>-v5 env for them and neither do we. Every other ROM has its name.
-    assert len(names) == len(atari_game_ids()) >= 100
-    assert len(all_roms) - len(names) <= 6
+    assert len(atari_env_names()) == len(atari_game_ids()) >= 100
+    assert len(all_roms) - len(atari_env_names()) <= 6
     for name in ["atari_breakout", "atari_pong", "atari_space_invaders", "atari_montezuma_revenge", "atari_ms_pacman"]:
         assert name in registered
 

@@ -69,11 +69,19 @@ def test_custom_env_custom_model_example_trains(tmp_path):
 
     reset_global_model_factory()
     try:
-        example.register_components()
-        cfg = example.parse_args(
-            [f"--train_dir={tmp_path}", "--experiment=example", "--serial_mode=True", "--train_for_env_steps=40000"]
+        example.register_custom_components()
+        cfg = example.parse_custom_args(
+            [
+                f"--train_dir={tmp_path}",
+                "--experiment=example",
+                "--serial_mode=True",
+                "--train_for_env_steps=40000",
+                "--seed=1",
+            ]
         )
-        # Without memory the expected return is 0; measured: the GRU model passes 0.9 after 4k-6k env steps.
+        # Without memory the expected return is 0; measured: the GRU model passes 0.9 after 4k-10k env steps
+        # (seeds 1-8). Unseeded, the init came from whatever the earlier tests left in torch's RNG and
+        # once, after the 2.x suite, did not learn in 40k steps: seeded, the test is the same every run.
         result = train_until(cfg, goal_reward=0.9, min_episodes=100)
     finally:
         reset_global_model_factory()

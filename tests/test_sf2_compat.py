@@ -55,6 +55,13 @@ DOCUMENTED_2X_SURFACE = [
     ("sf_examples.vizdoom.doom.doom_model", ["make_vizdoom_encoder"]),
     ("sf_examples.vizdoom.train_vizdoom", ["parse_vizdoom_cfg", "register_vizdoom_components", "register_vizdoom_envs",
                                            "register_vizdoom_models"]),
+    ("sf_examples.atari.atari_utils", ["ATARI_ENVS", "AtariSpec", "atari_env_by_name", "make_atari_env"]),
+    ("sf_examples.atari.train_atari", ["parse_atari_args", "register_atari_components"]),
+    ("sf_examples.mujoco.mujoco_utils", ["MUJOCO_ENVS", "MujocoSpec", "mujoco_env_by_name", "make_mujoco_env"]),
+    ("sf_examples.mujoco.train_mujoco", ["parse_mujoco_cfg", "register_mujoco_components"]),
+    ("sf_examples.train_custom_env_custom_model", ["parse_custom_args", "register_custom_components"]),
+    ("sf_examples.train_custom_multi_env", ["parse_custom_args", "register_custom_components", "make_custom_multi_env_func"]),
+    ("sf_examples.enjoy_custom_env_custom_model", ["main"]),
 ]  # fmt: skip
 
 
@@ -384,3 +391,43 @@ def test_an_env_factory_that_cannot_reach_worker_processes_is_a_one_line_error(t
     err = capsys.readouterr().err
     assert "cannot be sent to worker processes" in err and "--serial_mode=True" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_custom_multi_env_example_trains_and_its_custom_flag_acts(tmp_path):
+    from training import train_until
+
+    from sf_examples import train_custom_multi_env as example
+
+    example.register_custom_components()
+    cfg = example.parse_custom_args(
+        [f"--train_dir={tmp_path}", "--experiment=multi", "--serial_mode=True", "--train_for_env_steps=4000",
+         "--custom_env_num_agents=3"]
+    )  # fmt: skip
+    result = train_until(cfg)
+    assert result["status"] == 0 and result["policies"][0]["num_episodes"] > 0
+    assert result["runner"].env_info.num_agents == 3
+
+
+@pytest.mark.parametrize(
+    ("sf2_name", "task"), [("mujoco_walker", "Walker2d"), ("mujoco_doublependulum", "InvertedDoublePendulum")]
+)
+def test_2x_mujoco_names_and_the_v4_tasks_2x_trained_on(sf2_name, task):
+    pytest.importorskip("mujoco")
+    from sf_examples.mujoco.mujoco_envs import make_mujoco_env
+    from sf_examples.mujoco.train_mujoco import parse_mujoco_args
+
+    for version in ("v5", "v4"):
+        env = make_mujoco_env(sf2_name, parse_mujoco_args([f"--env={sf2_name}", f"--mujoco_env_version={version}"]))
+        try:
+            assert env.unwrapped.spec.id == f"{task}-{version}"
+        finally:
+            env.close()
+
+
+def test_2x_atari_names_play_the_same_game():
+    pytest.importorskip("ale_py")
+    from sf_examples.atari.atari_envs import game_of, sf2_atari_aliases
+
+    aliases = sf2_atari_aliases()
+    assert game_of("atari_spaceinvaders") == game_of("atari_space_invaders") == "space_invaders"
+    assert aliases["atari_montezuma"] == "montezuma_revenge" and aliases["atari_kongfumaster"] == "kung_fu_master"

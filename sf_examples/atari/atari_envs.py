@@ -93,24 +93,42 @@ def atari_env_names() -> list[str]:
     return [ATARI_ENV_PREFIX + rom for rom in atari_game_ids()]
 
 
+# sample-factory 2.x's names that are not the ROM id without underscores (atari_spaceinvaders is)
+_SF2_IRREGULAR_NAMES = {
+    "asteroid": "asteroids",
+    "kongfumaster": "kung_fu_master",
+    "montezuma": "montezuma_revenge",
+    "privateye": "private_eye",
+}
+
+
+def sf2_atari_aliases() -> dict[str, str]:
+    """sample-factory 2.x's env names -> the ROM id they play, where the name differs from ours."""
+    roms = atari_game_ids()
+    aliases = {ATARI_ENV_PREFIX + rom.replace("_", ""): rom for rom in roms if "_" in rom}
+    aliases.update({ATARI_ENV_PREFIX + name: rom for name, rom in _SF2_IRREGULAR_NAMES.items() if rom in roms})
+    return aliases
+
+
 def game_of(full_env_name: str) -> str:
     if not full_env_name.startswith(ATARI_ENV_PREFIX):
         raise ValueError(f"{full_env_name!r} is not an Atari env name (they look like atari_breakout)")
-    game = full_env_name[len(ATARI_ENV_PREFIX) :]
+    game = sf2_atari_aliases().get(full_env_name, full_env_name[len(ATARI_ENV_PREFIX) :])
     if game not in atari_game_ids():
         raise ValueError(f"{full_env_name!r}: ale-py has no game {game!r}; known: {', '.join(atari_env_names())}")
     return game
 
 
 def register_atari_envs(evaluation: bool = False) -> list[str]:
-    """Registers `atari_<game>` for every game; returns the names.
+    """Registers `atari_<game>` for every game, and sample-factory 2.x's names where they differ
+    (`atari_spaceinvaders` plays `space_invaders`); returns the names.
 
     `evaluation=True` registers the variant that plays full games with real rewards (for enjoy).
     """
     from sample_factory.envs.env_utils import register_env
 
     make = make_atari_env_for_eval if evaluation else make_atari_env
-    names = atari_env_names()
+    names = atari_env_names() + sorted(sf2_atari_aliases())
     for name in names:
         register_env(name, make)
     return names

@@ -28,6 +28,11 @@ def parse_atari_args(argv=None, evaluation: bool = False):
     return parse_full_cfg(parser, argv)
 
 
+def register_atari_components():
+    """sample-factory 2.x's name: registers every `atari_*` env (and 2.x's names of them)."""
+    register_atari_envs()
+
+
 def main() -> int:
     cfg = parse_atari_args()
     return run_rl(cfg)

@@ -1,6 +1,8 @@
 """MuJoCo locomotion and control tasks (gymnasium's v5 envs) as `mujoco_<task>` envs.
 
-`mujoco_halfcheetah` -> HalfCheetah-v5, `mujoco_hopper` -> Hopper-v5, ... (MUJOCO_ENVS below).
+`mujoco_halfcheetah` -> HalfCheetah-v5, `mujoco_hopper` -> Hopper-v5, ... (MUJOCO_ENVS below);
+sample-factory 2.x's names (`mujoco_walker`, ...) are aliases, and `--mujoco_env_version=v4`
+selects the v4 tasks 2.x trained on, so results compare with its published ones.
 Episodes are cut at gymnasium's time limit (1000 steps for locomotion): that is a truncation,
 so the defaults bootstrap from the value there (`--value_bootstrap=True`).
 
@@ -43,16 +45,24 @@ MUJOCO_ENVS = {
     "mujoco_inverted_pendulum": "InvertedPendulum-v5",
     "mujoco_inverted_double_pendulum": "InvertedDoublePendulum-v5",
 }
+# sample-factory 2.x's names of the same tasks
+SF2_MUJOCO_ALIASES = {
+    "mujoco_walker": "mujoco_walker2d",
+    "mujoco_standup": "mujoco_humanoidstandup",
+    "mujoco_pendulum": "mujoco_inverted_pendulum",
+    "mujoco_doublependulum": "mujoco_inverted_double_pendulum",
+}
+MUJOCO_VERSIONS = ("v5", "v4")  # --mujoco_env_version: v4 is what sample-factory 2.x trained and published
 
 
 def mujoco_env_names() -> list[str]:
-    return list(MUJOCO_ENVS)
+    return list(MUJOCO_ENVS) + list(SF2_MUJOCO_ALIASES)
 
 
 def register_mujoco_envs() -> list[str]:
     from sample_factory.envs.env_utils import register_env
 
-    for name in MUJOCO_ENVS:
+    for name in mujoco_env_names():
         register_env(name, make_mujoco_env)
     return mujoco_env_names()
 
@@ -81,9 +91,11 @@ def route_mujoco_warnings_to_logging():
 
 def make_mujoco_env(full_env_name: str, cfg=None, env_config=None, render_mode=None) -> gym.Env:
     try:
-        gym_id = MUJOCO_ENVS[full_env_name]
+        gym_id = MUJOCO_ENVS[SF2_MUJOCO_ALIASES.get(full_env_name, full_env_name)]
     except KeyError:
-        raise ValueError(f"unknown MuJoCo env {full_env_name!r}; known: {', '.join(MUJOCO_ENVS)}") from None
+        raise ValueError(f"unknown MuJoCo env {full_env_name!r}; known: {', '.join(mujoco_env_names())}") from None
+    version = (cfg.get("mujoco_env_version") if cfg is not None else None) or MUJOCO_VERSIONS[0]
+    gym_id = gym_id.rsplit("-", 1)[0] + "-" + version
     use_headless_gl_if_needed(render_mode)
     try:
         route_mujoco_warnings_to_logging()

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def add_mujoco_env_args(parser):
+    parser.add_argument(
+        "--mujoco_env_version",
+        type=str,
+        default="v5",
+        choices=["v5", "v4"],
+        help="gymnasium version of the MuJoCo tasks: v5 (current) or v4 (what sample-factory 2.x trained and published)",
+    )
+
+
 def mujoco_override_defaults(parser):
     """4 workers x 4 envs, rollouts of 64 steps; an iteration is 2048 samples, 8 minibatches of 256, 4 epochs."""
     parser.set_defaults(

@@ -195,6 +195,9 @@ DOOM_ENV_SPECS = (
         death_penalty=0.0,
     ),
     DoomSpec("doom_my_way_home", "my_way_home.cfg", (TURN, ("MOVE_FORWARD",), STRAFE)),
+    # sample-factory 2.x's one-button-at-a-time variants (its buttons, ViZDoom's maps and rewards)
+    DoomSpec("doom_my_way_home_flat_actions", "my_way_home.cfg", (TURN + FORWARD_BACK,)),
+    DoomSpec("doom_defend_the_center_flat_actions", "defend_the_center.cfg", (TURN + ATTACK,)),
     DoomSpec(
         "doom_deadly_corridor", "deadly_corridor.cfg", (FORWARD_BACK, STRAFE, TURN, ATTACK), action_kind="multidiscrete"
     ),
