@@ -37,6 +37,7 @@ setup(
         "mujoco": ["mujoco>=3", "gymnasium[mujoco]>=1.0"],
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
         "wandb": ["wandb"],
+        "pettingzoo": ["pettingzoo>=1.24"],
         "dev": ["pytest", "pytest-timeout", "ruff==0.17.6", "onnx", "onnxscript", "onnxruntime"],
     },
 )

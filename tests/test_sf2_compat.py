@@ -28,6 +28,7 @@ DOCUMENTED_2X_SURFACE = [
     ("sample_factory.algo.utils.context", ["global_model_factory", "global_env_registry"]),
     ("sample_factory.algo.utils.torch_utils", ["calc_num_elements", "to_torch_dtype", "to_scalar", "synchronize"]),
     ("sample_factory.algo.utils.misc", ["ExperimentStatus", "EPS"]),
+    ("sample_factory.envs.pettingzoo_envs", ["PettingZooParallelEnv"]),
     ("sample_factory.algo.utils.tensor_dict", ["TensorDict", "cat_tensordicts", "clone_tensordict", "to_numpy"]),
     ("sample_factory.algo.utils.env_info", ["EnvInfo", "extract_env_info", "obtain_env_info_in_a_separate_process"]),
     ("sample_factory.algo.utils.gymnasium_utils", ["patch_non_gymnasium_env", "convert_space"]),
