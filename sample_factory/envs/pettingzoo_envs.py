@@ -35,7 +35,9 @@ def normalize_observation(obs, space: gym.Space):
         one_hot[int(obs) - int(space.start)] = 1.0
         return one_hot
     if isinstance(space, gym.spaces.Dict) and "observation" in space.spaces:
-        return {("obs" if key == "observation" else key): normalize_observation(obs[key], s) for key, s in space.items()}
+        return {
+            ("obs" if key == "observation" else key): normalize_observation(obs[key], s) for key, s in space.items()
+        }
     return obs
 
 
@@ -49,7 +51,9 @@ class PettingZooParallelEnv:
         first = self.agent_names[0]
         self._raw_obs_space = env.observation_space(first)
         for agent in self.agent_names[1:]:
-            if env.observation_space(agent) != self._raw_obs_space or env.action_space(agent) != env.action_space(first):
+            if env.observation_space(agent) != self._raw_obs_space or env.action_space(agent) != env.action_space(
+                first
+            ):
                 raise ValueError(
                     f"PettingZooParallelEnv needs agents with equal spaces; {agent!r} differs from {first!r}"
                 )
