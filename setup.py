@@ -38,6 +38,7 @@ setup(
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
         "wandb": ["wandb"],
         "pettingzoo": ["pettingzoo>=1.24"],
+        "huggingface": ["huggingface_hub>=0.20"],
         "dev": ["pytest", "pytest-timeout", "ruff==0.17.6", "onnx", "onnxscript", "onnxruntime"],
     },
 )

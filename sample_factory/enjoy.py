@@ -305,6 +305,8 @@ def enjoy(cfg) -> tuple[int, float | None]:
 
 def _enjoy(cfg) -> tuple[int, float | None]:
     cfg = eval_cfg(cfg)
+    if cfg.get("push_to_hub") and not cfg.get("hf_repository"):
+        raise EvalError("--push_to_hub needs --hf_repository=<username>/<repo_name>")
     if cfg.get("save_video"):
         import_cv2()  # fail before loading anything
     render_mode = _render_mode(cfg)
@@ -352,8 +354,30 @@ def _enjoy(cfg) -> tuple[int, float | None]:
             print(f"Mean true objective {_mean_std(objectives)}", flush=True)
     else:
         print("No episode finished (raise --max_num_frames)", flush=True)
+    if cfg.get("push_to_hub"):
+        _push(cfg, objectives)
     # as sample-factory 2.x: the env's true objective where it reports one (the unshaped score)
     return 0, (float(np.mean(objectives)) if objectives else None)
+
+
+def _push(cfg, objectives: list[float]):
+    from sample_factory.huggingface.huggingface_utils import HubError, generate_model_card, push_to_hf
+
+    exp_dir = experiment_dir(cfg)
+    generate_model_card(
+        exp_dir,
+        cfg.get("algo", "APPO"),
+        cfg.env,
+        cfg.hf_repository,
+        rewards=objectives,
+        enjoy_name=cfg.get("enjoy_script"),
+        train_name=cfg.get("train_script"),
+    )
+    try:
+        url = push_to_hf(exp_dir, cfg.hf_repository)
+    except HubError as e:
+        raise EvalError(str(e)) from None
+    print(f"Pushed to {url}", flush=True)
 
 
 def _play(cfg, env, policy: LoadedPolicy, render_mode, recorder) -> tuple[list, list, list]:

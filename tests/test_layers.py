@@ -31,6 +31,7 @@ LAYERS = [
     ("sample_factory.benchmark", 7),
     ("sample_factory.export_onnx", 7),
     ("sample_factory.convert_checkpoint", 7),
+    ("sample_factory.huggingface", 7),
     ("sample_factory.plot", 7),
     ("sample_factory", 8),  # the package's __init__
 ]

@@ -469,3 +469,12 @@ def add_eval_args(p: argparse.ArgumentParser):
     g.add_argument("--max_num_episodes", type=int, default=int(1e9), help="Stop after this many episodes")
     g.add_argument("--policy_index", type=int, default=0, help="Which policy to evaluate")
     g.add_argument("--eval_deterministic", type=str2bool, default=False, help="Take the most likely action")
+    g.add_argument(
+        "--push_to_hub",
+        type=str2bool,
+        default=False,
+        help="After playing, push the experiment (checkpoints, config, replay video, a model card) to --hf_repository",
+    )
+    g.add_argument("--hf_repository", type=str, default=None, help="<username>/<repo_name> on the Hugging Face Hub")
+    g.add_argument("--train_script", type=str, default=None, help="Module that trains the model (for the model card)")
+    g.add_argument("--enjoy_script", type=str, default=None, help="Module that plays the model (for the model card)")
