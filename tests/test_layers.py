@@ -38,6 +38,7 @@ LAYERS = [
 # sample-factory 2.x's import paths whose sensible home is elsewhere: thin modules that only
 # re-export, for users' scripts. They sit on top, so nothing in the package depends on them.
 REEXPORTS = [
+    "sample_factory.algo.utils.action_distributions",
     "sample_factory.algo.utils.context",
     "sample_factory.algo.utils.env_info",
     "sample_factory.algo.runners",

@@ -28,6 +28,8 @@ DOCUMENTED_2X_SURFACE = [
     ("sample_factory.algo.utils.context", ["global_model_factory", "global_env_registry"]),
     ("sample_factory.algo.utils.torch_utils", ["calc_num_elements", "to_torch_dtype", "to_scalar", "synchronize"]),
     ("sample_factory.algo.utils.misc", ["ExperimentStatus", "EPS"]),
+    ("sample_factory.algo.utils.action_distributions", ["get_action_distribution", "calc_num_action_parameters",
+                                                         "is_continuous_action_space"]),
     ("sample_factory.envs.pettingzoo_envs", ["PettingZooParallelEnv"]),
     ("sample_factory.huggingface.huggingface_utils", ["generate_model_card", "push_to_hf", "load_from_hf"]),
     ("sample_factory.huggingface.push_to_hub", ["main"]),
@@ -435,3 +437,23 @@ def test_2x_atari_names_play_the_same_game():
     aliases = sf2_atari_aliases()
     assert game_of("atari_spaceinvaders") == game_of("atari_space_invaders") == "space_invaders"
     assert aliases["atari_montezuma"] == "montezuma_revenge" and aliases["atari_kongfumaster"] == "kung_fu_master"
+
+
+def test_the_examples_defaults_hooks_take_2x_arguments():
+    """2.x's Atari and MuJoCo hooks are called as (env, parser); the one-argument form works too."""
+    from sample_factory.cfg.arguments import parse_sf_args
+    from sf_examples.atari.atari_params import atari_override_defaults
+    from sf_examples.mujoco.mujoco_params import add_mujoco_env_args, mujoco_override_defaults
+
+    for hook, key in [
+        (atari_override_defaults, "encoder_conv_architecture"),
+        (mujoco_override_defaults, "nonlinearity"),
+    ]:
+        two, _ = parse_sf_args(["--env=x"])
+        one, _ = parse_sf_args(["--env=x"])
+        hook("x", two)
+        hook(one)
+        assert two.get_default(key) == one.get_default(key) != parse_sf_args(["--env=x"])[0].get_default(key)
+    parser, _ = parse_sf_args(["--env=x"])
+    add_mujoco_env_args("mujoco_walker", parser)
+    assert parser.get_default("mujoco_env_version") == "v5"

@@ -38,8 +38,9 @@ def add_atari_env_args(parser):
     )
 
 
-def atari_override_defaults(parser):
+def atari_override_defaults(env_or_parser, parser=None):
     """8 workers x 2 envs, rollouts of 128 steps, 4 epochs over 4 minibatches of 256 (one iteration = 4096 frames)."""
+    parser = env_or_parser if parser is None else parser  # 2.x passes (env, parser)
     parser.set_defaults(
         # model: the Nature DQN conv net on 4 stacked 84x84 frames, no memory
         encoder_conv_architecture="convnet_atari",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 
-def add_mujoco_env_args(parser):
+def add_mujoco_env_args(env_or_parser, parser=None):
+    """`(parser)`, or sample-factory 2.x's `(env, parser)`."""
+    parser = env_or_parser if parser is None else parser
     parser.add_argument(
         "--mujoco_env_version",
         type=str,
@@ -13,8 +15,9 @@ def add_mujoco_env_args(parser):
     )
 
 
-def mujoco_override_defaults(parser):
+def mujoco_override_defaults(env_or_parser, parser=None):
     """4 workers x 4 envs, rollouts of 64 steps; an iteration is 2048 samples, 8 minibatches of 256, 4 epochs."""
+    parser = env_or_parser if parser is None else parser  # 2.x passes (env, parser)
     parser.set_defaults(
         # model: small tanh MLP, a state-independent log-std, no memory
         encoder_mlp_layers=[64, 64],
