@@ -196,7 +196,7 @@ class ConvEncoder(Encoder):
 
     def store_bf16_weights(self):
         """For inference on CPU: the weights of the bf16 layers are kept in bf16, which spares
-        autocast casting them again on every call (a tenth of a small batch's time)."""
+        autocast casting them again on every call."""
         if self.conv_bf16:
             self.conv_head.to(torch.bfloat16)
         if self.mlp_bf16:
