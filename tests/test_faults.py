@@ -167,6 +167,31 @@ def test_two_signals_at_once_exit_at_once_and_leave_no_process(tmp_path):
     assert not alive, f"left behind: {[p.pid for p in alive]}"
 
 
+def test_kill_9_of_the_main_process_leaves_no_process_and_no_shared_memory(tmp_path):
+    """ISSUE 15: the workers are children of the fork server, which now dies with the main process;
+    each worker dies with the fork server, and the resource tracker then releases the semaphores."""
+    shm_before = set(os.listdir("/dev/shm"))
+    proc = start_training_and_wait_for_progress(tmp_path, "kill9")
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert len(descendants) >= 3, "fork server, inference worker and rollout workers"
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=15)
+    names = [(p.pid, p.name()) for p in alive]
+    for p in alive:
+        p.kill()
+    assert not names, f"left behind after kill -9 of the main process: {names}"
+    deadline = time.monotonic() + 10
+    while (leaked := set(os.listdir("/dev/shm")) - shm_before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not leaked, f"left in /dev/shm: {sorted(leaked)}"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, sig):
     proc = start_training_and_wait_for_progress(tmp_path, "sig")

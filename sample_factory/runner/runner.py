@@ -37,6 +37,7 @@ from sample_factory.model.actor_critic import create_actor_critic, rnn_state_siz
 from sample_factory.model.model_factory import global_model_factory
 from sample_factory.runner.observer import AlgoObserver
 from sample_factory.runner.stats import RunStats
+from sample_factory.signal_slot import forkserver_guard
 from sample_factory.signal_slot.signal_slot import (
     EventLoop,
     EventLoopObject,
@@ -68,6 +69,7 @@ class ExitStatus:
 # Modules every component process needs: the fork server imports them once, and each process
 # forked from it starts with them loaded instead of importing torch again (seconds per process).
 _PRELOADED_MODULES = [
+    "sample_factory.signal_slot.forkserver_guard",  # first: the server dies with the main process
     "torch",
     "numpy",
     "gymnasium",
@@ -82,6 +84,7 @@ def process_context():
     method = os.environ.get("SF_START_METHOD", "forkserver")
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
+        forkserver_guard.arm(os.getpid())
         ctx.set_forkserver_preload(_PRELOADED_MODULES)
     return ctx
 
