@@ -25,6 +25,7 @@ import torch
 
 from sample_factory.cfg.experiment import (
     CONFIG_FILE,
+    SavedConfigError,
     experiment_dir,
     merge_with_saved_cfg,
 )
@@ -298,7 +299,7 @@ def enjoy(cfg) -> tuple[int, float | None]:
     setup_logging()
     try:
         return _enjoy(cfg)
-    except (EvalError, UnknownEnvError, EnvCreationError) as e:
+    except (EvalError, UnknownEnvError, EnvCreationError, SavedConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return ERROR_STATUS, None
 

@@ -15,7 +15,7 @@ import torch
 
 from sample_factory.algo.sampling.auto_tune import auto_tune
 from sample_factory.cfg.arguments import user_chosen_flags
-from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
+from sample_factory.cfg.experiment import SavedConfigError, experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import EnvCreationError, EnvInfo, obtain_env_info
 from sample_factory.envs.env_utils import UnknownEnvError, make_env_func_for
@@ -115,7 +115,7 @@ def run_rl(cfg) -> int:
     except UnknownEnvError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_CONFIG_STATUS
-    except (CheckpointError, EnvCreationError) as e:
+    except (CheckpointError, EnvCreationError, SavedConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     setup_logging(log_file=experiment_dir(cfg) / LOG_FILE if cfg.log_to_file else None)

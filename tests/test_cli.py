@@ -64,10 +64,26 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path):
     assert len(checkpoints) == 2
     checkpoints[-1].write_bytes(b"this is not a checkpoint")
 
+    (checkpoints[0].parent / ".checkpoint_000000009_9999.pth.abc.tmp").write_bytes(b"")  # a killed save
+
     result = train(tmp_path, "--train_for_env_steps=14000")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "could not be loaded" in result.stdout
     assert f"resumed from {checkpoints[0]}" in result.stdout
+    folder = checkpoints[0].parent
+    assert (folder / (checkpoints[-1].name + ".corrupt")).is_file(), "kept aside, out of the rotation"
+    assert not list(folder.glob(".*.tmp")), "the killed save's temporary file is gone"
+    again = train(tmp_path, "--train_for_env_steps=16000")
+    assert again.returncode == 0 and "could not be loaded" not in again.stdout, "warned once, not at every restart"
+
+
+def test_a_corrupt_config_file_is_a_one_line_error_naming_it(tmp_path):
+    assert train(tmp_path, "--train_for_env_steps=2000").returncode == 0
+    config = tmp_path / "cli" / "config.json"
+    config.write_bytes(b"\xff\xfe not json")
+    result = train(tmp_path, "--train_for_env_steps=4000")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {config} is not a valid config file") and "Traceback" not in result.stderr
 
 
 def test_unreadable_checkpoints_are_an_error_not_a_fresh_start(tmp_path):
@@ -77,6 +93,8 @@ def test_unreadable_checkpoints_are_an_error_not_a_fresh_start(tmp_path):
     result = train(tmp_path, "--train_for_env_steps=8000")
     assert result.returncode == 1
     assert "can be loaded" in result.stderr and "Traceback" not in result.stderr
+    again = train(tmp_path, "--train_for_env_steps=8000")
+    assert again.returncode == 1 and "only unreadable checkpoints" in again.stderr, "never a silent fresh start"
 
 
 def test_incompatible_checkpoint_is_a_clear_error(tmp_path):

@@ -27,11 +27,24 @@ def save_cfg(cfg, exp_dir: Path):
     os.replace(tmp, path)
 
 
+class SavedConfigError(ValueError):
+    """The experiment's config.json cannot be read; the message names the file."""
+
+
 def load_saved_cfg(exp_dir: Path) -> AttrDict | None:
     path = exp_dir / CONFIG_FILE
     if not path.is_file():
         return None
-    return AttrDict(json.loads(path.read_text()))
+    try:
+        saved = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SavedConfigError(
+            f"{path} is not a valid config file ({type(e).__name__}: {e}); restore it, delete it to resume"
+            " with the flags typed now, or use --restart_behavior=restart"
+        ) from None
+    if not isinstance(saved, dict):
+        raise SavedConfigError(f"{path} holds {type(saved).__name__}, not a config (a JSON object)")
+    return AttrDict(saved)
 
 
 # Saved configs of earlier versions hold these old defaults, which never did anything and are

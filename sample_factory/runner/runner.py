@@ -52,6 +52,7 @@ from sample_factory.utils.checkpoint import (
     checkpoint_dir,
     incompatibilities,
     load_latest_checkpoint,
+    remove_stale_temporaries,
 )
 from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 
@@ -219,6 +220,7 @@ class Runner(EventLoopObject):
         self.resumed_train_seconds = 0.0
         for policy_id in range(self.cfg.num_policies):
             directory = checkpoint_dir(self.experiment_dir, policy_id)
+            remove_stale_temporaries(directory)
             restored = load_latest_checkpoint(directory)  # raises CheckpointError if none loads
             if restored is None:
                 continue

@@ -107,6 +107,20 @@ def save_milestone(checkpoint_path: Path):
     save_atomically(torch.load(checkpoint_path, weights_only=True), milestone)
 
 
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Deletes the temporary files of saves that a killed process never finished (none is in flight
+    when a run starts); returns what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("Removed %d unfinished checkpoint file(s) from %s", len(stale), directory)
+    return stale
+
+
 def load_latest_checkpoint(
     directory: str | Path, device: torch.device | str = "cpu", kind: str = "latest"
 ) -> tuple[dict, Path] | None:
@@ -115,6 +129,11 @@ def load_latest_checkpoint(
     None when there are no checkpoints; CheckpointError when there are some but none loads.
     """
     candidates = list_checkpoints(directory, kind)
+    if not candidates and kind == "latest" and any(Path(directory).glob("checkpoint_*.pth.corrupt")):
+        raise CheckpointError(
+            f"{directory} holds only unreadable checkpoints (kept as *.corrupt); "
+            "move them away to start from scratch, or use --restart_behavior=restart"
+        )
     if kind == "best" and not candidates:
         log.warning("No best checkpoint in %s yet; using the latest one", directory)
         candidates = list_checkpoints(directory, "latest")
@@ -122,7 +141,19 @@ def load_latest_checkpoint(
         try:
             state = torch.load(path, map_location=device, weights_only=True)
         except Exception as e:  # noqa: BLE001 (any failure to read means: try the previous one)
-            log.warning("Checkpoint %s could not be loaded (%s); trying the previous one", path, e)
+            # Renamed out of the way: it is no longer the newest, nor counted by rotation.
+            corrupt = path.with_name(path.name + ".corrupt")
+            try:
+                os.replace(path, corrupt)
+            except OSError:
+                corrupt = path
+            log.warning(
+                "Checkpoint %s could not be loaded (%s: %s); kept as %s, trying the previous one",
+                path.name,
+                type(e).__name__,
+                str(e).splitlines()[0][:200] if str(e) else "",
+                corrupt.name,
+            )
             continue
         if is_sf2_checkpoint(state):
             log.info("Checkpoint %s was written by sample-factory 2.x: converted on load", path)
