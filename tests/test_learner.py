@@ -108,3 +108,35 @@ def test_kl_loss_coeff_holds_the_policy_near_the_behaviour_policy():
         moved[coeff] = prob_of_rewarded_action(learner, batch) - before
         assert ("kl_loss" in stats) == (coeff > 0)
     assert 0 < moved[10.0] < moved[0.0], f"change of p(rewarded action): {moved}"
+
+
+@pytest.mark.parametrize("where", ["rewards", "obs"])
+def test_non_finite_trajectories_are_dropped_and_the_weights_stay_finite(where):
+    learner = make_learner("--normalize_input=True")
+    batch = behaviour_batch(learner)
+    if where == "rewards":
+        batch["rewards"][3, 2] = float("nan")
+        batch["rewards"][5, 0] = float("inf")
+    else:
+        batch["obs"]["obs"][3, 4, 1] = float("nan")
+        batch["obs"]["obs"][5, 0, 0] = float("-inf")
+    stats = learner.train(batch)
+    assert stats["dropped_non_finite"] == 2
+    assert stats["samples"] == (TRAJECTORIES - 2) * ROLLOUT
+    for key, tensor in learner.model.state_dict().items():
+        assert torch.isfinite(tensor).all(), f"{key} was poisoned"
+    assert all(
+        torch.isfinite(v).all() for s in learner.optimizer.state.values() for v in s.values() if torch.is_tensor(v)
+    )
+
+
+def test_a_non_finite_gradient_skips_the_step_instead_of_poisoning_the_weights():
+    learner = make_learner()
+    batch = behaviour_batch(learner)
+    batch["log_prob_actions"][:] = float("-inf")  # ratios exp(log_prob - (-inf)) = inf: a non-finite loss
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    stats = learner.train(batch)
+    assert stats["skipped_non_finite_steps"] >= 1
+    for key, tensor in learner.model.state_dict().items():
+        assert torch.isfinite(tensor).all(), key
+    assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items() if "normalizer" not in k)

@@ -9,6 +9,7 @@ computes GAE targets (once) or V-trace targets (each epoch, with the current mod
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,8 @@ class Learner:
         self.policy_id = policy_id
         self.device = device
         self.recurrence = effective_recurrence(cfg)
+        self.num_non_finite_trajectories = 0  # dropped since start (NaN/inf rewards or observations)
+        self.skipped_non_finite_steps = 0  # SGD steps skipped for a non-finite gradient
         self.rnn_size = rnn_state_size_for(cfg)
         self.model = create_actor_critic(cfg, env_info.obs_space, env_info.action_space).to(device)
         self.model.train()
@@ -104,10 +107,23 @@ class Learner:
         batch = _to_device(batch, device)
         rollout = batch["rewards"].shape[1] - 1
         num_traj = batch["rewards"].shape[0]
+        batch, non_finite = _drop_non_finite_trajectories(batch)
+        num_non_finite = int(non_finite.sum()) if non_finite is not None else 0
+        if num_non_finite:
+            self.num_non_finite_trajectories += num_non_finite
+            log.warning(
+                "Policy %d: %d trajectories with NaN or infinite rewards or observations dropped (%d so far)",
+                self.policy_id,
+                num_non_finite,
+                self.num_non_finite_trajectories,
+            )
 
         # Observations stay raw (uint8 images) until a minibatch needs them: normalizing the whole
         # batch up front would copy four times the bytes through every minibatch's indexing.
-        self.model.obs_normalizer.update_stats(batch["obs"])
+        if num_non_finite:
+            self.model.obs_normalizer.update_stats({k: v[~non_finite] for k, v in batch["obs"].items()})
+        else:
+            self.model.obs_normalizer.update_stats(batch["obs"])
         obs = dict(batch["obs"])
         action_mask = obs.pop("action_mask", None)
 
@@ -182,6 +198,8 @@ class Learner:
             num_trajectories=num_traj,
             samples=int(valids.sum()),
             dropped_for_lag=num_dropped_for_lag,
+            dropped_non_finite=num_non_finite,
+            skipped_non_finite_steps=self.skipped_non_finite_steps,
             lag_min=float(lag.min()),
             lag_avg=float(lag.float().mean()),
             lag_max=float(lag.max()),
@@ -280,7 +298,11 @@ class Learner:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
             else:
                 grad_norm = _grad_norm(self.model.parameters())
-            self.optimizer.step()
+            if math.isfinite(grad_norm):
+                self.optimizer.step()
+            else:  # a NaN or infinite gradient would poison every weight it touches
+                self.skipped_non_finite_steps += 1
+                log.warning("Policy %d: non-finite gradient, SGD step skipped", self.policy_id)
 
             mb_stats = {
                 "loss": float(loss.detach()),
@@ -337,6 +359,29 @@ class Learner:
         self._set_lr(self._scheduled_lr())
         if "torch_rng_state" in state:
             torch.set_rng_state(state["torch_rng_state"].cpu())
+
+
+def _drop_non_finite_trajectories(batch: dict) -> tuple[dict, Tensor | None]:
+    """Trajectories holding a NaN or infinite reward or float observation are marked invalid and
+    their float fields zeroed (a NaN, even masked, spreads through GAE and the normalizers).
+    Returns the batch and the [B] mask of dropped ones (None when all are finite: no copies)."""
+    checked = [batch["rewards"]] + [v for v in batch["obs"].values() if v.is_floating_point()]
+    if all(bool(torch.isfinite(t).all()) for t in checked):
+        return batch, None
+    bad = torch.zeros(batch["rewards"].shape[0], dtype=torch.bool, device=batch["rewards"].device)
+    for t in checked:
+        bad |= ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+
+    def zeroed(t: Tensor) -> Tensor:
+        if not t.is_floating_point():
+            return t
+        mask = bad.reshape((-1,) + (1,) * (t.dim() - 1))
+        return torch.where(mask, torch.zeros((), dtype=t.dtype, device=t.device), t)
+
+    cleaned = {k: zeroed(v) for k, v in batch.items() if k not in ("obs", "valids")}
+    cleaned["obs"] = {k: zeroed(v) for k, v in batch["obs"].items()}
+    cleaned["valids"] = batch["valids"] & ~bad[:, None]
+    return cleaned, bad
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:

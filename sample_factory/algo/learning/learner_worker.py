@@ -147,8 +147,25 @@ class LearnerWorker(EventLoopObject):
 
         return cfg_hash(self.cfg)
 
+    def _model_is_finite(self) -> bool:
+        """A model with NaN or infinite weights or normalizer statistics is never saved: the previous
+        checkpoint stays the newest, so a resume starts from weights that work."""
+        poisoned = [
+            k
+            for k, v in self.learner.model.state_dict().items()
+            if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        if poisoned:
+            log.error(
+                "Policy %d: %d tensors are NaN or infinite (%s...): not saving a checkpoint",
+                self.policy_id,
+                len(poisoned),
+                poisoned[0],
+            )
+        return not poisoned
+
     def _save_checkpoint(self) -> Path | None:
-        if self.learner is None or self.cfg.sampler_only:
+        if self.learner is None or self.cfg.sampler_only or not self._model_is_finite():
             return None
         state = self._checkpoint_state()
         st = self.learner.state
@@ -168,7 +185,7 @@ class LearnerWorker(EventLoopObject):
             save_milestone(path)
 
     def on_save_best(self, policy_id: int, metric: str, value: float):
-        if self.learner is None:
+        if self.learner is None or not self._model_is_finite():
             return
         st = self.learner.state
         path = save_best_checkpoint(
