@@ -63,6 +63,25 @@ def test_env_exception_stops_the_run_with_failure(tmp_path, serial):
     assert time.monotonic() - started < 60
 
 
+class SquashedObsCartPole(gym.ObservationWrapper):
+    """Declares CartPole's (4,) observations but returns one number: numpy would broadcast it."""
+
+    def observation(self, observation):
+        return observation[:1]
+
+
+def make_squashed_obs_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return SquashedObsCartPole(gym.make("CartPole-v1"))
+
+
+def test_an_observation_outside_its_space_is_named_not_broadcast(tmp_path, caplog):
+    register_env("squashed_obs", make_squashed_obs_env)
+    result = train_until(crash_cfg(tmp_path, "squashed_obs", "--serial_mode=True", "--batched_sampling=False"))
+    assert result["status"] != 0
+    assert "squashed_obs (worker 0, env 0) returned observation 'obs' of shape (1,)" in caplog.text
+    assert "its observation space says (4,)" in caplog.text
+
+
 def test_dead_worker_process_stops_the_run_with_failure(tmp_path):
     register_env("killing_cartpole", make_process_killing_env)
     started = time.monotonic()

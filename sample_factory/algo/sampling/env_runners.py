@@ -22,6 +22,10 @@ from sample_factory.envs.create_env import (
 )
 
 
+class ObservationError(ValueError):
+    """An env returned an observation its own observation space does not allow."""
+
+
 @dataclass
 class StepResult:
     obs: dict  # key -> [num_agents, *shape]
@@ -48,6 +52,7 @@ class PerEnvRunner:
             env = make_env(cfg, env_config_for(worker_idx, vector_idx, global_env_id(cfg, worker_idx, vector_idx)))
             self.envs.append(MultiAgentView(env))
         self.num_agents = num_envs * self.agents_per_env
+        self._env_name, self._worker_idx = cfg.env, worker_idx
         self._seeds = [env_seed(cfg, worker_idx, split_idx, i) for i in range(num_envs)]
         self._result = StepResult(
             obs=_obs_arrays(env_info.obs_space, self.num_agents),
@@ -59,7 +64,13 @@ class PerEnvRunner:
 
     def _write_obs(self, agent_idx: int, obs: dict):
         for key, arr in self._result.obs.items():
-            arr[agent_idx] = obs[key]
+            value = obs[key]
+            if np.shape(value) != arr.shape[1:]:  # numpy would broadcast (1,) into (4,) silently
+                raise ObservationError(
+                    f"{self._env_name} (worker {self._worker_idx}, env {agent_idx // self.agents_per_env}) returned "
+                    f"observation {key!r} of shape {np.shape(value)}; its observation space says {arr.shape[1:]}"
+                )
+            arr[agent_idx] = value
 
     def reset(self) -> dict:
         for env_idx, env in enumerate(self.envs):
