@@ -367,7 +367,7 @@ def _push(cfg, objectives: list[float]):
     exp_dir = experiment_dir(cfg)
     generate_model_card(
         exp_dir,
-        cfg.get("algo", "APPO"),
+        "APPO",  # the only algorithm (--algo accepts nothing else)
         cfg.env,
         cfg.hf_repository,
         rewards=objectives,
