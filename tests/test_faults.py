@@ -11,6 +11,7 @@ import time
 import gymnasium as gym
 import psutil
 import pytest
+import torch
 from training import train_until
 
 from sample_factory.envs.env_utils import register_env
@@ -226,3 +227,33 @@ def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, sig):
     assert proc.returncode == 0, output
     checkpoints = list((tmp_path / "sig" / "checkpoint_p0").glob("checkpoint_*.pth"))
     assert checkpoints, output
+
+
+def test_a_full_disk_on_save_stops_the_run_at_once_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, caplog):
+    """torch reports a full disk as `RuntimeError: [enforce fail at inline_container.cc]`; the run
+    must name the file, keep the last good checkpoint and stop everything, not wait on join timeouts."""
+    from sample_factory.utils import checkpoint
+
+    cfg = crash_cfg(
+        tmp_path, "CartPole-v1", "--serial_mode=True", "--save_every_sec=1", "--train_for_env_steps=10000000"
+    )
+    real_save = torch.save
+    saves = []
+
+    def save_until_the_disk_is_full(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) > 1:
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0: No space left on device"
+            )
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_until_the_disk_is_full)
+    started = time.monotonic()
+    result = train_until(cfg)
+    assert result["status"] == 1
+    assert time.monotonic() - started < 30
+    assert "could not write" in caplog.text and "No space left on device" in caplog.text
+    assert "checkpoint_p0" in caplog.text, "the message names the file"
+    good = list((tmp_path / "crash" / "checkpoint_p0").glob("checkpoint_*.pth"))
+    assert len(good) == 1 and not list((tmp_path / "crash" / "checkpoint_p0").glob(".*.tmp"))

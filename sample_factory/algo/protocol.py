@@ -19,6 +19,7 @@ Signals declared on the component classes (`signal()` attributes):
 
   RolloutWorker.episodes_finished  -> runner       (episodes: list[dict]) returns, lengths, stats
   LearnerWorker.report             -> runner       (policy_id, stats: dict) after a training step
+  LearnerWorker.failed             -> runner       (policy_id, message) e.g. a checkpoint write failed: stop
   LearnerWorker.slots_released     -> rollout workers (policy_id,) trajectory slots are free again
   LearnerWorker.stopped            -> runner       (policy_id,) the final checkpoint is written
   Runner.stop_requested            -> every component (): stop; samplers first, learners last

@@ -278,6 +278,7 @@ class Runner(EventLoopObject):
         cfg = self.cfg
         for learner in self.learners:
             learner.report.connect(self.on_learner_report)
+            learner.failed.connect(self.on_learner_failed)
             learner.stopped.connect(self.on_learner_stopped)
             self.named_signal(protocol.save_best(learner.policy_id)).connect(learner.on_save_best)
         for worker in self.rollout_workers:
@@ -414,6 +415,10 @@ class Runner(EventLoopObject):
         for handler in self._episodic_stats_handlers:
             for episode in episodes:
                 handler(self, episode, episode["policy_id"])
+
+    def on_learner_failed(self, policy_id: int, message: str):
+        log.error("Policy %d cannot go on (%s): stopping the run", policy_id, message)
+        self.request_stop(ExitStatus.FAILURE)
 
     def on_learner_stopped(self, policy_id: int):
         self._learners_stopped.add(policy_id)

@@ -24,6 +24,10 @@ class CheckpointError(RuntimeError):
     """Checkpoints exist but none can be used: never silently start from scratch."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
+
+
 def checkpoint_dir(experiment_dir: str | Path, policy_id: int) -> Path:
     return Path(experiment_dir) / f"checkpoint_p{policy_id}"
 
@@ -57,9 +61,12 @@ def save_atomically(state: dict, path: str | Path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if isinstance(e, (OSError, RuntimeError)):  # torch reports a full disk as a RuntimeError
+            reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise CheckpointWriteError(f"could not write {path} ({type(e).__name__}: {reason})") from e
         raise
 
 

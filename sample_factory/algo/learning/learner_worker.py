@@ -25,6 +25,7 @@ from sample_factory.cfg.derived import trajectories_per_iteration
 from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
 from sample_factory.utils.checkpoint import (
+    CheckpointWriteError,
     checkpoint_dir,
     load_latest_checkpoint,
     save_best_checkpoint,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 class LearnerWorker(EventLoopObject):
     report = signal()
+    failed = signal()
     stopped = signal()
     slots_released = signal()
 
@@ -54,6 +56,7 @@ class LearnerWorker(EventLoopObject):
         self._pending: list[list[int]] = []
         self._num_pending = 0
         self._env_steps_per_trajectory = cfg.rollout * env_info.frameskip
+        self._failed = False  # a checkpoint write failed: the runner has been told to stop
 
     def on_loop_started(self):
         set_global_model_factory(self.model_factory)
@@ -169,13 +172,20 @@ class LearnerWorker(EventLoopObject):
             return None
         state = self._checkpoint_state()
         st = self.learner.state
-        path = save_checkpoint(
-            state,
-            checkpoint_dir(self.experiment_dir, self.policy_id),
-            st.train_step,
-            st.env_steps,
-            self.cfg.keep_checkpoints,
-        )
+        try:
+            path = save_checkpoint(
+                state,
+                checkpoint_dir(self.experiment_dir, self.policy_id),
+                st.train_step,
+                st.env_steps,
+                self.cfg.keep_checkpoints,
+            )
+        except CheckpointWriteError as e:
+            log.error("Policy %d: %s; the previous checkpoint is kept", self.policy_id, e)
+            if not self._failed:
+                self._failed = True
+                self.failed.emit(self.policy_id, str(e))
+            return None
         log.debug("Saved %s", path)
         return path
 
