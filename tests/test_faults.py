@@ -257,3 +257,38 @@ def test_a_full_disk_on_save_stops_the_run_at_once_and_keeps_the_previous_checkp
     assert "checkpoint_p0" in caplog.text, "the message names the file"
     good = list((tmp_path / "crash" / "checkpoint_p0").glob("checkpoint_*.pth"))
     assert len(good) == 1 and not list((tmp_path / "crash" / "checkpoint_p0").glob(".*.tmp"))
+
+
+class HangingCartPole(gym.Wrapper):
+    """CartPole whose step() never returns after a while (a simulator deadlock), on one worker."""
+
+    def __init__(self, hang_after: int):
+        super().__init__(gym.make("CartPole-v1"))
+        self.steps_left = hang_after
+
+    def step(self, action):
+        self.steps_left -= 1
+        if self.steps_left == 0:
+            while True:
+                time.sleep(1.0)
+        return self.env.step(action)
+
+
+def make_hanging_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    if env_config is not None and env_config.worker_index == 1:
+        return HangingCartPole(hang_after=200)
+    return gym.make("CartPole-v1")
+
+
+def test_a_hung_env_is_named_while_the_other_workers_train_on(tmp_path, caplog):
+    register_env("hanging_cartpole", make_hanging_env)
+    cfg = crash_cfg(
+        tmp_path, "hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
+        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=12",
+    )  # fmt: skip
+    result = train_until(cfg)
+    assert result["status"] == 0, "the other worker trained until the budget"
+    assert result["policies"][0]["train_steps"] > 0
+    stalls = [r.getMessage() for r in caplog.records if "has stepped no env" in r.getMessage()]
+    assert stalls and all(m.startswith("rollout_worker_1 ") for m in stalls), stalls
+    assert len(stalls) == 1, "reported once per --heartbeat_reporting_interval"

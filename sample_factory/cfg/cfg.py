@@ -312,13 +312,13 @@ def add_rl_args(p: argparse.ArgumentParser):
         "--heartbeat_interval",
         type=int,
         default=20,
-        help="Not supported (only the default is accepted): stalled components are not detected",
+        help="A rollout worker that steps no env for this many seconds while others do is reported as stalled (a hung env)",
     )
     g.add_argument(
         "--heartbeat_reporting_interval",
         type=int,
         default=180,
-        help="Not supported (only the default is accepted): stalled components are not detected",
+        help="Seconds between repeated reports of a rollout worker that is still stalled",
     )
     g.add_argument("--report_interval_sec", type=float, default=5.0, help="Seconds between console reports")
     g.add_argument("--with_wandb", type=str2bool, default=False, help="Log to Weights & Biases")

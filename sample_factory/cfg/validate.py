@@ -31,8 +31,6 @@ _NOT_SUPPORTED_REASONS = {
     "decorrelate_envs_on_one_worker": (
         "envs of one worker are not offset from each other at start; --decorrelate_experience_max_seconds delays whole workers"
     ),
-    "heartbeat_interval": "stalled components are not detected; a component process that dies stops the run",
-    "heartbeat_reporting_interval": "stalled components are not detected; a component process that dies stops the run",
     "summaries_use_frameskip": "env steps are always counted in frames after frameskip",
     "env_gpu_actions": "envs receive their actions as numpy arrays",
     "env_gpu_observations": "observations are numpy arrays, copied into shared host memory",

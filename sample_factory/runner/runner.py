@@ -164,6 +164,9 @@ class Runner(EventLoopObject):
         self._episodic_stats_handlers: list = []
         self.training_iteration_since_resume = 0
         self._initialized = False
+        self._last_frames: list[int] = []  # stall detection (_check_stalled_workers)
+        self._last_progress: list[float] = []
+        self._stall_reported: list[float] = []
 
     # --- extension points (sample-factory 2.x's) ---------------------------------------------
 
@@ -488,7 +491,43 @@ class Runner(EventLoopObject):
                 continue
         self.stats.write_scalars(0, "perf", usage)
 
+    def _check_stalled_workers(self):
+        """A worker whose frame count stands still while the others' grows is stuck in an env (a
+        learner that is slow stops every worker alike, so that is no stall)."""
+        now = time.monotonic()
+        frames = self.shared.frames_sampled.tolist()
+        if not self._last_frames:
+            self._last_frames, self._last_progress = frames, [now] * len(frames)
+            self._stall_reported = [0.0] * len(frames)
+            return
+        others_progressed = [
+            sum(frames) - f > sum(self._last_frames) - last for f, last in zip(frames, self._last_frames)
+        ]
+        for i, (f, last) in enumerate(zip(frames, self._last_frames)):
+            if f != last or not others_progressed[i]:
+                self._last_progress[i] = now
+                self._stall_reported[i] = 0.0
+                continue
+            stalled_for = now - self._last_progress[i]
+            due = (
+                self._stall_reported[i] == 0.0 or now - self._stall_reported[i] >= self.cfg.heartbeat_reporting_interval
+            )
+            if stalled_for >= self.cfg.heartbeat_interval and due:
+                self._stall_reported[i] = now
+                log.error(
+                    "rollout_worker_%d has stepped no env for %.0fs while the other workers sample: a hung env?"
+                    " (its envs: %s, ids %d..%d)",
+                    i,
+                    stalled_for,
+                    self.cfg.env,
+                    i * self.cfg.num_envs_per_worker,
+                    (i + 1) * self.cfg.num_envs_per_worker - 1,
+                )
+        self._last_frames = frames
+
     def _check_health(self):
+        if not self.cfg.serial_mode and not self._stopping:
+            self._check_stalled_workers()
         for process in self.processes:
             if not process.is_alive() and process.process is not None:
                 if self._stopping and process.exitcode == 0:
