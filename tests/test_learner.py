@@ -140,3 +140,15 @@ def test_a_non_finite_gradient_skips_the_step_instead_of_poisoning_the_weights()
     for key, tensor in learner.model.state_dict().items():
         assert torch.isfinite(tensor).all(), key
     assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items() if "normalizer" not in k)
+
+
+def test_nan_sentinels_of_steps_never_written_drop_nothing():
+    """The shared buffers start as NaN: the reward after the last step and inactive agents' steps stay so."""
+    learner = make_learner()
+    batch = behaviour_batch(learner)
+    batch["rewards"][:, ROLLOUT] = float("nan")
+    batch["valids"][2, 3] = False
+    batch["rewards"][2, 3] = float("nan")
+    stats = learner.train(batch)
+    assert stats["dropped_non_finite"] == 0
+    assert stats["samples"] == TRAJECTORIES * ROLLOUT - 1

@@ -362,15 +362,26 @@ class Learner:
 
 
 def _drop_non_finite_trajectories(batch: dict) -> tuple[dict, Tensor | None]:
-    """Trajectories holding a NaN or infinite reward or float observation are marked invalid and
-    their float fields zeroed (a NaN, even masked, spreads through GAE and the normalizers).
-    Returns the batch and the [B] mask of dropped ones (None when all are finite: no copies)."""
-    checked = [batch["rewards"]] + [v for v in batch["obs"].values() if v.is_floating_point()]
-    if all(bool(torch.isfinite(t).all()) for t in checked):
+    """Trajectories holding a NaN or infinite reward or float observation at a valid step are marked
+    invalid and their float fields zeroed (a NaN, even masked, spreads through GAE and the
+    normalizers). Steps never written (the reward after the last step, inactive agents) hold NaN
+    sentinels and are not looked at. Returns the batch and the [B] mask of dropped ones (None when
+    all are finite: no copies)."""
+    rollout = batch["rewards"].shape[1] - 1
+    valids = batch["valids"][:, :rollout]
+    # the observation after the last step is the bootstrap one: always written
+    obs_valids = torch.cat([valids, torch.ones_like(valids[:, :1])], dim=1)
+    checked = [(batch["rewards"][:, :rollout], valids)]
+    checked += [(v, obs_valids) for v in batch["obs"].values() if v.is_floating_point()]
+
+    def bad_steps(t: Tensor, mask: Tensor) -> Tensor:
+        return (~torch.isfinite(t)).reshape(t.shape[0], t.shape[1], -1).any(dim=2) & mask
+
+    bad = torch.zeros(valids.shape[0], dtype=torch.bool, device=valids.device)
+    for t, mask in checked:
+        bad |= bad_steps(t, mask).any(dim=1)
+    if not bool(bad.any()):
         return batch, None
-    bad = torch.zeros(batch["rewards"].shape[0], dtype=torch.bool, device=batch["rewards"].device)
-    for t in checked:
-        bad |= ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
 
     def zeroed(t: Tensor) -> Tensor:
         if not t.is_floating_point():
