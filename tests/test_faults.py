@@ -9,6 +9,7 @@ import sys
 import time
 
 import gymnasium as gym
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -292,3 +293,36 @@ def test_a_hung_env_is_named_while_the_other_workers_train_on(tmp_path, caplog):
     stalls = [r.getMessage() for r in caplog.records if "has stepped no env" in r.getMessage()]
     assert stalls and all(m.startswith("rollout_worker_1 ") for m in stalls), stalls
     assert len(stalls) == 1, "reported once per --heartbeat_reporting_interval"
+
+
+class NaNObsCartPole(gym.ObservationWrapper):
+    """CartPole whose every 37th observation is NaN (a sensor glitch)."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+        self.calls = 0
+
+    def observation(self, observation):
+        self.calls += 1
+        return np.full_like(observation, np.nan) if self.calls % 37 == 0 else observation
+
+
+def make_nan_obs_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    if env_config is not None and env_config.worker_index < 0:
+        return gym.make("CartPole-v1")
+    return NaNObsCartPole()
+
+
+def test_nan_observations_neither_crash_sampling_nor_reach_the_weights(tmp_path, caplog):
+    from sample_factory.utils.checkpoint import load_latest_checkpoint
+
+    register_env("nan_obs_cartpole", make_nan_obs_env)
+    cfg = crash_cfg(
+        tmp_path, "nan_obs_cartpole", "--serial_mode=True", "--train_for_env_steps=20000", "--normalize_input=True"
+    )
+    result = train_until(cfg)
+    assert result["status"] == 0
+    assert "hold NaN or inf" in caplog.text and "trajectories with NaN or infinite" in caplog.text
+    state, _ = load_latest_checkpoint(tmp_path / "crash" / "checkpoint_p0")
+    for key, tensor in state["model"].items():
+        assert torch.isfinite(tensor).all(), f"{key} was poisoned"

@@ -98,7 +98,25 @@ class InferenceWorker(EventLoopObject):
         staging, fields = self.staging, self._field_rows
         obs = {key: staging.gather_to_device(f"obs.{key}", field, rows) for key, field in self._obs_rows.items()}
         rnn_states = staging.gather_to_device("rnn_states", fields["rnn_states"], rows)
-        results = self._outputs(obs, rnn_states)
+        try:
+            results = self._outputs(obs, rnn_states)
+        except RuntimeError as e:  # torch.multinomial on NaN probabilities: some env returned NaN or inf
+            non_finite = [k for k, v in obs.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+            if not non_finite:
+                raise
+            # The learner drops the trajectories that hold them; sampling goes on with zeros in their place.
+            log.warning(
+                "%s: observations %s from an env hold NaN or inf (%s); replaced by 0 for acting, their trajectories"
+                " are not trained on",
+                self.object_id,
+                non_finite,
+                str(e).splitlines()[0][:120],
+            )
+            obs = {
+                k: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) if k in non_finite else v
+                for k, v in obs.items()
+            }
+            results = self._outputs(obs, rnn_states)
         # Named apart from the uploads' buffers: no download ever lands where an upload reads.
         on_host = {name: staging.to_host(f"out.{name}", value) for name, value in results.items()}
         staging.wait()
