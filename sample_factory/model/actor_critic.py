@@ -421,8 +421,12 @@ class ActorCriticSeparateWeights(ActorCritic):
 def default_make_actor_critic_func(cfg, obs_space: gym.spaces.Dict, action_space: gym.Space) -> ActorCritic:
     """sample-factory 2.x's default actor-critic factory: shared or separate weights, parts from
     the global model factory."""
+    return _library_actor_critic(global_model_factory(), obs_space, action_space, cfg)
+
+
+def _library_actor_critic(model_factory, obs_space, action_space, cfg) -> ActorCritic:
     cls = ActorCriticSharedWeights if cfg.actor_critic_share_weights else ActorCriticSeparateWeights
-    return cls(global_model_factory(), obs_space, action_space, cfg)
+    return cls(model_factory, obs_space, action_space, cfg)
 
 
 def create_actor_critic(
@@ -433,8 +437,7 @@ def create_actor_critic(
         model_factory = global_model_factory()
     make = model_factory.make_actor_critic_func
     if make is None:
-        cls = ActorCriticSharedWeights if cfg.actor_critic_share_weights else ActorCriticSeparateWeights
-        return cls(model_factory, obs_space, action_space, cfg)
+        return _library_actor_critic(model_factory, obs_space, action_space, cfg)
     if _takes_model_factory_first(make):
         return make(model_factory, obs_space, action_space, cfg)
     return make(cfg, obs_space, action_space)

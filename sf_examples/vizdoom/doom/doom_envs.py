@@ -156,6 +156,17 @@ def _shaping(coefficients) -> Mapping[str, float]:
     return MappingProxyType(dict(coefficients))
 
 
+def _gathering_spec(name: str, config: str) -> DoomSpec:
+    return DoomSpec(
+        name,
+        config,
+        (TURN + FORWARD_BACK,),
+        reward_shaping=_shaping({"health_pickup": 1.0}),
+        living_reward=0.01,
+        death_penalty=0.0,
+    )
+
+
 DOOM_ENV_SPECS = (
     DoomSpec(
         "doom_basic",
@@ -178,22 +189,8 @@ DOOM_ENV_SPECS = (
     # As sample-factory 2.x trains them (and the Hugging Face course scores them): one of four
     # buttons or none, 0.01 per tic alive and no death penalty (the return is ~seconds survived / 0.35),
     # and +1 for every medkit picked up as shaping; true_objective is the unshaped return.
-    DoomSpec(
-        "doom_health_gathering",
-        "health_gathering.cfg",
-        (TURN + FORWARD_BACK,),
-        reward_shaping=_shaping({"health_pickup": 1.0}),
-        living_reward=0.01,
-        death_penalty=0.0,
-    ),
-    DoomSpec(
-        "doom_health_gathering_supreme",
-        "health_gathering_supreme.cfg",
-        (TURN + FORWARD_BACK,),
-        reward_shaping=_shaping({"health_pickup": 1.0}),
-        living_reward=0.01,
-        death_penalty=0.0,
-    ),
+    _gathering_spec("doom_health_gathering", "health_gathering.cfg"),
+    _gathering_spec("doom_health_gathering_supreme", "health_gathering_supreme.cfg"),
     DoomSpec("doom_my_way_home", "my_way_home.cfg", (TURN, ("MOVE_FORWARD",), STRAFE)),
     # sample-factory 2.x's one-button-at-a-time variants (its buttons, ViZDoom's maps and rewards)
     DoomSpec("doom_my_way_home_flat_actions", "my_way_home.cfg", (TURN + FORWARD_BACK,)),
