@@ -57,12 +57,101 @@ def crash_cfg(tmp_path, env_name, *flags):
 
 
 @pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
-def test_env_exception_stops_the_run_with_failure(tmp_path, serial):
+def test_env_exception_stops_the_run_when_recovery_is_off(tmp_path, serial, caplog):
     register_env("raising_cartpole", make_raising_env)
     started = time.monotonic()
-    result = train_until(crash_cfg(tmp_path, "raising_cartpole", f"--serial_mode={serial}"))
+    cfg = crash_cfg(tmp_path, "raising_cartpole", f"--serial_mode={serial}", "--max_env_failures=0")
+    result = train_until(cfg)
     assert result["status"] != 0
     assert time.monotonic() - started < 60
+    assert "raised RuntimeError: the simulator crashed: more than --max_env_failures=0" in caplog.text
+
+
+class FlakyCartPole(gym.Wrapper):
+    """CartPole that raises in step() every `every` steps; `env_id` chooses which envs are flaky."""
+
+    def __init__(self, every: int):
+        super().__init__(gym.make("CartPole-v1"))
+        self.every = every
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps % self.every == 0:
+            raise RuntimeError(f"the simulator crashed at step {self.steps}")
+        return self.env.step(action)
+
+
+def make_flaky_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    if env_config is not None and env_config.worker_index == 1 and env_config.vector_index == 2:
+        return FlakyCartPole(every=150)
+    return gym.make("CartPole-v1")
+
+
+@pytest.mark.parametrize(
+    "mode_flags",
+    [
+        pytest.param(["--serial_mode=False", "--batched_sampling=False"], id="parallel"),
+        pytest.param(["--serial_mode=True", "--batched_sampling=False"], id="serial"),
+        pytest.param(["--serial_mode=False", "--batched_sampling=True"], id="batched"),
+    ],
+)
+def test_an_env_that_raises_is_made_anew_and_the_run_trains_to_its_budget(tmp_path, mode_flags, caplog):
+    """ISSUE 15: env 2 of worker 1 raises every 150 of its steps; each time it is closed, made anew and
+    reset, its unfinished episode is dropped, and the run learns on to its budget."""
+    register_env("flaky_cartpole", make_flaky_env)
+    cfg = crash_cfg(
+        tmp_path,
+        "flaky_cartpole",
+        *mode_flags,
+        "--num_workers=2",
+        "--num_envs_per_worker=4",
+        "--train_for_env_steps=60000",
+        "--seed=3",
+    )
+    result = train_until(cfg)
+    assert result["status"] == 0
+    assert result["env_steps"] >= 60000
+    assert result["env_failures"] >= 3, "every 150 of its steps over a 60k-step run"
+    assert "flaky_cartpole (worker 1, env 2) raised RuntimeError: the simulator crashed at step 150; made it anew" in (
+        caplog.text
+    )
+    assert result["policies"][0]["mean_reward"] > 40, "it learned (a random policy scores about 22)"
+    assert (tmp_path / "crash" / "summary.json").read_text().count('"env_failures"') == 1
+
+
+def test_an_env_that_keeps_raising_stops_the_run_past_the_budget(tmp_path, caplog):
+    register_env("flaky_cartpole", make_flaky_env)
+    cfg = crash_cfg(
+        tmp_path,
+        "flaky_cartpole",
+        "--serial_mode=True",
+        "--num_workers=2",
+        "--num_envs_per_worker=4",
+        "--max_env_failures=2",
+    )
+    result = train_until(cfg)
+    assert result["status"] != 0
+    assert result["env_failures"] == 3
+    assert "more than --max_env_failures=2 env failures, stopping the run" in caplog.text
+
+
+def make_unmakeable_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    if env_config is not None and env_config.worker_index == 0 and env_config.vector_index == 1:
+        raise OSError("no display for the engine")
+    return gym.make("CartPole-v1")
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["per-env", "batched"])
+def test_an_env_that_cannot_be_made_stops_the_run_with_one_line_naming_it(tmp_path, batched, caplog):
+    register_env("unmakeable", make_unmakeable_env)
+    started = time.monotonic()
+    cfg = crash_cfg(tmp_path, "unmakeable", "--serial_mode=False", f"--batched_sampling={batched}")
+    result = train_until(cfg)
+    assert result["status"] != 0
+    assert time.monotonic() - started < 60
+    assert "could not make unmakeable (worker 0, env 1): OSError: no display for the engine" in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 class SquashedObsCartPole(gym.ObservationWrapper):

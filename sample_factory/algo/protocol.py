@@ -18,6 +18,8 @@ Named signals, one per policy or per worker:
 Signals declared on the component classes (`signal()` attributes):
 
   RolloutWorker.episodes_finished  -> runner       (episodes: list[dict]) returns, lengths, stats
+  RolloutWorker.env_failed         -> runner       (worker_idx, env_idx, error) an env raised and was made anew
+  RolloutWorker.failed             -> runner       (worker_idx, message) an env can't be made or reset: stop
   LearnerWorker.report             -> runner       (policy_id, stats: dict) after a training step
   LearnerWorker.failed             -> runner       (policy_id, message) e.g. a checkpoint write failed: stop
   LearnerWorker.slots_released     -> rollout workers (policy_id,) trajectory slots are free again

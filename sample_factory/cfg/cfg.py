@@ -315,6 +315,13 @@ def add_rl_args(p: argparse.ArgumentParser):
         help="A rollout worker that steps no env for this many seconds while others do is reported as stalled (a hung env)",
     )
     g.add_argument(
+        "--max_env_failures",
+        type=int,
+        default=100,
+        help="Envs that raise in step() are made anew and their unfinished episode dropped, up to this many times "
+        "per run (all workers together); one more stops the run. 0: the first failure stops it",
+    )
+    g.add_argument(
         "--heartbeat_reporting_interval",
         type=int,
         default=180,

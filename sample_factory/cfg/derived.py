@@ -50,6 +50,11 @@ def env_seed(cfg, worker_idx: int, split_idx: int, env_idx: int) -> int | None:
     return cfg.seed * SEED_STRIDE + global_env_id(cfg, worker_idx, split_idx * envs_per_split(cfg) + env_idx)
 
 
+def remade_env_seed(first_seed: int | None, restarts: int) -> int | None:
+    """The reset seed of an env made anew after it raised `restarts` times: not its first episode's again."""
+    return None if first_seed is None else first_seed + restarts * 1_000_003
+
+
 def worker_rng_seed(cfg, worker_idx: int) -> int | None:
     """The seed of a rollout worker's own random choices (agent -> policy draws)."""
     return None if cfg.seed is None else cfg.seed * 7919 + worker_idx

@@ -286,6 +286,8 @@ class Runner(EventLoopObject):
             self.named_signal(protocol.save_best(learner.policy_id)).connect(learner.on_save_best)
         for worker in self.rollout_workers:
             worker.episodes_finished.connect(self.on_episodes_finished)
+            worker.env_failed.connect(self.on_env_failed)
+            worker.failed.connect(self.on_rollout_worker_failed)
             for learner in self.learners:
                 learner.slots_released.connect(worker.on_slots_released)
             for policy_id in range(cfg.num_policies):
@@ -418,6 +420,35 @@ class Runner(EventLoopObject):
         for handler in self._episodic_stats_handlers:
             for episode in episodes:
                 handler(self, episode, episode["policy_id"])
+
+    def on_env_failed(self, worker_idx: int, env_idx: int, error: str):
+        self.stats.env_failures += 1
+        count, budget = self.stats.env_failures, self.cfg.max_env_failures
+        self.stats.write_scalars(0, "stats", {"env_failures": count})
+        if count > budget:
+            log.error(
+                "%s (worker %d, env %d) raised %s: more than --max_env_failures=%d env failures, stopping the run",
+                self.cfg.env,
+                worker_idx,
+                env_idx,
+                error,
+                budget,
+            )
+            self.request_stop(ExitStatus.FAILURE)
+            return
+        log.warning(
+            "%s (worker %d, env %d) raised %s; made it anew, its unfinished episode dropped (%d of --max_env_failures=%d)",
+            self.cfg.env,
+            worker_idx,
+            env_idx,
+            error,
+            count,
+            budget,
+        )
+
+    def on_rollout_worker_failed(self, worker_idx: int, message: str):
+        log.error("rollout_worker_%d cannot go on: %s; stopping the run", worker_idx, message)
+        self.request_stop(ExitStatus.FAILURE)
 
     def on_learner_failed(self, policy_id: int, message: str):
         log.error("Policy %d cannot go on (%s): stopping the run", policy_id, message)

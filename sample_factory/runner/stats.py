@@ -57,6 +57,7 @@ class RunStats:
         self.learner_stats: list[dict] = [{} for _ in range(cfg.num_policies)]
         self.lag = [{"min": 0.0, "avg": 0.0, "max": 0.0} for _ in range(cfg.num_policies)]
         self.num_episodes = [0] * cfg.num_policies
+        self.env_failures = 0  # envs that raised and were made anew
         self._fps_history: deque = deque()
         self._writers = None
         self._last_summary_time = 0.0
@@ -178,6 +179,7 @@ class RunStats:
             "env_steps_this_run": self.env_steps_this_run,
             "elapsed_sec": elapsed_sec,
             "fps": self.env_steps_this_run / max(elapsed_sec, 1e-9),
+            "env_failures": self.env_failures,
             "policies": [
                 {
                     "policy_id": p,
@@ -191,11 +193,12 @@ class RunStats:
             ],
         }
         log.info(
-            "Done: %d env steps in %.1fs (%.0f FPS); mean reward %s",
+            "Done: %d env steps in %.1fs (%.0f FPS); mean reward %s%s",
             summary["env_steps"],
             elapsed_sec,
             summary["fps"],
             ", ".join(f"p{p}: {self.mean_reward(p):.2f}" for p in range(self.cfg.num_policies)),
+            f"; {self.env_failures} env failure(s) recovered" if self.env_failures else "",
         )
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         path = self.experiment_dir / "summary.json"

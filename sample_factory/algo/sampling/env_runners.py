@@ -1,17 +1,23 @@
 """How one split of a rollout worker steps its envs: env by env, or as one vectorized env.
 
 Both return the same thing, per agent of the split, as preallocated numpy arrays:
-`StepResult(obs, rewards, terminated, truncated, valids, episode_infos)`.
+`StepResult(obs, rewards, terminated, truncated, valids, episode_infos, failures)`.
+
+An env that raises in `step()` is closed, made anew and reset (`--max_env_failures` bounds how
+often, counted by the runner): its agents' step is marked invalid and done, so the unfinished
+episode is neither trained through nor reported, and the failure is returned in
+`StepResult.failures`. An env that cannot be made or reset raises EnvFailure, one line naming it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 
-from sample_factory.cfg.derived import env_seed, global_env_id
+from sample_factory.cfg.derived import env_seed, global_env_id, remade_env_seed
 from sample_factory.envs.create_env import (
     MultiAgentView,
     as_obs_dict,
@@ -26,6 +32,20 @@ class ObservationError(ValueError):
     """An env returned an observation its own observation space does not allow."""
 
 
+class EnvFailure(RuntimeError):
+    """An env could not be made or reset: the message names the env, its worker and index, and the error."""
+
+
+@dataclass
+class RecoveredEnv:
+    env_idx: int  # index in the worker (vector index)
+    error: str  # "TypeName: message" of what the env raised
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
 @dataclass
 class StepResult:
     obs: dict  # key -> [num_agents, *shape]
@@ -34,6 +54,7 @@ class StepResult:
     truncated: np.ndarray  # [num_agents] bool
     valids: np.ndarray  # [num_agents] bool: False for steps that are not real transitions
     episode_infos: dict = field(default_factory=dict)  # agent index -> info of an episode that just ended
+    failures: list = field(default_factory=list)  # RecoveredEnv of each env that raised and was made anew
 
 
 def _obs_arrays(obs_space: gym.spaces.Dict, num_agents: int) -> dict:
@@ -46,14 +67,12 @@ class PerEnvRunner:
     def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int):
         self.action_space = env_info.action_space
         self.agents_per_env = env_info.num_agents
-        self.envs = []
-        for i in range(num_envs):
-            vector_idx = split_idx * num_envs + i
-            env = make_env(cfg, env_config_for(worker_idx, vector_idx, global_env_id(cfg, worker_idx, vector_idx)))
-            self.envs.append(MultiAgentView(env))
-        self.num_agents = num_envs * self.agents_per_env
-        self._env_name, self._worker_idx = cfg.env, worker_idx
+        self._cfg, self._env_name, self._worker_idx = cfg, cfg.env, worker_idx
+        self._first_vector_idx = split_idx * num_envs
         self._seeds = [env_seed(cfg, worker_idx, split_idx, i) for i in range(num_envs)]
+        self._restarts = [0] * num_envs  # a re-made env gets a seed of its own
+        self.envs = [self._make(i) for i in range(num_envs)]
+        self.num_agents = num_envs * self.agents_per_env
         self._result = StepResult(
             obs=_obs_arrays(env_info.obs_space, self.num_agents),
             rewards=np.zeros(self.num_agents, np.float32),
@@ -62,31 +81,72 @@ class PerEnvRunner:
             valids=np.ones(self.num_agents, bool),
         )
 
+    def _where(self, env_idx: int) -> str:
+        return f"{self._env_name} (worker {self._worker_idx}, env {self._first_vector_idx + env_idx})"
+
+    def _make(self, env_idx: int) -> MultiAgentView:
+        vector_idx = self._first_vector_idx + env_idx
+        env_config = env_config_for(
+            self._worker_idx, vector_idx, global_env_id(self._cfg, self._worker_idx, vector_idx)
+        )
+        try:
+            return MultiAgentView(make_env(self._cfg, env_config))
+        except Exception as e:
+            raise EnvFailure(f"could not make {self._where(env_idx)}: {_describe(e)}") from e
+
     def _write_obs(self, agent_idx: int, obs: dict):
         for key, arr in self._result.obs.items():
             value = obs[key]
             if np.shape(value) != arr.shape[1:]:  # numpy would broadcast (1,) into (4,) silently
                 raise ObservationError(
-                    f"{self._env_name} (worker {self._worker_idx}, env {agent_idx // self.agents_per_env}) returned "
-                    f"observation {key!r} of shape {np.shape(value)}; its observation space says {arr.shape[1:]}"
+                    f"{self._where(agent_idx // self.agents_per_env)} returned observation {key!r} of shape {np.shape(value)}; its observation space says {arr.shape[1:]}"
                 )
             arr[agent_idx] = value
 
+    def _reset_one(self, env_idx: int):
+        seed = remade_env_seed(self._seeds[env_idx], self._restarts[env_idx])
+        try:
+            obs_list, _ = self.envs[env_idx].reset(seed=seed)
+        except Exception as e:
+            raise EnvFailure(f"could not reset {self._where(env_idx)}: {_describe(e)}") from e
+        for a, obs in enumerate(obs_list):
+            self._write_obs(env_idx * self.agents_per_env + a, obs)
+
     def reset(self) -> dict:
-        for env_idx, env in enumerate(self.envs):
-            obs_list, _ = env.reset(seed=self._seeds[env_idx])
-            for a, obs in enumerate(obs_list):
-                self._write_obs(env_idx * self.agents_per_env + a, obs)
+        for env_idx in range(len(self.envs)):
+            self._reset_one(env_idx)
         return self._result.obs
+
+    def _remake(self, env_idx: int, error: Exception):
+        """Replaces an env that raised: its agents' step is not a transition, and their episode ends."""
+        try:
+            self.envs[env_idx].close()
+        except Exception:
+            pass  # a crashed env may not close; the new one matters
+        self._restarts[env_idx] += 1
+        self.envs[env_idx] = self._make(env_idx)
+        self._reset_one(env_idx)
+        agents = slice(env_idx * self.agents_per_env, (env_idx + 1) * self.agents_per_env)
+        result = self._result
+        result.rewards[agents] = 0.0
+        result.terminated[agents] = True
+        result.truncated[agents] = False
+        result.valids[agents] = False
+        result.failures.append(RecoveredEnv(self._first_vector_idx + env_idx, _describe(error)))
 
     def step(self, actions: np.ndarray) -> StepResult:
         result = self._result
         result.episode_infos = {}
+        result.failures = []
         n = self.agents_per_env
         for env_idx, env in enumerate(self.envs):
             first = env_idx * n
             env_actions = [numpy_action(self.action_space, actions[first + a]) for a in range(n)]
-            obs_list, rewards, terminated, truncated, infos = env.step(env_actions)
+            try:
+                obs_list, rewards, terminated, truncated, infos = env.step(env_actions)
+            except Exception as e:
+                self._remake(env_idx, e)
+                continue
             for a in range(n):
                 agent = first + a
                 self._write_obs(agent, obs_list[a])
@@ -104,50 +164,124 @@ class PerEnvRunner:
             env.close()
 
 
+class _SubEnvFailed(Exception):
+    def __init__(self, env_idx: int, error: Exception):
+        super().__init__(env_idx, error)
+        self.env_idx, self.error = env_idx, error
+
+
+class _NamesItsFailures(gym.Wrapper):
+    """Inside a SyncVectorEnv: tells which of its envs raised."""
+
+    def __init__(self, env, env_idx: int):
+        super().__init__(env)
+        self._env_idx = env_idx
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as e:
+            raise _SubEnvFailed(self._env_idx, e) from e
+
+    def reset(self, **kwargs):
+        try:
+            return self.env.reset(**kwargs)
+        except Exception as e:
+            raise _SubEnvFailed(self._env_idx, e) from e
+
+
 class VectorEnvRunner:
     """One vectorized env per split: arrays in, arrays out, no per-env Python loop here.
 
     A registered env may return a `gymnasium.vector.VectorEnv` itself (GPU simulators, envs with a
     `vector_entry_point`); otherwise `num_envs` copies are wrapped in a SyncVectorEnv. Both
     autoreset modes are handled: with NEXT_STEP, the step after an episode end only resets the env,
-    so it is marked invalid and done (the RNN state and the returns restart after it).
+    so it is marked invalid and done (the RNN state and the returns restart after it). When one env
+    raises, the whole vector env is made anew (its state after a half-done step is unknown).
     """
 
     def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int):
         if env_info.num_agents != 1:
             raise ValueError("--batched_sampling needs a single-agent env (got a multi-agent env)")
-        first_env_id = global_env_id(cfg, worker_idx, split_idx * num_envs)
-        vec_config = env_config_for(worker_idx, split_idx * num_envs, first_env_id)
-        vec_config.num_envs = num_envs  # a make_env_func that builds vector envs reads this
-        env = make_env(cfg, vec_config)
-        if is_vector_env(env):
-            if env.num_envs != num_envs:
-                raise ValueError(f"The env made a vector env of {env.num_envs} envs, expected {num_envs}")
-            self.vec_env = env
-        else:
-            env.close()
-
-            def make_one(i):
-                return lambda: make_env(cfg, env_config_for(worker_idx, split_idx * num_envs + i, first_env_id + i))
-
-            self.vec_env = gym.vector.SyncVectorEnv(
-                [make_one(i) for i in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
-            )
-        self.next_step_autoreset = self.vec_env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP
+        self._cfg, self._worker_idx, self._env_name = cfg, worker_idx, cfg.env
+        self._first_vector_idx = split_idx * num_envs
         self.num_agents = num_envs
         self._seed = env_seed(cfg, worker_idx, split_idx, 0)  # the vector env seeds env i with this + i
+        self._restarts = 0
         self._was_done = np.zeros(num_envs, bool)
         self._space = env_info.action_space
+        self.vec_env = self._make()
+        self.next_step_autoreset = self.vec_env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP
+
+    def _where(self, env_idx: int | None) -> str:
+        first = self._first_vector_idx
+        envs = f"env {first + env_idx}" if env_idx is not None else f"envs {first}..{first + self.num_agents - 1}"
+        return f"{self._env_name} (worker {self._worker_idx}, {envs})"
+
+    def _make_one(self, env_idx: int):
+        vector_idx = self._first_vector_idx + env_idx
+        env_id = global_env_id(self._cfg, self._worker_idx, vector_idx)
+        try:
+            env = make_env(self._cfg, env_config_for(self._worker_idx, vector_idx, env_id))
+        except Exception as e:
+            raise EnvFailure(f"could not make {self._where(env_idx)}: {_describe(e)}") from e
+        return _NamesItsFailures(env, env_idx)
+
+    def _make(self):
+        vec_config = env_config_for(
+            self._worker_idx, self._first_vector_idx, global_env_id(self._cfg, self._worker_idx, self._first_vector_idx)
+        )
+        vec_config.num_envs = self.num_agents  # a make_env_func that builds vector envs reads this
+        try:
+            env = make_env(self._cfg, vec_config)
+        except Exception as e:
+            raise EnvFailure(f"could not make {self._where(0)}: {_describe(e)}") from e
+        if is_vector_env(env):
+            if env.num_envs != self.num_agents:
+                raise ValueError(f"The env made a vector env of {env.num_envs} envs, expected {self.num_agents}")
+            return env
+        env.close()
+        return gym.vector.SyncVectorEnv(
+            [partial(self._make_one, i) for i in range(self.num_agents)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
 
     def reset(self) -> dict:
-        obs, _ = self.vec_env.reset(seed=self._seed)
+        try:
+            obs, _ = self.vec_env.reset(seed=remade_env_seed(self._seed, self._restarts))
+        except Exception as e:
+            idx, error = (e.env_idx, e.error) if isinstance(e, _SubEnvFailed) else (None, e)
+            raise EnvFailure(f"could not reset {self._where(idx)}: {_describe(error)}") from error
         self._was_done[:] = False
         return as_obs_dict(obs)
+
+    def _remake(self, failed: Exception) -> StepResult:
+        """A step of every env of the split that is no transition: all restart from a reset."""
+        env_idx, error = (failed.env_idx, failed.error) if isinstance(failed, _SubEnvFailed) else (None, failed)
+        try:
+            self.vec_env.close()
+        except Exception:
+            pass  # a crashed env may not close; the new ones matter
+        self._restarts += 1
+        self.vec_env = self._make()
+        obs = self.reset()
+        n = self.num_agents
+        return StepResult(
+            obs=obs,
+            rewards=np.zeros(n, np.float32),
+            terminated=np.ones(n, bool),
+            truncated=np.zeros(n, bool),
+            valids=np.zeros(n, bool),
+            failures=[RecoveredEnv(self._first_vector_idx + (env_idx or 0), _describe(error))],
+        )
 
     def step(self, actions: np.ndarray) -> StepResult:
         if isinstance(self._space, gym.spaces.Discrete):
             actions = actions.astype(np.int64, copy=False)
-        obs, rewards, terminated, truncated, infos = self.vec_env.step(actions)
+        try:
+            obs, rewards, terminated, truncated, infos = self.vec_env.step(actions)
+        except Exception as e:
+            return self._remake(e)
         done = terminated | truncated
         if self.next_step_autoreset:
             # This step only reset the envs that were done: not a real transition.

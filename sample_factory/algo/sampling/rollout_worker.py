@@ -8,6 +8,10 @@ Its messages (inference_requested, trajectory_ready, episodes_finished; actions_
 slots_released in) are listed in `algo/protocol.py`. A split waits for one actions_ready per
 policy it asked; slots_released lets parked splits try again.
 
+An env that raises is made anew by the env runner and reported with `env_failed` (the runner
+counts them against --max_env_failures); an env that cannot be made or reset, or returns an
+observation outside its space, is reported with `failed` and the worker stops sampling.
+
 A split never blocks waiting for free slots: it parks, and the worker keeps stepping its other
 splits (a blocked worker could hold back the very trajectories the learner is waiting for).
 """
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from sample_factory.algo import protocol
-from sample_factory.algo.sampling.env_runners import PerEnvRunner, VectorEnvRunner
+from sample_factory.algo.sampling.env_runners import EnvFailure, ObservationError, PerEnvRunner, VectorEnvRunner
 from sample_factory.cfg.derived import envs_per_split, worker_rng_seed
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
@@ -55,6 +59,8 @@ class SplitState:
 
 class RolloutWorker(EventLoopObject):
     episodes_finished = signal()
+    env_failed = signal()
+    failed = signal()
 
     def __init__(self, event_loop, worker_idx: int, cfg, env_info, shared, env_registry: dict):
         super().__init__(event_loop, f"rollout_worker_{worker_idx}")
@@ -69,6 +75,17 @@ class RolloutWorker(EventLoopObject):
         self.rng = random.Random(worker_rng_seed(cfg, worker_idx))
 
     def on_loop_started(self):
+        try:
+            self._start()
+        except (EnvFailure, ObservationError) as e:
+            self._fail(e)
+
+    def _fail(self, error: Exception):
+        """The worker cannot go on: the runner stops the run with this one line."""
+        self.close_envs()
+        self.failed.emit(self.worker_idx, str(error))
+
+    def _start(self):
         restore_env_registry(self.env_registry)
         torch.set_num_threads(1)
         cfg = self.cfg
@@ -160,7 +177,10 @@ class RolloutWorker(EventLoopObject):
             return
         if self.shared.stop_event.is_set():
             return
-        self._step_split(split_idx, split)
+        try:
+            self._step_split(split_idx, split)
+        except (EnvFailure, ObservationError) as e:
+            self._fail(e)
 
     def _step_split(self, split_idx: int, split: SplitState):
         buffers = self.shared.buffers
@@ -168,6 +188,8 @@ class RolloutWorker(EventLoopObject):
         slots = split.slots
         actions = buffers.actions[slots, t].numpy()
         result = split.env_runner.step(actions)
+        if result.failures:
+            self._on_envs_remade(split, result)
 
         rewards = torch.from_numpy(result.rewards)
         dones = result.terminated | result.truncated
@@ -190,6 +212,15 @@ class RolloutWorker(EventLoopObject):
             self._start_trajectories(split_idx, split)
         else:
             self._request_actions(split_idx, split)
+
+    def _on_envs_remade(self, split: SplitState, result):
+        """Envs that raised were made anew: their unfinished episodes end unreported."""
+        restarted = np.flatnonzero((result.terminated | result.truncated) & ~result.valids)
+        split.episode_return[restarted] = 0.0
+        split.episode_len[restarted] = 0
+        self._assign_policies(split, restarted)
+        for failure in result.failures:
+            self.env_failed.emit(self.worker_idx, failure.env_idx, failure.error)
 
     def _track_episodes(self, split: SplitState, result, dones: np.ndarray) -> list:
         valids = result.valids
@@ -239,7 +270,10 @@ class RolloutWorker(EventLoopObject):
 
     def close_envs(self):
         for split in self.splits:
-            split.env_runner.close()
+            try:
+                split.env_runner.close()
+            except Exception as e:  # a crashed env may not close; the others still must
+                log.warning("%s: closing envs failed: %s: %s", self.name, type(e).__name__, e)
         self.splits = []
 
     def on_stop(self):
