@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from sample_factory.algo.sampling.auto_tune import auto_tune
+from sample_factory.algo.shared_buffers import InsufficientMemoryError
 from sample_factory.cfg.arguments import user_chosen_flags
 from sample_factory.cfg.experiment import SavedConfigError, experiment_dir, merge_with_saved_cfg
 from sample_factory.cfg.validate import ConfigError, verify_cfg
@@ -115,7 +116,7 @@ def run_rl(cfg) -> int:
     except UnknownEnvError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_CONFIG_STATUS
-    except (CheckpointError, EnvCreationError, SavedConfigError) as e:
+    except (CheckpointError, EnvCreationError, SavedConfigError, InsufficientMemoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     setup_logging(log_file=experiment_dir(cfg) / LOG_FILE if cfg.log_to_file else None)

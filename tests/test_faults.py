@@ -415,3 +415,34 @@ def test_nan_observations_neither_crash_sampling_nor_reach_the_weights(tmp_path,
     state, _ = load_latest_checkpoint(tmp_path / "crash" / "checkpoint_p0")
     for key, tensor in state["model"].items():
         assert torch.isfinite(tensor).all(), f"{key} was poisoned"
+
+
+class BigObsEnv(gym.Env):
+    """Doom-sized image observations (3 x 72 x 128 bytes)."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 72, 128), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, seed=None, options=None):
+        return np.zeros(self.observation_space.shape, np.uint8), {}
+
+    def step(self, action):
+        return np.zeros(self.observation_space.shape, np.uint8), 0.0, False, False, {}
+
+
+def make_big_obs_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return BigObsEnv()
+
+
+def test_buffers_larger_than_memory_stop_the_run_before_it_starts_naming_the_flags(tmp_path, capsys):
+    """ISSUE 15, item 9: 2 x 100,000 envs of Doom-sized frames need ~190 GiB of trajectory buffers."""
+    from sample_factory.train import run_rl
+
+    register_env("big_obs", make_big_obs_env)
+    cfg = crash_cfg(tmp_path, "big_obs", "--num_workers=2", "--num_envs_per_worker=100000")
+    assert run_rl(cfg) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "the trajectory buffers need" in err and "GiB of shared memory" in err
+    assert "--num_envs_per_worker=100000" in err and "--rollout=" in err and "obs (3, 72, 128)" in err
+    assert not list((tmp_path / "crash").glob("checkpoint_p0/*"))

@@ -142,6 +142,20 @@ def test_a_non_finite_gradient_skips_the_step_instead_of_poisoning_the_weights()
     assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items() if "normalizer" not in k)
 
 
+def test_twenty_non_finite_steps_in_a_row_stop_training_with_a_clear_error():
+    from sample_factory.algo.learning.learner import MAX_NON_FINITE_STEPS_IN_A_ROW, NonFiniteTrainingError
+
+    learner = make_learner()
+    batch = behaviour_batch(learner)
+    batch["log_prob_actions"][:] = float("-inf")
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    with pytest.raises(NonFiniteTrainingError, match="SGD steps in a row had a non-finite gradient"):
+        for _ in range(MAX_NON_FINITE_STEPS_IN_A_ROW):
+            learner.train(batch)
+    assert learner.skipped_non_finite_steps == MAX_NON_FINITE_STEPS_IN_A_ROW
+    assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items() if "normalizer" not in k)
+
+
 def test_nan_sentinels_of_steps_never_written_drop_nothing():
     """The shared buffers start as NaN: the reward after the last step and inactive agents' steps stay so."""
     learner = make_learner()

@@ -14,11 +14,14 @@ Fresh buffers are filled with sentinels (NaN, -1, 255) so that reads of unwritte
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import time
 
 import faster_fifo
 import gymnasium as gym
+import numpy as np
+import psutil
 import torch
 
 from sample_factory.algo.utils.host_staging import HostStaging
@@ -39,6 +42,41 @@ def _filled(shape, dtype: torch.dtype) -> torch.Tensor:
     else:
         t.fill_(-1)
     return t.share_memory_()
+
+
+class InsufficientMemoryError(RuntimeError):
+    """The buffers a config asks for do not fit in this machine's memory: the message names the flags."""
+
+
+def trajectory_buffer_bytes(
+    num_slots: int, rollout: int, obs_space: gym.spaces.Dict, action_space: gym.Space, rnn_size: int
+) -> int:
+    """What `TrajectoryBuffers(...)` of these arguments allocates, in bytes."""
+    steps = num_slots * (rollout + 1)
+    per_step = sum(
+        int(np.prod(space.shape, dtype=np.int64)) * np.dtype(space.dtype).itemsize
+        for space in obs_space.spaces.values()
+    )
+    action_shape, action_dtype = action_buffer_spec(action_space)
+    per_step += int(np.prod(action_shape, dtype=np.int64)) * torch.empty((), dtype=action_dtype).element_size()
+    per_step += 4 * (calc_num_action_parameters(action_space) + 3 + max(rnn_size, 1))  # logits, log-prob, value, reward
+    per_step += 3 + 8  # dones, time_outs, valids; policy_version
+    return steps * per_step
+
+
+def check_buffers_fit(needed: int, sized_by: str):
+    """Stops before anything is allocated when the buffers cannot fit in RAM or in /dev/shm."""
+    available = psutil.virtual_memory().available
+    try:
+        shm = os.statvfs("/dev/shm")
+        available = min(available, shm.f_bavail * shm.f_frsize)
+    except OSError:
+        pass  # no /dev/shm: torch's shared memory then lives elsewhere
+    if needed > available:
+        raise InsufficientMemoryError(
+            f"the trajectory buffers need {needed / 2**30:.1f} GiB of shared memory, {available / 2**30:.1f} GiB is "
+            f"available: {sized_by} size them"
+        )
 
 
 class TrajectoryBuffers:
@@ -103,9 +141,10 @@ def step_rows(field: torch.Tensor) -> torch.Tensor:
 class SlotPool:
     """Free trajectory slots of one policy. Groups of indices travel as one message."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, num_slots: int = 0):
         self.name = name
-        self._queue = faster_fifo.Queue(max_size_bytes=1024 * 1024)
+        # Room for every slot at once (a pickled int takes at most 5 bytes, each message ~30 more).
+        self._queue = faster_fifo.Queue(max_size_bytes=max(1024 * 1024, 48 * num_slots))
         self._spare: list[int] = []
 
     def __getstate__(self):

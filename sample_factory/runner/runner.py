@@ -28,7 +28,13 @@ from sample_factory.algo import protocol
 from sample_factory.algo.learning.learner_worker import LearnerWorker
 from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.sampling.rollout_worker import RolloutWorker
-from sample_factory.algo.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers
+from sample_factory.algo.shared_buffers import (
+    SharedPolicyState,
+    SlotPool,
+    TrajectoryBuffers,
+    check_buffers_fit,
+    trajectory_buffer_bytes,
+)
 from sample_factory.cfg.derived import agents_per_split, trajectories_per_iteration
 from sample_factory.cfg.experiment import cfg_hash, save_cfg
 from sample_factory.envs.create_env import EnvInfo
@@ -39,6 +45,7 @@ from sample_factory.runner.observer import AlgoObserver
 from sample_factory.runner.stats import RunStats
 from sample_factory.signal_slot import forkserver_guard
 from sample_factory.signal_slot.signal_slot import (
+    DEFAULT_QUEUE_BYTES,
     EventLoop,
     EventLoopObject,
     EventLoopProcess,
@@ -140,9 +147,9 @@ class Runner(EventLoopObject):
         self.env_info = env_info
         self.experiment_dir = experiment_dir
         self.mp_ctx = process_context()
-        super().__init__(EventLoop("runner"), "runner")
-
         self.layout = slot_layout(cfg, env_info)
+        super().__init__(EventLoop("runner", queue_max_bytes=self._queue_bytes), "runner")
+
         self.shared = self._make_shared_resources()
 
         self.processes: list[EventLoopProcess] = []
@@ -201,12 +208,19 @@ class Runner(EventLoopObject):
     def _make_shared_resources(self) -> SharedResources:
         cfg, env_info, layout = self.cfg, self.env_info, self.layout
         num_slots = layout.slots_per_policy * cfg.num_policies
-        buffers = TrajectoryBuffers(
-            num_slots, cfg.rollout, env_info.obs_space, env_info.action_space, rnn_state_size_for(cfg)
+        buffer_args = (num_slots, cfg.rollout, env_info.obs_space, env_info.action_space, rnn_state_size_for(cfg))
+        obs_shapes = ", ".join(f"{k} {tuple(space.shape)}" for k, space in env_info.obs_space.spaces.items())
+        check_buffers_fit(
+            trajectory_buffer_bytes(*buffer_args),
+            f"{num_slots} trajectory slots (--num_workers={cfg.num_workers} x --num_envs_per_worker="
+            f"{cfg.num_envs_per_worker}{f' x {env_info.num_agents} agents' if env_info.num_agents > 1 else ''}"
+            f"{f' + --num_batches_to_accumulate={cfg.num_batches_to_accumulate} batches' if cfg.async_rl else ''}"
+            f", x --num_policies={cfg.num_policies}) of --rollout={cfg.rollout} steps of observations {obs_shapes}",
         )
+        buffers = TrajectoryBuffers(*buffer_args)
         pools = []
         for policy_id in range(cfg.num_policies):
-            pool = SlotPool(f"slots_p{policy_id}")
+            pool = SlotPool(f"slots_p{policy_id}", layout.slots_per_policy)
             first = policy_id * layout.slots_per_policy
             for start in range(first, first + layout.slots_per_policy, layout.group_size):
                 pool.release(list(range(start, start + layout.group_size)))
@@ -244,6 +258,11 @@ class Runner(EventLoopObject):
             )
 
     @property
+    def _queue_bytes(self) -> int:
+        """Messages carry lists of slot indices: a loop's queue holds a few of the largest (all slots)."""
+        return max(DEFAULT_QUEUE_BYTES, 4 * 8 * self.layout.slots_per_policy * self.cfg.num_policies)
+
+    @property
     def hosts_learner(self) -> bool:
         """The learner runs on the runner's loop, in this process (see the module docstring)."""
         return self.cfg.serial_mode or self.cfg.num_policies == 1
@@ -254,6 +273,7 @@ class Runner(EventLoopObject):
         process = EventLoopProcess(
             name,
             self.mp_ctx,
+            queue_max_bytes=self._queue_bytes,
             init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE if self.cfg.log_to_file else None),
         )
         self.processes.append(process)

@@ -28,6 +28,14 @@ from sample_factory.model.actor_critic import create_actor_critic, rnn_state_siz
 log = logging.getLogger(__name__)
 
 
+# Skipped steps one after another mean the loss itself diverged, not one bad batch.
+MAX_NON_FINITE_STEPS_IN_A_ROW = 20
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training cannot go on: every recent SGD step had a NaN or infinite gradient."""
+
+
 @dataclass
 class TrainingState:
     """Everything a checkpoint restores besides model and optimizer."""
@@ -48,6 +56,7 @@ class Learner:
         self.recurrence = effective_recurrence(cfg)
         self.num_non_finite_trajectories = 0  # dropped since start (NaN/inf rewards or observations)
         self.skipped_non_finite_steps = 0  # SGD steps skipped for a non-finite gradient
+        self._skipped_in_a_row = 0
         self.rnn_size = rnn_state_size_for(cfg)
         self.model = create_actor_critic(cfg, env_info.obs_space, env_info.action_space).to(device)
         self.model.train()
@@ -300,9 +309,16 @@ class Learner:
                 grad_norm = _grad_norm(self.model.parameters())
             if math.isfinite(grad_norm):
                 self.optimizer.step()
+                self._skipped_in_a_row = 0
             else:  # a NaN or infinite gradient would poison every weight it touches
                 self.skipped_non_finite_steps += 1
+                self._skipped_in_a_row += 1
                 log.warning("Policy %d: non-finite gradient, SGD step skipped", self.policy_id)
+                if self._skipped_in_a_row >= MAX_NON_FINITE_STEPS_IN_A_ROW:
+                    raise NonFiniteTrainingError(
+                        f"{self._skipped_in_a_row} SGD steps in a row had a non-finite gradient: training diverged"
+                        f" (the weights are those before; try a lower --learning_rate or --max_grad_norm)"
+                    )
 
             mb_stats = {
                 "loss": float(loss.detach()),

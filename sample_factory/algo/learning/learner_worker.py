@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from sample_factory.algo.learning.learner import Learner
+from sample_factory.algo.learning.learner import Learner, NonFiniteTrainingError
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.cfg.derived import trajectories_per_iteration
 from sample_factory.model.model_factory import set_global_model_factory
@@ -111,7 +111,7 @@ class LearnerWorker(EventLoopObject):
             self._drop_without_learning()
             return
         needed = trajectories_per_iteration(self.cfg)
-        while self.learner is not None and self._num_pending >= needed:
+        while self.learner is not None and not self._failed and self._num_pending >= needed:
             groups, taken = [], 0
             while taken < needed:
                 group = self._pending.pop(0)
@@ -125,7 +125,13 @@ class LearnerWorker(EventLoopObject):
                 self._release(groups)
 
             started = time.monotonic()
-            stats = self.learner.train(batch)
+            try:
+                stats = self.learner.train(batch)
+            except NonFiniteTrainingError as e:
+                if not self.cfg.async_rl:
+                    self._release(groups)
+                self._fail(str(e))
+                return
             self._publish()
             if not self.cfg.async_rl:
                 self._release(groups)
@@ -133,6 +139,11 @@ class LearnerWorker(EventLoopObject):
             stats["env_steps"] = self.learner.state.env_steps
             stats["policy_version"] = self.learner.state.policy_version
             self.report.emit(self.policy_id, stats)
+
+    def _fail(self, message: str):
+        if not self._failed:
+            self._failed = True
+            self.failed.emit(self.policy_id, message)
 
     def _release(self, groups: list[list[int]]):
         pool = self.shared.slot_pools[self.policy_id]
@@ -182,9 +193,7 @@ class LearnerWorker(EventLoopObject):
             )
         except CheckpointWriteError as e:
             log.error("Policy %d: %s; the previous checkpoint is kept", self.policy_id, e)
-            if not self._failed:
-                self._failed = True
-                self.failed.emit(self.policy_id, str(e))
+            self._fail(str(e))
             return None
         log.debug("Saved %s", path)
         return path
