@@ -370,7 +370,7 @@ def make_hanging_env(full_env_name, cfg=None, env_config=None, render_mode=None)
     return gym.make("CartPole-v1")
 
 
-def test_a_hung_env_is_named_while_the_other_workers_train_on(tmp_path, caplog):
+def test_a_hung_env_is_named_with_its_stack_while_the_other_workers_train_on(tmp_path, caplog):
     register_env("hanging_cartpole", make_hanging_env)
     cfg = crash_cfg(
         tmp_path, "hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
@@ -382,6 +382,7 @@ def test_a_hung_env_is_named_while_the_other_workers_train_on(tmp_path, caplog):
     stalls = [r.getMessage() for r in caplog.records if "has stepped no env" in r.getMessage()]
     assert stalls and all(m.startswith("rollout_worker_1 ") for m in stalls), stalls
     assert len(stalls) == 1, "reported once per --heartbeat_reporting_interval"
+    assert "where it is:" in stalls[0] and 'test_faults.py", line' in stalls[0] and "in step" in stalls[0], stalls
 
 
 class NaNObsCartPole(gym.ObservationWrapper):

@@ -15,7 +15,9 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import signal as os_signal
+import tempfile
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -41,6 +43,7 @@ from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 from sample_factory.model.model_factory import global_model_factory
+from sample_factory.runner.leak_watch import LeakWatch
 from sample_factory.runner.observer import AlgoObserver
 from sample_factory.runner.stats import RunStats
 from sample_factory.signal_slot import forkserver_guard
@@ -148,6 +151,7 @@ class Runner(EventLoopObject):
         self.experiment_dir = experiment_dir
         self.mp_ctx = process_context()
         self.layout = slot_layout(cfg, env_info)
+        self._stack_dir: str | None = None  # where stalled processes write their stacks (made with the first)
         super().__init__(EventLoop("runner", queue_max_bytes=self._queue_bytes), "runner")
 
         self.shared = self._make_shared_resources()
@@ -174,6 +178,7 @@ class Runner(EventLoopObject):
         self._last_frames: list[int] = []  # stall detection (_check_stalled_workers)
         self._last_progress: list[float] = []
         self._stall_reported: list[float] = []
+        self.leak_watch = LeakWatch()
 
     # --- extension points (sample-factory 2.x's) ---------------------------------------------
 
@@ -270,10 +275,13 @@ class Runner(EventLoopObject):
     def _loop_for(self, name: str) -> EventLoop:
         if self.cfg.serial_mode:
             return self.event_loop
+        if self._stack_dir is None:
+            self._stack_dir = tempfile.mkdtemp(prefix="sf_stacks_")
         process = EventLoopProcess(
             name,
             self.mp_ctx,
             queue_max_bytes=self._queue_bytes,
+            stack_path=str(Path(self._stack_dir) / f"{name}.txt"),
             init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE if self.cfg.log_to_file else None),
         )
         self.processes.append(process)
@@ -531,16 +539,25 @@ class Runner(EventLoopObject):
                 self.named_signal(protocol.save_best(policy_id)).emit(policy_id, self.cfg.save_best_metric, value)
 
     def _write_memory_usage(self):
-        """Proportional set size of each process (shared memory split fairly between its users)."""
+        """Per process: proportional set size (shared memory split fairly between its users) and open
+        file descriptors; /dev/shm use (machine-wide). In TensorBoard, and watched for steady growth."""
         import psutil
 
         usage = {}
         for name, pid in [("runner", os.getpid())] + [(p.name, p.pid) for p in self.processes]:
             try:
-                usage[f"memory_mb_{name}"] = psutil.Process(pid).memory_full_info().pss / 2**20
+                process = psutil.Process(pid)
+                usage[f"memory_mb_{name}"] = process.memory_full_info().pss / 2**20
+                usage[f"fds_{name}"] = process.num_fds()
             except (psutil.Error, AttributeError):
                 continue
+        try:
+            shm = os.statvfs("/dev/shm")
+            usage["dev_shm_used_mb"] = (shm.f_blocks - shm.f_bfree) * shm.f_frsize / 2**20
+        except OSError:
+            pass
         self.stats.write_scalars(0, "perf", usage)
+        self.leak_watch.sample(usage)
 
     def _check_stalled_workers(self):
         """A worker whose frame count stands still while the others' grows is stuck in an env (a
@@ -565,16 +582,22 @@ class Runner(EventLoopObject):
             )
             if stalled_for >= self.cfg.heartbeat_interval and due:
                 self._stall_reported[i] = now
+                worker_process = self._process_named(f"rollout_worker_{i}")
+                stack = worker_process.stack() if worker_process is not None else ""
                 log.error(
                     "rollout_worker_%d has stepped no env for %.0fs while the other workers sample: a hung env?"
-                    " (its envs: %s, ids %d..%d)",
+                    " (its envs: %s, ids %d..%d)%s",
                     i,
                     stalled_for,
                     self.cfg.env,
                     i * self.cfg.num_envs_per_worker,
                     (i + 1) * self.cfg.num_envs_per_worker - 1,
+                    f"; where it is:\n{stack}" if stack else "",
                 )
         self._last_frames = frames
+
+    def _process_named(self, name: str) -> EventLoopProcess | None:
+        return next((p for p in self.processes if p.name == name), None)
 
     def _check_health(self):
         if not self.cfg.serial_mode and not self._stopping:
@@ -610,4 +633,6 @@ class Runner(EventLoopObject):
                 kill_process_tree(process.pid)
         for pool in self.shared.slot_pools:
             pool.close()
+        if self._stack_dir is not None:
+            shutil.rmtree(self._stack_dir, ignore_errors=True)
         self.stats.close()

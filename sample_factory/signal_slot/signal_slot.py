@@ -18,6 +18,7 @@ that references between objects of the same loop stay identical after unpickling
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import heapq
 import itertools
 import logging
@@ -290,10 +291,21 @@ def _die_with_parent():
         pass
 
 
-def _process_main(loop: EventLoop, objects: list[EventLoopObject], init_fn: Callable | None):
+STACK_DUMP_SIGNAL = os_signal.SIGUSR1
+
+
+_stack_file = None  # kept open in the child: faulthandler writes to its descriptor
+
+
+def _process_main(loop: EventLoop, objects: list[EventLoopObject], init_fn: Callable | None, stack_path: str | None):
     # Only the main process handles Ctrl-C and SIGTERM; children stop when the runner tells them to.
     os_signal.signal(os_signal.SIGINT, os_signal.SIG_IGN)
     os_signal.signal(os_signal.SIGTERM, os_signal.SIG_IGN)
+    # EventLoopProcess.stack(): where a stalled component is stuck, even inside C code.
+    if stack_path is not None:
+        global _stack_file
+        _stack_file = open(stack_path, "w")  # noqa: SIM115 (open for the process's lifetime)
+        faulthandler.register(STACK_DUMP_SIGNAL, file=_stack_file, all_threads=True)
     _die_with_parent()
     if init_fn is not None:
         init_fn()
@@ -321,7 +333,10 @@ class EventLoopProcess:
         # the runner joins or kills every process, and each dies with its parent (_die_with_parent).
         objects = list(self.event_loop.objects.values())
         self.process = self._mp_ctx.Process(
-            target=_process_main, args=(self.event_loop, objects, self._init_fn), name=self.name, daemon=False
+            target=_process_main,
+            args=(self.event_loop, objects, self._init_fn, self.stack_path),
+            name=self.name,
+            daemon=False,
         )
         self.process.start()
 
@@ -335,6 +350,24 @@ class EventLoopProcess:
     @property
     def exitcode(self):
         return self.process.exitcode if self.process else None
+
+    def stack(self, wait_sec: float = 0.5) -> str:
+        """The Python stack of each thread of the process, as faulthandler writes it ('' if unknown)."""
+        if self.stack_path is None or not self.is_alive():
+            return ""
+        try:
+            os.kill(self.pid, STACK_DUMP_SIGNAL)
+        except ProcessLookupError:
+            return ""
+        time.sleep(wait_sec)
+        try:
+            with open(self.stack_path) as f:
+                f.seek(0)
+                text = f.read()
+            open(self.stack_path, "w").close()  # the next dump starts afresh
+        except OSError:
+            return ""
+        return text.strip()
 
     def join(self, timeout_sec: float) -> bool:
         """Waits for the process to exit; kills it if it does not. Returns True on a clean exit."""
