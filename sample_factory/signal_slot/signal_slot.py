@@ -321,8 +321,16 @@ class EventLoopProcess:
     then `start()`. `init_fn` runs first in the child (thread counts, CPU affinity).
     """
 
-    def __init__(self, name: str, mp_ctx, init_fn: Callable | None = None, queue_max_bytes: int = DEFAULT_QUEUE_BYTES):
+    def __init__(
+        self,
+        name: str,
+        mp_ctx,
+        init_fn: Callable | None = None,
+        queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
+        stack_path: str | None = None,
+    ):
         self.name = name
+        self.stack_path = stack_path  # where the child writes its stack on stack()
         self.event_loop = EventLoop(name, queue_max_bytes=queue_max_bytes, owned_by_process=True)
         self._mp_ctx = mp_ctx
         self._init_fn = init_fn
