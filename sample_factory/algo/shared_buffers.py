@@ -48,20 +48,38 @@ class InsufficientMemoryError(RuntimeError):
     """The buffers a config asks for do not fit in this machine's memory: the message names the flags."""
 
 
+def _buffer_specs(
+    num_slots: int, rollout: int, obs_space: gym.spaces.Dict, action_space: gym.Space, rnn_size: int
+) -> tuple[dict, dict]:
+    """(obs key -> (shape, dtype), flat field -> (shape, dtype)) of the trajectory buffers."""
+    shape = (num_slots, rollout + 1)
+    obs = {key: (shape + tuple(space.shape), to_torch_dtype(space.dtype)) for key, space in obs_space.spaces.items()}
+    action_shape, action_dtype = action_buffer_spec(action_space)
+    flat = {
+        "actions": (shape + tuple(action_shape), action_dtype),
+        "action_logits": (shape + (calc_num_action_parameters(action_space),), torch.float32),
+        "log_prob_actions": (shape, torch.float32),
+        "values": (shape, torch.float32),
+        # One float of RNN state even without an RNN keeps every code path the same.
+        "rnn_states": (shape + (max(rnn_size, 1),), torch.float32),
+        "rewards": (shape, torch.float32),
+        "dones": (shape, torch.bool),
+        "time_outs": (shape, torch.bool),
+        "valids": (shape, torch.bool),
+        "policy_version": (shape, torch.int64),
+    }
+    return obs, flat
+
+
 def trajectory_buffer_bytes(
     num_slots: int, rollout: int, obs_space: gym.spaces.Dict, action_space: gym.Space, rnn_size: int
 ) -> int:
     """What `TrajectoryBuffers(...)` of these arguments allocates, in bytes."""
-    steps = num_slots * (rollout + 1)
-    per_step = sum(
-        int(np.prod(space.shape, dtype=np.int64)) * np.dtype(space.dtype).itemsize
-        for space in obs_space.spaces.values()
+    obs, flat = _buffer_specs(num_slots, rollout, obs_space, action_space, rnn_size)
+    return sum(
+        int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+        for shape, dtype in [*obs.values(), *flat.values()]
     )
-    action_shape, action_dtype = action_buffer_spec(action_space)
-    per_step += int(np.prod(action_shape, dtype=np.int64)) * torch.empty((), dtype=action_dtype).element_size()
-    per_step += 4 * (calc_num_action_parameters(action_space) + 3 + max(rnn_size, 1))  # logits, log-prob, value, reward
-    per_step += 3 + 8  # dones, time_outs, valids; policy_version
-    return steps * per_step
 
 
 def check_buffers_fit(needed: int, sized_by: str):
@@ -87,23 +105,10 @@ class TrajectoryBuffers:
     ):
         self.num_slots = num_slots
         self.rollout = rollout
-        shape = (num_slots, rollout + 1)
-        self.obs = {
-            key: _filled(shape + tuple(space.shape), to_torch_dtype(space.dtype))
-            for key, space in obs_space.spaces.items()
-        }
-        action_shape, action_dtype = action_buffer_spec(action_space)
-        self.actions = _filled(shape + tuple(action_shape), action_dtype)
-        self.action_logits = _filled(shape + (calc_num_action_parameters(action_space),), torch.float32)
-        self.log_prob_actions = _filled(shape, torch.float32)
-        self.values = _filled(shape, torch.float32)
-        # One float of RNN state even without an RNN keeps every code path the same.
-        self.rnn_states = _filled(shape + (max(rnn_size, 1),), torch.float32)
-        self.rewards = _filled(shape, torch.float32)
-        self.dones = _filled(shape, torch.bool)
-        self.time_outs = _filled(shape, torch.bool)
-        self.valids = _filled(shape, torch.bool)
-        self.policy_version = _filled(shape, torch.int64)
+        obs, flat = _buffer_specs(num_slots, rollout, obs_space, action_space, rnn_size)
+        self.obs = {key: _filled(*spec) for key, spec in obs.items()}
+        for name, spec in flat.items():
+            setattr(self, name, _filled(*spec))
 
     FLAT_FIELDS = (
         "actions",

@@ -453,26 +453,14 @@ class Runner(EventLoopObject):
         self.stats.env_failures += 1
         count, budget = self.stats.env_failures, self.cfg.max_env_failures
         self.stats.write_scalars(0, "stats", {"env_failures": count})
+        what = f"{self.cfg.env} (worker {worker_idx}, env {env_idx}) raised {error}"
         if count > budget:
-            log.error(
-                "%s (worker %d, env %d) raised %s: more than --max_env_failures=%d env failures, stopping the run",
-                self.cfg.env,
-                worker_idx,
-                env_idx,
-                error,
-                budget,
-            )
+            log.error("%s: more than --max_env_failures=%d env failures, stopping the run", what, budget)
             self.request_stop(ExitStatus.FAILURE)
-            return
-        log.warning(
-            "%s (worker %d, env %d) raised %s; made it anew, its unfinished episode dropped (%d of --max_env_failures=%d)",
-            self.cfg.env,
-            worker_idx,
-            env_idx,
-            error,
-            count,
-            budget,
-        )
+        else:
+            log.warning(
+                "%s; made it anew, its unfinished episode dropped (%d of --max_env_failures=%d)", what, count, budget
+            )
 
     def on_rollout_worker_failed(self, worker_idx: int, message: str):
         log.error("rollout_worker_%d cannot go on: %s; stopping the run", worker_idx, message)

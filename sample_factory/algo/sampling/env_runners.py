@@ -46,6 +46,17 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def _env_config(cfg, worker_idx: int, vector_idx: int):
+    return env_config_for(worker_idx, vector_idx, global_env_id(cfg, worker_idx, vector_idx))
+
+
+def _close_quietly(env):
+    try:
+        env.close()
+    except Exception:
+        pass  # a crashed env may not close; the one made instead matters
+
+
 @dataclass
 class StepResult:
     obs: dict  # key -> [num_agents, *shape]
@@ -85,10 +96,7 @@ class PerEnvRunner:
         return f"{self._env_name} (worker {self._worker_idx}, env {self._first_vector_idx + env_idx})"
 
     def _make(self, env_idx: int) -> MultiAgentView:
-        vector_idx = self._first_vector_idx + env_idx
-        env_config = env_config_for(
-            self._worker_idx, vector_idx, global_env_id(self._cfg, self._worker_idx, vector_idx)
-        )
+        env_config = _env_config(self._cfg, self._worker_idx, self._first_vector_idx + env_idx)
         try:
             return MultiAgentView(make_env(self._cfg, env_config))
         except Exception as e:
@@ -119,10 +127,7 @@ class PerEnvRunner:
 
     def _remake(self, env_idx: int, error: Exception):
         """Replaces an env that raised: its agents' step is not a transition, and their episode ends."""
-        try:
-            self.envs[env_idx].close()
-        except Exception:
-            pass  # a crashed env may not close; the new one matters
+        _close_quietly(self.envs[env_idx])
         self._restarts[env_idx] += 1
         self.envs[env_idx] = self._make(env_idx)
         self._reset_one(env_idx)
@@ -168,6 +173,11 @@ class _SubEnvFailed(Exception):
     def __init__(self, env_idx: int, error: Exception):
         super().__init__(env_idx, error)
         self.env_idx, self.error = env_idx, error
+
+
+def _origin(e: Exception) -> tuple[int | None, Exception]:
+    """(index of the sub-env that raised or None if unknown, what it raised)."""
+    return (e.env_idx, e.error) if isinstance(e, _SubEnvFailed) else (None, e)
 
 
 class _NamesItsFailures(gym.Wrapper):
@@ -219,18 +229,14 @@ class VectorEnvRunner:
         return f"{self._env_name} (worker {self._worker_idx}, {envs})"
 
     def _make_one(self, env_idx: int):
-        vector_idx = self._first_vector_idx + env_idx
-        env_id = global_env_id(self._cfg, self._worker_idx, vector_idx)
         try:
-            env = make_env(self._cfg, env_config_for(self._worker_idx, vector_idx, env_id))
+            env = make_env(self._cfg, _env_config(self._cfg, self._worker_idx, self._first_vector_idx + env_idx))
         except Exception as e:
             raise EnvFailure(f"could not make {self._where(env_idx)}: {_describe(e)}") from e
         return _NamesItsFailures(env, env_idx)
 
     def _make(self):
-        vec_config = env_config_for(
-            self._worker_idx, self._first_vector_idx, global_env_id(self._cfg, self._worker_idx, self._first_vector_idx)
-        )
+        vec_config = _env_config(self._cfg, self._worker_idx, self._first_vector_idx)
         vec_config.num_envs = self.num_agents  # a make_env_func that builds vector envs reads this
         try:
             env = make_env(self._cfg, vec_config)
@@ -250,18 +256,15 @@ class VectorEnvRunner:
         try:
             obs, _ = self.vec_env.reset(seed=remade_env_seed(self._seed, self._restarts))
         except Exception as e:
-            idx, error = (e.env_idx, e.error) if isinstance(e, _SubEnvFailed) else (None, e)
+            idx, error = _origin(e)
             raise EnvFailure(f"could not reset {self._where(idx)}: {_describe(error)}") from error
         self._was_done[:] = False
         return as_obs_dict(obs)
 
     def _remake(self, failed: Exception) -> StepResult:
         """A step of every env of the split that is no transition: all restart from a reset."""
-        env_idx, error = (failed.env_idx, failed.error) if isinstance(failed, _SubEnvFailed) else (None, failed)
-        try:
-            self.vec_env.close()
-        except Exception:
-            pass  # a crashed env may not close; the new ones matter
+        env_idx, error = _origin(failed)
+        _close_quietly(self.vec_env)
         self._restarts += 1
         self.vec_env = self._make()
         obs = self.reset()
