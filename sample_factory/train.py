@@ -17,10 +17,12 @@ from sample_factory.algo.sampling.auto_tune import auto_tune
 from sample_factory.algo.shared_buffers import InsufficientMemoryError
 from sample_factory.cfg.arguments import user_chosen_flags
 from sample_factory.cfg.experiment import SavedConfigError, experiment_dir, merge_with_saved_cfg
+from sample_factory.cfg.policy_params import PolicyParamsError
 from sample_factory.cfg.validate import ConfigError, verify_cfg
 from sample_factory.envs.create_env import EnvCreationError, EnvInfo, obtain_env_info
 from sample_factory.envs.env_utils import UnknownEnvError, make_env_func_for
 from sample_factory.model.model_factory import global_model_factory
+from sample_factory.pbt.population_based_training import PopulationBasedTraining
 from sample_factory.runner.runner import Runner
 from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.checkpoint import CheckpointError
@@ -100,7 +102,10 @@ def make_runner(cfg) -> tuple[AttrDict, Runner]:
         exp_dir.rename(kept)
         log.info("Kept the previous experiment as %s; starting from scratch", kept)
     _seed_everything(cfg.seed)
-    return cfg, Runner(cfg, env_info, exp_dir)
+    runner = Runner(cfg, env_info, exp_dir)
+    if cfg.with_pbt:
+        runner.register_observer(PopulationBasedTraining(cfg, runner))
+    return cfg, runner
 
 
 def run_rl(cfg) -> int:
@@ -116,7 +121,7 @@ def run_rl(cfg) -> int:
     except UnknownEnvError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_CONFIG_STATUS
-    except (CheckpointError, EnvCreationError, SavedConfigError, InsufficientMemoryError) as e:
+    except (CheckpointError, EnvCreationError, SavedConfigError, InsufficientMemoryError, PolicyParamsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     setup_logging(log_file=experiment_dir(cfg) / LOG_FILE if cfg.log_to_file else None)

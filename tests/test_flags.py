@@ -72,7 +72,7 @@ def test_an_unsupported_value_is_a_one_line_error(name):
     assert len(errors) == 1 and errors[0].startswith(f"--{name}=") and "not supported" in errors[0], errors
 
 
-def test_with_pbt_stops_the_run_before_anything_starts(tmp_path):
+def test_bad_pbt_flags_stop_the_run_before_anything_starts_one_line_each(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
@@ -83,6 +83,8 @@ def test_with_pbt_stops_the_run_before_anything_starts(tmp_path):
             "--experiment=x",
             "--with_pbt=True",
             "--num_policies=2",
+            "--pbt_replace_fraction=0.8",
+            '--policy_hyperparams={"2": {"learning_rate": 0.1}}',
         ],
         capture_output=True,
         text=True,
@@ -90,10 +92,26 @@ def test_with_pbt_stops_the_run_before_anything_starts(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --with_pbt=True is not supported: population-based training is not built yet"
-        " (--num_policies=N trains N policies side by side without it)"
+        "error: --policy_hyperparams: policy 2 does not exist (--num_policies=2)",
+        "error: --pbt_replace_fraction=0.8: must be in (0, 0.5] (the bottom and the top fraction of the"
+        " population must not overlap)",
     ]
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ('{"0": {"batch_size": 64}}', "['batch_size'] cannot differ per policy"),
+        ('{"0": {"learning_rate": "fast"}}', "learning_rate='fast' is not a number"),
+        ('{"zero": {}}', "'zero' is not a policy id"),
+        ("{not json", "not valid JSON"),
+        ("/no/such/file.json", "neither JSON nor an existing file"),
+    ],
+)
+def test_policy_hyperparams_errors_name_what_is_wrong(value, error):
+    errors = config_errors(default_cfg("CartPole-v1", ["--num_policies=2", f"--policy_hyperparams={value}"]))
+    assert len(errors) == 1 and error in errors[0], errors
 
 
 def test_a_saved_config_with_retired_defaults_resumes(tmp_path):

@@ -1,7 +1,7 @@
 """Imports point down the layers (DESIGN.md, "Layout"), function-local imports included:
 
 utils <- signal_slot <- algo/utils <- model, envs <- cfg <- algo (learning, sampling, protocol)
-<- runner <- train, enjoy, benchmark, export_onnx, plot
+<- runner, pbt <- train, enjoy, benchmark, export_onnx, plot
 
 A module may import its own layer and the layers below it; nothing in sample_factory imports
 sf_examples (env families plug in through entry points).
@@ -26,6 +26,7 @@ LAYERS = [
     ("sample_factory.cfg", 4),
     ("sample_factory.algo", 5),
     ("sample_factory.runner", 6),
+    ("sample_factory.pbt", 6),
     ("sample_factory.train", 7),
     ("sample_factory.enjoy", 7),
     ("sample_factory.benchmark", 7),

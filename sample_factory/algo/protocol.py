@@ -14,6 +14,12 @@ Named signals, one per policy or per worker:
       (policy_id, slots): these trajectory slots are complete; the learner frees them when done.
   save_best(policy_id)             runner -> learner of that policy
       (policy_id, metric_name, value): a new best value of the metric; save a best checkpoint.
+  new_hyperparams(policy_id)       population-based training -> learner of that policy
+      (policy_id, params: dict): train with these values of the tunable hyper-parameters from now on.
+  export_weights(policy_id)        population-based training -> learner of that policy
+      (policy_id, target_policy, path): write weights, optimizer and normalizers to path for target_policy.
+  import_weights(policy_id)        population-based training -> learner of that policy
+      (policy_id, source_policy, path, params: dict): continue from the weights at path, with params.
 
 Signals declared on the component classes (`signal()` attributes):
 
@@ -24,6 +30,8 @@ Signals declared on the component classes (`signal()` attributes):
   LearnerWorker.failed             -> runner       (policy_id, message) e.g. a checkpoint write failed: stop
   LearnerWorker.slots_released     -> rollout workers (policy_id,) trajectory slots are free again
   LearnerWorker.stopped            -> runner       (policy_id,) the final checkpoint is written
+  LearnerWorker.weights_exported   -> population-based training (policy_id, target_policy, path)
+  PopulationBasedTraining.reward_shaping_changed -> rollout workers (policy_id, shaping: dict)
   Runner.stop_requested            -> every component (): stop; samplers first, learners last
 """
 
@@ -44,3 +52,15 @@ def trajectory_ready(policy_id: int) -> str:
 
 def save_best(policy_id: int) -> str:
     return f"save_best_p{policy_id}"
+
+
+def new_hyperparams(policy_id: int) -> str:
+    return f"new_hyperparams_p{policy_id}"
+
+
+def export_weights(policy_id: int) -> str:
+    return f"export_weights_p{policy_id}"
+
+
+def import_weights(policy_id: int) -> str:
+    return f"import_weights_p{policy_id}"

@@ -430,7 +430,15 @@ def add_pbt_args(p: argparse.ArgumentParser):
         "--with_pbt",
         type=str2bool,
         default=False,
-        help="Population-based training: not built yet, True is refused (as is any other pbt_* value)",
+        help="Population-based training of the --num_policies policies: every --pbt_period_env_steps the worst"
+        " take the weights of the best, and hyper-parameters mutate (README, 'Populations')",
+    )
+    g.add_argument(
+        "--policy_hyperparams",
+        type=str,
+        default=None,
+        help='Per-policy hyper-parameters, JSON or a JSON file: \'{"1": {"learning_rate": 1e-5}}\' (with or'
+        " without PBT); policy_XX_cfg.json files of an earlier run of the experiment take precedence",
     )
     g.add_argument(
         "--pbt_mix_policies_in_one_env",

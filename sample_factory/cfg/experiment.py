@@ -19,12 +19,16 @@ def experiment_dir(cfg) -> Path:
     return Path(cfg.train_dir) / cfg.experiment
 
 
-def save_cfg(cfg, exp_dir: Path):
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    path = exp_dir / CONFIG_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dict(cfg), indent=2, sort_keys=True, default=str))
+def write_json_atomically(path: Path, obj):
+    """A temporary file in the same folder, then a rename: a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
+
+
+def save_cfg(cfg, exp_dir: Path):
+    write_json_atomically(exp_dir / CONFIG_FILE, dict(cfg))
 
 
 class SavedConfigError(ValueError):

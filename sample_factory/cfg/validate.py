@@ -10,6 +10,7 @@ from sample_factory.cfg.derived import (
     samples_per_iteration,
     trajectories_per_iteration,
 )
+from sample_factory.cfg.policy_params import PolicyParamsError, parse_policy_overrides
 
 
 class ConfigError(ValueError):
@@ -19,8 +20,6 @@ class ConfigError(ValueError):
         self.errors = errors
         super().__init__("\n".join(errors))
 
-
-_PBT = "population-based training is not built yet (--num_policies=N trains N policies side by side without it)"
 
 # Flags of sample-factory 2.x that are parsed (so its users' scripts and saved configs load) but
 # not implemented here, with why. Set to anything but their library default, they stop the run
@@ -34,22 +33,6 @@ _NOT_SUPPORTED_REASONS = {
     "summaries_use_frameskip": "env steps are always counted in frames after frameskip",
     "env_gpu_actions": "envs receive their actions as numpy arrays",
     "env_gpu_observations": "observations are numpy arrays, copied into shared host memory",
-    **dict.fromkeys(
-        [
-            "with_pbt",
-            "pbt_period_env_steps",
-            "pbt_start_mutation",
-            "pbt_replace_fraction",
-            "pbt_mutation_rate",
-            "pbt_replace_reward_gap",
-            "pbt_replace_reward_gap_absolute",
-            "pbt_optimize_gamma",
-            "pbt_target_objective",
-            "pbt_perturb_min",
-            "pbt_perturb_max",
-        ],
-        _PBT,
-    ),
 }
 _LIBRARY_DEFAULTS = make_parser()
 NOT_SUPPORTED: dict[str, tuple[object, str]] = {
@@ -124,6 +107,7 @@ def config_errors(cfg, env_info=None) -> list[str]:
             "--exploration_loss=symmetric_kl needs discrete actions (a uniform prior); this env's actions are"
             " continuous: use --exploration_loss=entropy"
         )
+    errors += _pbt_errors(cfg)
     if cfg.batched_sampling and env_info is not None and env_info.num_agents > 1:
         errors.append("--batched_sampling=True needs a single-agent env; this env has several agents")
 
@@ -151,3 +135,30 @@ def _has_continuous_part(space) -> bool:
     if isinstance(space, gym.spaces.Tuple):
         return any(_has_continuous_part(s) for s in space.spaces)
     return isinstance(space, gym.spaces.Box)
+
+
+def _pbt_errors(cfg) -> list[str]:
+    errors = []
+    try:
+        parse_policy_overrides(cfg.policy_hyperparams, cfg.num_policies)
+    except PolicyParamsError as e:
+        errors.append(str(e))
+    if not cfg.with_pbt:
+        return errors
+    if cfg.pbt_period_env_steps <= 0:
+        errors.append(f"--pbt_period_env_steps={cfg.pbt_period_env_steps}: must be positive")
+    if not 0.0 < cfg.pbt_replace_fraction <= 0.5:
+        errors.append(
+            f"--pbt_replace_fraction={cfg.pbt_replace_fraction}: must be in (0, 0.5] (the bottom and the top"
+            " fraction of the population must not overlap)"
+        )
+    if not 0.0 <= cfg.pbt_mutation_rate <= 1.0:
+        errors.append(f"--pbt_mutation_rate={cfg.pbt_mutation_rate}: must be a probability in [0, 1]")
+    if not 1.0 <= cfg.pbt_perturb_min <= cfg.pbt_perturb_max:
+        errors.append(
+            f"--pbt_perturb_min={cfg.pbt_perturb_min} --pbt_perturb_max={cfg.pbt_perturb_max}: need"
+            " 1 <= min <= max (a mutation multiplies or divides by a factor between them)"
+        )
+    if cfg.pbt_replace_reward_gap < 0 or cfg.pbt_replace_reward_gap_absolute < 0:
+        errors.append("--pbt_replace_reward_gap and --pbt_replace_reward_gap_absolute: must not be negative")
+    return errors

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from sample_factory.envs.env_utils import UnknownEnvError, make_env_func_for
+from sample_factory.envs.env_utils import (
+    RewardShapingInterface,
+    UnknownEnvError,
+    find_wrapper_interface,
+    make_env_func_for,
+)
 from sample_factory.utils.attr_dict import AttrDict
 
 
@@ -53,6 +58,7 @@ class EnvInfo:
     num_agents: int
     is_multiagent: bool
     frameskip: int
+    reward_shaping_scheme: dict | None = None  # the env's RewardShapingInterface defaults, for PBT
 
     def __getstate__(self):
         return self.__dict__
@@ -94,7 +100,16 @@ def env_info_of(env, cfg) -> EnvInfo:
         num_agents=num_agents,
         is_multiagent=is_multiagent_env(env),
         frameskip=int(cfg.env_frameskip),
+        reward_shaping_scheme=default_reward_shaping(env),
     )
+
+
+def default_reward_shaping(env) -> dict | None:
+    """The coefficients of an env (or vector env's first env) that implements RewardShapingInterface."""
+    shaping_env = find_wrapper_interface(env, RewardShapingInterface)
+    if shaping_env is None and isinstance(env, gym.vector.SyncVectorEnv):
+        shaping_env = find_wrapper_interface(env.envs[0], RewardShapingInterface)
+    return None if shaping_env is None else shaping_env.get_default_reward_shaping()
 
 
 class MultiAgentView:

@@ -37,8 +37,18 @@ from sample_factory.algo.shared_buffers import (
     check_buffers_fit,
     trajectory_buffer_bytes,
 )
+from sample_factory.algo.utils.agent_policy_mapping import agent_policy_mapping_class
 from sample_factory.cfg.derived import agents_per_split, trajectories_per_iteration
 from sample_factory.cfg.experiment import cfg_hash, save_cfg
+from sample_factory.cfg.policy_params import (
+    initial_hyperparams,
+    parse_policy_overrides,
+    read_hyperparams,
+    read_reward_shaping,
+    uses_policy_files,
+    write_hyperparams,
+    write_reward_shaping,
+)
 from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
@@ -155,6 +165,7 @@ class Runner(EventLoopObject):
         super().__init__(EventLoop("runner", queue_max_bytes=self._queue_bytes), "runner")
 
         self.shared = self._make_shared_resources()
+        self._write_policy_files()
 
         self.processes: list[EventLoopProcess] = []
         self.learners: list[LearnerWorker] = []
@@ -262,6 +273,22 @@ class Runner(EventLoopObject):
                 self.resumed_train_seconds, float(training_state.get("train_seconds", 0.0))
             )
 
+    def _write_policy_files(self):
+        """Each policy's hyper-parameters and reward shaping where they may differ per policy
+        (cfg/policy_params.py): those of an earlier run of the experiment are kept."""
+        cfg = self.cfg
+        if not uses_policy_files(cfg):
+            return
+        overrides = parse_policy_overrides(cfg.policy_hyperparams, cfg.num_policies)
+        for policy_id in range(cfg.num_policies):
+            if read_hyperparams(self.experiment_dir, policy_id) is None:
+                write_hyperparams(self.experiment_dir, policy_id, initial_hyperparams(cfg, policy_id, overrides))
+            elif policy_id in overrides:
+                log.info("Policy %d: keeps the hyper-parameters of its file, not --policy_hyperparams", policy_id)
+            scheme = self.env_info.reward_shaping_scheme
+            if cfg.with_pbt and scheme is not None and read_reward_shaping(self.experiment_dir, policy_id) is None:
+                write_reward_shaping(self.experiment_dir, policy_id, scheme)
+
     @property
     def _queue_bytes(self) -> int:
         """Messages carry lists of slot indices: a loop's queue holds a few of the largest (all slots)."""
@@ -300,9 +327,12 @@ class Runner(EventLoopObject):
                 loop = self._loop_for(f"inference_p{policy_id}_{i}")
                 self.inference_workers.append(InferenceWorker(loop, policy_id, i, cfg, env_info, shared, model_factory))
         registry = env_registry_snapshot([cfg.env])
+        mapping_cls = agent_policy_mapping_class()
         for worker_idx in range(cfg.num_workers):
             loop = self._loop_for(f"rollout_worker_{worker_idx}")
-            self.rollout_workers.append(RolloutWorker(loop, worker_idx, cfg, env_info, shared, registry))
+            self.rollout_workers.append(
+                RolloutWorker(loop, worker_idx, cfg, env_info, shared, registry, mapping_cls, str(self.experiment_dir))
+            )
 
     def _connect(self):
         """All signal -> slot wiring of the system."""

@@ -103,6 +103,13 @@ class RunStats:
             for key, value in ep.get("episode_extra_stats", {}).items():
                 self.extra_stats[p][key].append(value)
 
+    def forget_episodes(self, policy_id: int):
+        """Drops the recent episodes of a policy whose weights were replaced (population-based training)."""
+        self.episode_rewards[policy_id].clear()
+        self.true_objectives[policy_id].clear()
+        for values in self.extra_stats[policy_id].values():
+            values.clear()
+
     def mean_reward(self, policy_id: int = 0) -> float:
         rewards = self.episode_rewards[policy_id]
         return float(np.mean(rewards)) if rewards else float("nan")

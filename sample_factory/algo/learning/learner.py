@@ -23,6 +23,7 @@ from sample_factory.algo.utils.rl_utils import (
     normalize_advantages,
 )
 from sample_factory.cfg.derived import effective_recurrence
+from sample_factory.cfg.policy_params import with_hyperparams
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 
 log = logging.getLogger(__name__)
@@ -360,12 +361,23 @@ class Learner:
             "torch_rng_state": torch.get_rng_state(),
         }
 
-    def load_state_dict(self, state: dict):
+    def load_weights(self, state: dict):
+        """Model (normalizer statistics included) and optimizer state, from a checkpoint or another policy."""
         self.model.load_state_dict(state["model"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry how the old run stepped
             group["fused"], group["foreach"] = self._fused_adam, None
+
+    def set_hyperparams(self, params: dict[str, float]):
+        """This policy's own values of the tunable hyper-parameters (cfg/policy_params.py), from now on."""
+        self.cfg = with_hyperparams(self.cfg, params)
+        if "learning_rate" in params:
+            self._set_lr(float(params["learning_rate"]))
+            self._set_lr(self._scheduled_lr())
+
+    def load_state_dict(self, state: dict):
+        self.load_weights(state)
         known = set(TrainingState.__dataclass_fields__)
         self.state = TrainingState(**{k: v for k, v in state["training_state"].items() if k in known})
         # Only the KL-adaptive schedules carry their learning rate over, unless one is typed now.

@@ -3,8 +3,12 @@
 It lives on the runner's loop for a single policy (see runner.py) and in a process of its own
 for each of several policies.
 
-Slots:   on_trajectory_ready(policy_id, slots), on_save_best(policy_id, metric, value), on_stop()
-Signals: report(policy_id, stats), stopped(policy_id), slots_released(policy_id)
+Slots:   on_trajectory_ready(policy_id, slots), on_save_best(policy_id, metric, value), on_stop(),
+         and from population-based training on_new_hyperparams, on_export_weights, on_import_weights
+Signals: report(policy_id, stats), stopped(policy_id), slots_released(policy_id), weights_exported
+
+A policy of a population trains with its own hyper-parameters (cfg/policy_params.py): read from
+its file at start, changed by population-based training while the run goes on.
 
 In async mode the trajectory slots go back to the pool as soon as the batch is copied out,
 so sampling continues while the learner trains. In sync mode (`--async_rl=False`) they go
@@ -22,12 +26,14 @@ import torch
 from sample_factory.algo.learning.learner import Learner, NonFiniteTrainingError
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.cfg.derived import trajectories_per_iteration
+from sample_factory.cfg.policy_params import read_hyperparams, uses_policy_files, with_hyperparams
 from sample_factory.model.model_factory import set_global_model_factory
 from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
 from sample_factory.utils.checkpoint import (
     CheckpointWriteError,
     checkpoint_dir,
     load_latest_checkpoint,
+    save_atomically,
     save_best_checkpoint,
     save_checkpoint,
     save_milestone,
@@ -42,6 +48,7 @@ class LearnerWorker(EventLoopObject):
     failed = signal()
     stopped = signal()
     slots_released = signal()
+    weights_exported = signal()
 
     def __init__(self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str):
         super().__init__(event_loop, f"learner_p{policy_id}")
@@ -66,7 +73,8 @@ class LearnerWorker(EventLoopObject):
             torch.set_num_threads(learner_cpu_threads(self.cfg))
             if device.type == "cpu":
                 keep_large_allocations_mapped()
-        self.learner = Learner(self.cfg, self.env_info, self.policy_id, device)
+        params = read_hyperparams(self.experiment_dir, self.policy_id) if uses_policy_files(self.cfg) else None
+        self.learner = Learner(with_hyperparams(self.cfg, params), self.env_info, self.policy_id, device)
         self._staging = HostStaging(device)  # each batch is copied into the same (pinned, on a GPU) buffers
         restored = load_latest_checkpoint(checkpoint_dir(self.experiment_dir, self.policy_id), device)
         if restored is not None:
@@ -216,6 +224,38 @@ class LearnerWorker(EventLoopObject):
             value,
         )
         log.info("Policy %d: new best %s %.3f, saved %s", self.policy_id, metric, value, path.name)
+
+    # --- population-based training (algo/protocol.py) ------------------------------------------
+
+    def on_new_hyperparams(self, policy_id: int, params: dict):
+        if self.learner is not None:
+            self.learner.set_hyperparams(params)
+
+    def on_export_weights(self, policy_id: int, target_policy: int, path: str):
+        """Writes weights, optimizer state and normalizer statistics for another policy to take over."""
+        if self.learner is None:
+            return
+        try:
+            save_atomically(self.learner.state_dict(), path)
+        except CheckpointWriteError as e:
+            log.error("Policy %d: %s; policy %d is not replaced", self.policy_id, e, target_policy)
+            return
+        self.weights_exported.emit(self.policy_id, target_policy, path)
+
+    def on_import_weights(self, policy_id: int, source_policy: int, path: str, params: dict):
+        """Continues from another policy's weights under this policy's id, with `params`."""
+        if self.learner is None:
+            return
+        try:
+            state = torch.load(path, map_location=self.learner.device, weights_only=True)
+            self.learner.load_weights(state)
+        finally:
+            Path(path).unlink(missing_ok=True)
+        self.learner.set_hyperparams(params)
+        # Trajectories in flight were sampled by the weights replaced: they count as lagging.
+        self.learner.state.policy_version += 1
+        self._publish()
+        log.info("Policy %d: now trains from the weights of policy %d", self.policy_id, source_policy)
 
     def on_stop(self):
         self._save_checkpoint()

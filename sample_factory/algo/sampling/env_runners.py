@@ -26,6 +26,7 @@ from sample_factory.envs.create_env import (
     make_env,
     numpy_action,
 )
+from sample_factory.envs.env_utils import RewardShapingInterface, find_wrapper_interface
 
 
 class ObservationError(ValueError):
@@ -164,9 +165,22 @@ class PerEnvRunner:
                     result.episode_infos[agent] = info
         return result
 
+    def set_reward_shaping(self, agents: np.ndarray, shaping: dict):
+        """The reward-shaping coefficients of these agents (of an env that implements RewardShapingInterface)."""
+        n = self.agents_per_env
+        for a in agents:
+            _shaping_interface(self.envs[a // n].env).set_reward_shaping(shaping, int(a % n))
+
     def close(self):
         for env in self.envs:
             env.close()
+
+
+def _shaping_interface(env) -> RewardShapingInterface:
+    found = find_wrapper_interface(env, RewardShapingInterface)
+    if found is None:
+        raise TypeError(f"{type(env).__name__} does not implement RewardShapingInterface")
+    return found
 
 
 class _SubEnvFailed(Exception):
@@ -310,6 +324,14 @@ class VectorEnvRunner:
             valids=valids,
             episode_infos=episode_infos,
         )
+
+    def set_reward_shaping(self, agents: np.ndarray, shaping: dict):
+        if isinstance(self.vec_env, gym.vector.SyncVectorEnv):
+            for a in agents:
+                _shaping_interface(self.vec_env.envs[a]).set_reward_shaping(shaping, 0)
+        else:  # an env's own vector env takes the index of each of its envs
+            for a in agents:
+                _shaping_interface(self.vec_env).set_reward_shaping(shaping, int(a))
 
     def close(self):
         self.vec_env.close()

@@ -27,7 +27,9 @@ import torch
 
 from sample_factory.algo import protocol
 from sample_factory.algo.sampling.env_runners import EnvFailure, ObservationError, PerEnvRunner, VectorEnvRunner
-from sample_factory.cfg.derived import envs_per_split, worker_rng_seed
+from sample_factory.algo.utils.agent_policy_mapping import AgentPolicyMapping
+from sample_factory.cfg.derived import envs_per_split, global_env_id, worker_rng_seed
+from sample_factory.cfg.policy_params import read_reward_shaping
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
 from sample_factory.utils.device import limit_env_threads, pin_rollout_worker, set_niceness
@@ -39,10 +41,12 @@ log = logging.getLogger(__name__)
 class SplitState:
     """Bookkeeping of one split: its envs, its slots, and per-agent episode accumulators."""
 
-    def __init__(self, env_runner):
+    def __init__(self, env_runner, first_env_id: int, agents_per_env: int):
         self.env_runner = env_runner
         n = env_runner.num_agents
         self.num_agents = n
+        self.first_env_id = first_env_id  # the run-wide index of the split's first env
+        self.env_episodes = np.zeros(n // agents_per_env, np.int64)  # episodes each env has begun
         self.t = 0
         self.slots = torch.full((n,), -1, dtype=torch.int64)
         self.policy_of_agent = np.zeros(n, np.int64)
@@ -62,17 +66,31 @@ class RolloutWorker(EventLoopObject):
     env_failed = signal()
     failed = signal()
 
-    def __init__(self, event_loop, worker_idx: int, cfg, env_info, shared, env_registry: dict):
+    def __init__(
+        self,
+        event_loop,
+        worker_idx: int,
+        cfg,
+        env_info,
+        shared,
+        env_registry: dict,
+        mapping_cls: type[AgentPolicyMapping] = AgentPolicyMapping,
+        experiment_dir: str | None = None,
+    ):
         super().__init__(event_loop, f"rollout_worker_{worker_idx}")
         self.worker_idx = worker_idx
         self.cfg = cfg
         self.env_info = env_info
         self.shared = shared
         self.env_registry = env_registry
+        self.experiment_dir = experiment_dir
         self.splits: list[SplitState] = []
         self.num_splits = cfg.worker_num_splits
         self.rollout = cfg.rollout
         self.rng = random.Random(worker_rng_seed(cfg, worker_idx))
+        self.mapping = mapping_cls(cfg, env_info, worker_rng_seed(cfg, worker_idx))
+        # Each policy's env reward-shaping coefficients (population-based training); None: the env's own.
+        self.reward_shaping: list[dict | None] = [None] * cfg.num_policies
 
     def on_loop_started(self):
         try:
@@ -97,9 +115,13 @@ class RolloutWorker(EventLoopObject):
         if cfg.default_niceness and self.event_loop.owned_by_process:
             set_niceness(cfg.default_niceness, self.name)
         runner_cls = VectorEnvRunner if cfg.batched_sampling else PerEnvRunner
+        if self.experiment_dir is not None and cfg.with_pbt and self.env_info.reward_shaping_scheme is not None:
+            self.reward_shaping = [read_reward_shaping(self.experiment_dir, p) for p in range(cfg.num_policies)]
+        num_envs = envs_per_split(cfg)
         for split_idx in range(self.num_splits):
-            runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, envs_per_split(cfg))
-            self.splits.append(SplitState(runner))
+            runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, num_envs)
+            first_env_id = global_env_id(cfg, self.worker_idx, split_idx * num_envs)
+            self.splits.append(SplitState(runner, first_env_id, self.env_info.num_agents))
         if cfg.decorrelate_experience_max_seconds > 0 and not cfg.benchmark:
             time.sleep(self.rng.uniform(0, cfg.decorrelate_experience_max_seconds))
         rnn_width = self.shared.buffers.rnn_states.shape[-1]
@@ -108,24 +130,44 @@ class RolloutWorker(EventLoopObject):
             split.carried_obs = {key: torch.from_numpy(arr.copy()) for key, arr in obs.items()}
             split.carried_rnn = torch.zeros(split.num_agents, rnn_width)
             self._assign_policies(split, np.arange(split.num_agents))
-            split.policy_of_agent[:] = split.next_policy_of_agent
+            self._take_new_policies(split)
+            self._apply_reward_shaping(split, np.arange(split.num_agents))
             self._start_trajectories(split_idx, split)
 
     # --- policy assignment -------------------------------------------------------------------
 
     def _assign_policies(self, split: SplitState, agents: np.ndarray):
-        """Draws the policy of each finished agent; it takes effect at the next trajectory."""
+        """Asks the mapping for the policies of each env whose episode ended (its first agent's
+        did); they take effect at the next trajectory."""
         if self.cfg.num_policies == 1:
             return
-        if self.cfg.pbt_mix_policies_in_one_env:
-            for a in agents:
-                split.next_policy_of_agent[a] = self.rng.randrange(self.cfg.num_policies)
-        else:
-            per_env = self.env_info.num_agents
-            for a in agents:
-                env_first_agent = (a // per_env) * per_env
-                if a == env_first_agent:
-                    split.next_policy_of_agent[a : a + per_env] = self.rng.randrange(self.cfg.num_policies)
+        per_env = self.env_info.num_agents
+        for a in agents:
+            if a % per_env:
+                continue
+            env = a // per_env
+            policies = self.mapping.policies_for_env(split.first_env_id + env, int(split.env_episodes[env]))
+            split.next_policy_of_agent[a : a + per_env] = policies
+            split.env_episodes[env] += 1
+
+    def _take_new_policies(self, split: SplitState):
+        """The drawn policies take over; agents that changed policy get its reward shaping."""
+        changed = np.flatnonzero(split.policy_of_agent != split.next_policy_of_agent)
+        split.policy_of_agent[:] = split.next_policy_of_agent
+        if len(changed):
+            self._apply_reward_shaping(split, changed)
+
+    def _apply_reward_shaping(self, split: SplitState, agents: np.ndarray):
+        for policy_id, shaping in enumerate(self.reward_shaping):
+            if shaping is not None:
+                mine = agents[split.policy_of_agent[agents] == policy_id]
+                if len(mine):
+                    split.env_runner.set_reward_shaping(mine, shaping)
+
+    def on_reward_shaping_changed(self, policy_id: int, shaping: dict):
+        self.reward_shaping[policy_id] = dict(shaping)
+        for split in self.splits:
+            self._apply_reward_shaping(split, np.arange(split.num_agents))
 
     def _start_trajectories(self, split_idx: int, split: SplitState):
         """Takes fresh slots for every agent, writes the carried start state, asks for actions.
@@ -218,6 +260,7 @@ class RolloutWorker(EventLoopObject):
         restarted = np.flatnonzero((result.terminated | result.truncated) & ~result.valids)
         split.episode_return[restarted] = 0.0
         split.episode_len[restarted] = 0
+        self._apply_reward_shaping(split, restarted)  # a new env starts from the env's own coefficients
         self._assign_policies(split, restarted)
         for failure in result.failures:
             self.env_failed.emit(self.worker_idx, failure.env_idx, failure.error)
@@ -265,8 +308,9 @@ class RolloutWorker(EventLoopObject):
         split.carried_rnn = buffers.rnn_states[split.slots, last]
         for policy_id, _, slots in split.policy_groups:
             self.named_signal(protocol.trajectory_ready(policy_id)).emit(policy_id, slots)
+            self.mapping.record_experience(policy_id, len(slots) * self.rollout)
         split.policy_groups = []
-        split.policy_of_agent[:] = split.next_policy_of_agent
+        self._take_new_policies(split)
 
     def close_envs(self):
         for split in self.splits:
