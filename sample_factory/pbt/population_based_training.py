@@ -164,6 +164,7 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
                 list(saved.get("history", [])),
             )
             self.records.append(record)
+            self._save(policy_id)
             if saved:
                 log.info(
                     "PBT: policy %d resumes with %s (%d earlier updates)",

@@ -47,6 +47,7 @@ class SplitState:
         self.num_agents = n
         self.first_env_id = first_env_id  # the run-wide index of the split's first env
         self.env_episodes = np.zeros(n // agents_per_env, np.int64)  # episodes each env has begun
+        self.steps = 0  # steps every env of the split has taken (they step in lockstep)
         self.t = 0
         self.slots = torch.full((n,), -1, dtype=torch.int64)
         self.policy_of_agent = np.zeros(n, np.int64)
@@ -146,7 +147,9 @@ class RolloutWorker(EventLoopObject):
             if a % per_env:
                 continue
             env = a // per_env
-            policies = self.mapping.policies_for_env(split.first_env_id + env, int(split.env_episodes[env]))
+            policies = self.mapping.policies_for_env(
+                split.first_env_id + env, int(split.env_episodes[env]), split.steps
+            )
             split.next_policy_of_agent[a : a + per_env] = policies
             split.env_episodes[env] += 1
 
@@ -245,6 +248,7 @@ class RolloutWorker(EventLoopObject):
             buffers.rnn_states[slots[torch.from_numpy(dones)], t + 1] = 0.0
 
         self.shared.frames_sampled[self.worker_idx] += split.num_agents * self.env_info.frameskip
+        split.steps += 1
         finished = self._track_episodes(split, result, dones)
         if finished:
             self.episodes_finished.emit(finished)
@@ -308,7 +312,6 @@ class RolloutWorker(EventLoopObject):
         split.carried_rnn = buffers.rnn_states[split.slots, last]
         for policy_id, _, slots in split.policy_groups:
             self.named_signal(protocol.trajectory_ready(policy_id)).emit(policy_id, slots)
-            self.mapping.record_experience(policy_id, len(slots) * self.rollout)
         split.policy_groups = []
         self._take_new_policies(split)
 

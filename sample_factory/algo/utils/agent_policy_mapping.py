@@ -1,19 +1,18 @@
 """Which policy of the population controls each agent: the matchmaking of self-play and PBT.
 
 A rollout worker asks its mapping for the policies of an env's agents when the run starts and
-whenever that env's episode ends; the answer holds from the next trajectory on, and the worker
-tells the mapping how many agent steps each policy took (`record_experience`). The default draws
-at random anew every `episodes_per_draw` episodes of the env, one policy per agent with
-`--pbt_mix_policies_in_one_env=True` (the agents of one env then play against other members of the
-population) and one for the whole env otherwise. A policy is drawn in inverse proportion to its
-share of the worker's experience so far: a policy whose episodes are short (a bad one, often) still
-gets its share of env steps, so every member of a population reaches its PBT period alike.
+whenever that env's episode ends; the answer holds from the next trajectory on. The default draws
+uniformly at random, one policy per agent with `--pbt_mix_policies_in_one_env=True` (the agents of
+one env then play against other members of the population) and one for the whole env otherwise,
+and draws anew at the first episode end after `steps_per_draw` steps of the env: a policy whose
+episodes are short (a bad one, often) holds an env as many steps as one whose episodes are long,
+so every member of a population gets about the same experience and reaches its PBT period alike.
 
 To match agents another way, subclass `AgentPolicyMapping` and pass the class to
 `set_agent_policy_mapping` before the run starts (in the training script, like `register_env`):
 
     class FixedMatchups(AgentPolicyMapping):
-        def policies_for_env(self, env_id, episode):
+        def policies_for_env(self, env_id, episode, env_steps):
             return [env_id % self.num_policies, (env_id + 1) % self.num_policies]
 
     set_agent_policy_mapping(FixedMatchups)
@@ -29,39 +28,27 @@ from collections.abc import Sequence
 
 
 class AgentPolicyMapping:
-    episodes_per_draw = 5  # few enough that every env meets the whole population soon
+    steps_per_draw = 1000  # env steps; a CartPole policy at its best plays 2 episodes, Doom 1
 
     def __init__(self, cfg, env_info, seed: int | None = None):
         self.num_policies = cfg.num_policies
         self.num_agents = env_info.num_agents
         self.mix_policies_in_one_env = bool(cfg.pbt_mix_policies_in_one_env)
         self.rng = random.Random(seed)
-        self._current: dict[int, list[int]] = {}
-        self.experience = [0] * self.num_policies  # agent steps each policy took in this worker
+        self._drawn: dict[int, tuple[int, list[int]]] = {}  # env id -> (env steps at the draw, policies)
 
-    def record_experience(self, policy_id: int, agent_steps: int):
-        self.experience[policy_id] += agent_steps
-
-    def draw_policy(self) -> int:
-        """A policy, favoring those with less than their share of the experience."""
-        total = sum(self.experience)
-        if total == 0:
-            return self.rng.randrange(self.num_policies)
-        floor = 0.01 / self.num_policies  # a policy with no experience yet is not infinitely likely
-        weights = [1.0 / max(steps / total, floor) for steps in self.experience]
-        return self.rng.choices(range(self.num_policies), weights)[0]
-
-    def policies_for_env(self, env_id: int, episode: int) -> Sequence[int]:
+    def policies_for_env(self, env_id: int, episode: int, env_steps: int) -> Sequence[int]:
         """The policy of each agent of env `env_id` (its index over the run) for its episode number
-        `episode` (0: the first): `num_agents` ints in [0, num_policies)."""
-        if self.num_policies == 1:
-            return [0] * self.num_agents
-        if episode % self.episodes_per_draw == 0 or env_id not in self._current:
+        `episode` (0: the first), which starts after `env_steps` steps of the env: `num_agents` ints
+        in [0, num_policies)."""
+        drawn = self._drawn.get(env_id)
+        if drawn is None or env_steps - drawn[0] >= self.steps_per_draw:
             if self.mix_policies_in_one_env:
-                self._current[env_id] = [self.draw_policy() for _ in range(self.num_agents)]
+                policies = [self.rng.randrange(self.num_policies) for _ in range(self.num_agents)]
             else:
-                self._current[env_id] = [self.draw_policy()] * self.num_agents
-        return self._current[env_id]
+                policies = [self.rng.randrange(self.num_policies)] * self.num_agents
+            drawn = self._drawn[env_id] = (env_steps, policies)
+        return drawn[1]
 
 
 _MAPPING_CLASS: type[AgentPolicyMapping] = AgentPolicyMapping
