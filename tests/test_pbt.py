@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import random
 
+import gymnasium as gym
+import numpy as np
 import pytest
 from training import train_until
 
-from sample_factory.cfg.policy_params import TUNABLE_HYPERPARAMS, read_hyperparams
+from sample_factory.cfg.policy_params import TUNABLE_HYPERPARAMS, read_hyperparams, write_reward_shaping
+from sample_factory.envs.env_utils import RewardShapingInterface, register_env
 from sample_factory.pbt.population_based_training import (
     MUTATION_BOUNDS,
     fraction_size,
@@ -21,6 +24,7 @@ from sample_factory.pbt.population_based_training import (
     ranked,
     replacement_for,
 )
+from sample_factory.train import make_runner
 from sf_examples.train_gym_env import parse_gym_args
 
 pytestmark = pytest.mark.timeout(400)
@@ -106,8 +110,8 @@ def population_cfg(tmp_path, *flags):
     )
 
 
-def history(tmp_path, policy_id):
-    return json.loads(history_path(tmp_path / "population", policy_id).read_text())["history"]
+def history(tmp_path, policy_id, experiment="population"):
+    return json.loads(history_path(tmp_path / experiment, policy_id).read_text())["history"]
 
 
 @pytest.mark.parametrize(
@@ -161,8 +165,6 @@ def test_a_resumed_population_keeps_its_hyperparameters_and_history(tmp_path):
         "--num_workers=1",
         "--pbt_period_env_steps=1000000000",
     )
-    from sample_factory.train import make_runner
-
     _, runner = make_runner(resumed)
     runner.init()
     assert [r.history for r in runner.observers[0].records] == history_before
@@ -172,3 +174,108 @@ def test_a_resumed_population_keeps_its_hyperparameters_and_history(tmp_path):
         assert seen["lr"][p] == pytest.approx(params_before[p]["learning_rate"]), p
         assert read_hyperparams(exp, p) == params_before[p]
         assert history(tmp_path, p) == history_before[p]
+
+
+# --- reward shaping --------------------------------------------------------------------------
+
+EPISODE_LEN = 8
+
+
+class BonusEnv(gym.Env, RewardShapingInterface):
+    """Episodes of EPISODE_LEN steps; every step rewards the `bonus` coefficient of its shaping."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.bonus, self.steps = 1.0, 0
+
+    def get_default_reward_shaping(self):
+        return {"bonus": 1.0}
+
+    def set_reward_shaping(self, reward_shaping, agent_idx):
+        self.bonus = reward_shaping["bonus"]
+
+    def reset(self, seed=None, options=None):
+        self.steps = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        return np.zeros(2, np.float32), self.bonus, self.steps >= EPISODE_LEN, False, {}
+
+
+def make_bonus_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return BonusEnv()
+
+
+@pytest.mark.parametrize("mode_flags", [["--serial_mode=True"], ["--serial_mode=True", "--batched_sampling=True"]])
+def test_each_policy_plays_with_its_own_reward_shaping(tmp_path, mode_flags):
+    register_env("bonus_env", make_bonus_env)
+    exp = tmp_path / "shaped"
+    for policy_id in range(3):  # files of the experiment win over the env's defaults (as in 2.x)
+        write_reward_shaping(exp, policy_id, {"bonus": float(policy_id + 1)})
+    cfg = parse_gym_args(
+        [
+            "--env=bonus_env",
+            "--experiment=shaped",
+            f"--train_dir={tmp_path}",
+            "--num_policies=3",
+            "--with_pbt=True",
+            "--pbt_period_env_steps=1000000000",
+            f"--rollout={EPISODE_LEN}",  # a policy takes over an env exactly when its episode starts
+            "--batch_size=64",
+            "--num_workers=1",
+            "--num_envs_per_worker=8",
+            "--train_for_env_steps=20000",
+            "--auto_tune=False",
+            "--device=cpu",
+            *mode_flags,
+        ]
+    )
+    _, runner = make_runner(cfg)
+    returns = {p: set() for p in range(3)}
+    runner.register_episodic_stats_handler(lambda r, ep, p: returns[p].add(ep["reward"]))
+    assert runner.run() == 0
+    assert returns == {p: {EPISODE_LEN * (p + 1.0)} for p in range(3)}, returns
+
+
+def test_mutated_reward_shaping_reaches_the_envs(tmp_path):
+    register_env("bonus_env", make_bonus_env)
+    cfg = parse_gym_args(
+        [
+            "--env=bonus_env",
+            "--experiment=mutating",
+            f"--train_dir={tmp_path}",
+            "--num_policies=2",
+            "--with_pbt=True",
+            "--pbt_period_env_steps=2000",
+            "--pbt_start_mutation=0",
+            "--pbt_mutation_rate=1.0",
+            "--pbt_replace_reward_gap_absolute=1e9",  # no replacement: the mutations alone
+            f"--rollout={EPISODE_LEN}",
+            "--batch_size=64",
+            "--num_workers=1",
+            "--num_envs_per_worker=8",
+            "--train_for_env_steps=30000",
+            "--auto_tune=False",
+            "--serial_mode=True",
+            "--device=cpu",
+        ]
+    )
+    _, runner = make_runner(cfg)
+    returns = {p: set() for p in range(2)}
+    runner.register_episodic_stats_handler(lambda r, ep, p: returns[p].add(round(ep["reward"], 6)))
+    assert runner.run() == 0
+    mutated_policies = 0
+    for p in range(2):
+        changes = [v for e in history(tmp_path, p, "mutating") for v in e.get("reward_shaping", {}).values()]
+        bonuses = {1.0} | {new for _, new in changes}
+        low, high = EPISODE_LEN * min(bonuses), EPISODE_LEN * max(bonuses)
+        assert all(low - 1e-6 <= r <= high + 1e-6 for r in returns[p]), "an episode played by shaping never set"
+        if len(bonuses) > 2:  # the policy on top is not mutated: its return is the larger one
+            mutated_policies += 1
+            # a change reaches the envs at once, so an episode may mix two: some play one whole
+            whole = returns[p] & {round(EPISODE_LEN * b, 6) for b in bonuses - {1.0}}
+            assert whole, "no episode played by a mutated coefficient"
+    assert mutated_policies >= 1

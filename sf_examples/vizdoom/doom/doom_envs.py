@@ -73,7 +73,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from sample_factory.envs.env_utils import register_env
+from sample_factory.envs.env_utils import RewardShapingInterface, register_env
 from sf_examples.vizdoom.doom.doom_action_space import DoomActionSpace
 from sf_examples.vizdoom.doom.doom_engine import (
     EngineGuard,
@@ -588,7 +588,7 @@ class _HumanRenderer:
             self.window = None
 
 
-class _DoomEnvBase:
+class _DoomEnvBase(RewardShapingInterface):
     """What the single-agent env and the match share: spaces, shaping, rendering, closing."""
 
     metadata: ClassVar[dict] = {"render_modes": ["human", "rgb_array"]}
@@ -600,19 +600,31 @@ class _DoomEnvBase:
         self.doom_action_space = make_action_space(spec)
         self.action_space = self.doom_action_space.space
         self.observation_space = observation_space(settings)
-        self.reward_shaping = RewardShaping(spec.reward_shaping)
+        # One set of coefficients per agent: the agents of a match may belong to different policies.
+        self.agent_shaping = [RewardShaping(spec.reward_shaping) for _ in range(spec.num_agents)]
         self.engines: EngineGuard | None = None
         self.players: list[DoomPlayer] = []
         self._human = None
         self._atexit_hook: Callable | None = None
         self._closed = False
 
-    def get_coefficients(self) -> dict[str, float]:
-        """The reward shaping coefficients (for PBT); shared by every agent of the env."""
-        return self.reward_shaping.get_coefficients()
+    def get_coefficients(self, agent_idx: int = 0) -> dict[str, float]:
+        """The reward shaping coefficients of an agent (every term, 0.0 for those not in use)."""
+        return self.agent_shaping[agent_idx].get_coefficients()
 
-    def set_coefficients(self, coefficients: Mapping[str, float]):
-        self.reward_shaping.set_coefficients(coefficients)
+    def set_coefficients(self, coefficients: Mapping[str, float], agent_idx: int | slice = slice(None)):
+        """Changes the given coefficients of an agent (default: of every agent)."""
+        agents = self.agent_shaping[agent_idx] if isinstance(agent_idx, slice) else [self.agent_shaping[agent_idx]]
+        for shaping in agents:
+            shaping.set_coefficients(coefficients)
+
+    # RewardShapingInterface (sample_factory.envs.env_utils), through which PBT evolves the coefficients
+
+    def get_default_reward_shaping(self) -> dict[str, float]:
+        return RewardShaping(self.doom_spec.reward_shaping).get_coefficients()
+
+    def set_reward_shaping(self, reward_shaping: dict, agent_idx: int | slice) -> None:
+        self.set_coefficients(reward_shaping, agent_idx)
 
     def _new_engines(self):
         self.engines = EngineGuard()
@@ -687,7 +699,7 @@ class DoomEnv(_DoomEnvBase, gym.Env):
                 self.doom_spec,
                 self.settings,
                 self.doom_action_space,
-                self.reward_shaping,
+                self.agent_shaping[0],
                 self.engines,
                 num_bots=self.num_bots,
                 port=port,
@@ -805,7 +817,7 @@ class DoomMultiAgentEnv(_DoomEnvBase):
                     self.doom_spec,
                     self.settings,
                     self.doom_action_space,
-                    self.reward_shaping,
+                    self.agent_shaping[i],
                     self.engines,
                     player_idx=i,
                     num_players=self.num_agents,
