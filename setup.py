@@ -29,6 +29,7 @@ setup(
             "atari = sf_examples.atari.train_atari:setup_atari_parser",
             "mujoco = sf_examples.mujoco.train_mujoco:setup_mujoco_parser",
             "doom = sf_examples.vizdoom.train_vizdoom:setup_doom_parser",
+            "coin = sf_examples.selfplay.train_coin_race:setup_coin_race_parser",
         ],
     },
     extras_require={

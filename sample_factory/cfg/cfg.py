@@ -468,6 +468,20 @@ def add_pbt_args(p: argparse.ArgumentParser):
     )
     g.add_argument("--pbt_optimize_gamma", type=str2bool, default=False, help="Let PBT mutate gamma")
     g.add_argument("--pbt_target_objective", type=str, default="true_objective", help="info key PBT maximizes")
+    g = p.add_argument_group("league")
+    g.add_argument(
+        "--league_snapshot_every_env_steps",
+        type=int,
+        default=0,
+        help="Keep a frozen snapshot of each policy at its start and every this many of its env steps, in"
+        " <experiment>/league/ (0: none); `python -m sample_factory.match` plays a policy against them",
+    )
+    g.add_argument(
+        "--league_size",
+        type=int,
+        default=10,
+        help="Snapshots kept per policy: the first (the policy at its start) and the newest",
+    )
 
 
 def add_eval_args(p: argparse.ArgumentParser):
@@ -484,6 +498,14 @@ def add_eval_args(p: argparse.ArgumentParser):
     g.add_argument("--max_num_episodes", type=int, default=int(1e9), help="Stop after this many episodes")
     g.add_argument("--policy_index", type=int, default=0, help="Which policy to evaluate")
     g.add_argument("--eval_deterministic", type=str2bool, default=False, help="Take the most likely action")
+    g.add_argument(
+        "--opponent",
+        type=str,
+        default="first",
+        help="sample_factory.match: the opponent, a league snapshot of --opponent_policy_index ('first': at the"
+        " start of training, 'latest': the newest) or a checkpoint file's path",
+    )
+    g.add_argument("--opponent_policy_index", type=int, default=0, help="sample_factory.match: whose snapshots")
     g.add_argument(
         "--push_to_hub",
         type=str2bool,

@@ -143,6 +143,10 @@ def _pbt_errors(cfg) -> list[str]:
         parse_policy_overrides(cfg.policy_hyperparams, cfg.num_policies)
     except PolicyParamsError as e:
         errors.append(str(e))
+    if cfg.league_snapshot_every_env_steps < 0:
+        errors.append(f"--league_snapshot_every_env_steps={cfg.league_snapshot_every_env_steps}: 0 (off) or more")
+    if cfg.league_size < 2:
+        errors.append(f"--league_size={cfg.league_size}: at least 2 (the first snapshot and the newest)")
     if not cfg.with_pbt:
         return errors
     if cfg.pbt_period_env_steps <= 0:

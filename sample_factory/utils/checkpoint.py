@@ -114,6 +114,36 @@ def save_milestone(checkpoint_path: Path):
     save_atomically(torch.load(checkpoint_path, weights_only=True), milestone)
 
 
+_SNAPSHOT_RE = re.compile(r"^policy_(\d+)_(\d+)\.pth$")
+
+
+def league_dir(experiment_dir: str | Path) -> Path:
+    return Path(experiment_dir) / "league"
+
+
+def league_snapshots(experiment_dir: str | Path, policy_id: int) -> list[Path]:
+    """A policy's frozen snapshots (`league/policy_XX_<env steps>.pth`), oldest first."""
+    directory = league_dir(experiment_dir)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _SNAPSHOT_RE.match(path.name)
+        if match and int(match.group(1)) == policy_id:
+            found.append((int(match.group(2)), path))
+    return [p for _, p in sorted(found)]
+
+
+def save_league_snapshot(state: dict, experiment_dir: str | Path, policy_id: int, env_steps: int, keep: int) -> Path:
+    """A frozen copy of a policy; of the older ones the first (the policy at its start) is always kept."""
+    path = league_dir(experiment_dir) / f"policy_{policy_id:02d}_{env_steps:012d}.pth"
+    save_atomically({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, path)
+    snapshots = league_snapshots(experiment_dir, policy_id)
+    for old in snapshots[1 : max(1, len(snapshots) - keep + 1)]:
+        old.unlink(missing_ok=True)
+    return path
+
+
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     """Deletes the temporary files of saves that a killed process never finished (none is in flight
     when a run starts); returns what was removed."""

@@ -32,10 +32,12 @@ from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signa
 from sample_factory.utils.checkpoint import (
     CheckpointWriteError,
     checkpoint_dir,
+    league_snapshots,
     load_latest_checkpoint,
     save_atomically,
     save_best_checkpoint,
     save_checkpoint,
+    save_league_snapshot,
     save_milestone,
 )
 from sample_factory.utils.device import keep_large_allocations_mapped, learner_cpu_threads, policy_device
@@ -83,6 +85,13 @@ class LearnerWorker(EventLoopObject):
             log.info("Policy %d: resumed from %s (env steps %d)", self.policy_id, path, self.learner.state.env_steps)
         self._publish()
         self._seconds_before = self.learner.state.train_seconds
+        self._last_snapshot_env_steps: int | None = None
+        if self.cfg.league_snapshot_every_env_steps > 0:
+            snapshots = league_snapshots(self.experiment_dir, self.policy_id)
+            if snapshots:
+                self._last_snapshot_env_steps = self.learner.state.env_steps
+            else:
+                self._save_league_snapshot()  # the policy at its start: what progress is measured against
         Timer(self.event_loop, max(1.0, float(self.cfg.save_every_sec)), self._save_checkpoint)
         if self.cfg.save_milestones_sec > 0:
             Timer(self.event_loop, float(self.cfg.save_milestones_sec), self._save_milestone)
@@ -144,6 +153,7 @@ class LearnerWorker(EventLoopObject):
             if not self.cfg.async_rl:
                 self._release(groups)
             stats["train_sec"] = time.monotonic() - started
+            self._save_league_snapshot_if_due()
             stats["env_steps"] = self.learner.state.env_steps
             stats["policy_version"] = self.learner.state.policy_version
             self.report.emit(self.policy_id, stats)
@@ -205,6 +215,28 @@ class LearnerWorker(EventLoopObject):
             return None
         log.debug("Saved %s", path)
         return path
+
+    def _save_league_snapshot_if_due(self):
+        every = self.cfg.league_snapshot_every_env_steps
+        if every > 0 and self.learner.state.env_steps - self._last_snapshot_env_steps >= every:
+            self._save_league_snapshot()
+
+    def _save_league_snapshot(self):
+        st = self.learner.state
+        self._last_snapshot_env_steps = st.env_steps
+        if not self._model_is_finite():
+            return
+        state = {
+            "model": self.learner.model.state_dict(),
+            "training_state": dict(st.__dict__),
+            "cfg_hash": self.cfg_hash,
+        }
+        try:
+            path = save_league_snapshot(state, self.experiment_dir, self.policy_id, st.env_steps, self.cfg.league_size)
+        except CheckpointWriteError as e:
+            log.error("Policy %d: %s; no league snapshot this time", self.policy_id, e)
+            return
+        log.info("Policy %d: league snapshot %s", self.policy_id, path.name)
 
     def _save_milestone(self):
         path = self._save_checkpoint()

@@ -1,0 +1,175 @@
+"""Self-play: the coin-race game's rules, league snapshots, the match command, and a policy trained
+by self-play that beats its own snapshot from the start of training."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sample_factory.algo.utils.agent_policy_mapping import (
+    AgentPolicyMapping,
+    agent_policy_mapping_class,
+    set_agent_policy_mapping,
+)
+from sample_factory.train import make_runner
+from sample_factory.utils.checkpoint import league_snapshots, save_league_snapshot
+from sf_examples.selfplay.coin_race import MAX_STEPS, CoinRaceEnv
+from sf_examples.selfplay.train_coin_race import parse_coin_race_args
+
+pytestmark = pytest.mark.timeout(300)
+
+
+# --- the game ----------------------------------------------------------------------------------
+
+
+def placed(players, coin) -> CoinRaceEnv:
+    env = CoinRaceEnv()
+    env.reset(seed=0)
+    env.players[:] = players
+    env.coin[:] = coin
+    return env
+
+
+def test_the_first_to_reach_the_coin_wins_and_the_game_is_zero_sum():
+    env = placed([[0, 0], [6, 6]], [0, 1])
+    obs, rewards, terminated, truncated, infos = env.step([1, 0])  # player 0 steps up onto the coin
+    assert rewards == [1.0, -1.0] and terminated == [True, True] and truncated == [False, False]
+    assert [info["true_objective"] for info in infos] == [1.0, 0.0]
+    assert all(env.observation_space.contains(o) for o in obs), "the next game's first observations"
+
+
+def test_a_player_cannot_step_onto_the_other_and_reaching_the_coin_together_is_a_draw():
+    env = placed([[0, 0], [0, 1]], [6, 6])
+    env.step([1, 0])  # player 0 walks into player 1: blocked
+    assert env.players.tolist() == [[0, 0], [0, 1]]
+    env = placed([[1, 0], [1, 2]], [1, 1])
+    _, rewards, terminated, _, infos = env.step([1, 2])  # both step onto the coin
+    assert rewards == [0.0, 0.0] and terminated[0] and infos[0]["true_objective"] == 0.5
+
+
+def test_nobody_at_the_coin_in_time_is_a_truncated_draw():
+    env = placed([[0, 0], [6, 6]], [3, 3])
+    for _ in range(MAX_STEPS):
+        _, rewards, terminated, truncated, _ = env.step([0, 0])
+    assert rewards == [0.0, 0.0] and truncated == [True, True] and terminated == [False, False]
+
+
+def test_each_player_sees_itself_first():
+    env = placed([[1, 2], [5, 4]], [3, 3])
+    obs = env._observe()
+    scale = 1.0 / (env.size - 1)
+    assert np.allclose(obs[0][:4], np.array([1, 2, 5, 4]) * scale)
+    assert np.allclose(obs[1][:4], np.array([5, 4, 1, 2]) * scale)
+
+
+# --- league snapshots and the match command ----------------------------------------------------
+
+
+def test_league_keeps_the_first_snapshot_and_the_newest(tmp_path):
+    for steps in range(0, 600, 100):
+        save_league_snapshot({"model": {}}, tmp_path, 0, steps, keep=3)
+    save_league_snapshot({"model": {}}, tmp_path, 1, 7, keep=3)
+    names = [p.name for p in league_snapshots(tmp_path, 0)]
+    assert names == ["policy_00_000000000000.pth", "policy_00_000000000400.pth", "policy_00_000000000500.pth"]
+    assert len(league_snapshots(tmp_path, 1)) == 1
+
+
+def match(tmp_path, experiment, *flags):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sample_factory.match",
+            "--env=coin_race",
+            f"--experiment={experiment}",
+            f"--train_dir={tmp_path}",
+            "--device=cpu",
+            "--seed=0",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_policy_trained_by_self_play_beats_its_snapshot_from_the_start(tmp_path):
+    cfg = parse_coin_race_args(
+        [f"--train_dir={tmp_path}", "--experiment=selfplay", "--device=cpu", "--seed=1", "--train_for_env_steps=300000"]
+    )
+    _, runner = make_runner(cfg)
+    assert runner.run() == 0
+    first = league_snapshots(tmp_path / "selfplay", 0)[0]
+    assert torch.load(first, weights_only=True)["training_state"]["env_steps"] == 0
+
+    result = match(tmp_path, "selfplay", "--opponent=first", "--max_num_episodes=200")
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"(\d+) wins, (\d+) draws, (\d+) losses in 200 games", result.stdout)
+    assert found, result.stdout
+    wins, _, _ = map(int, found.groups())
+    assert wins >= 0.6 * 200, result.stdout
+
+
+def test_match_without_snapshots_is_a_one_line_error(tmp_path):
+    cfg = parse_coin_race_args(
+        [
+            f"--train_dir={tmp_path}",
+            "--experiment=nosnap",
+            "--device=cpu",
+            "--train_for_env_steps=5000",
+            "--league_snapshot_every_env_steps=0",
+            "--serial_mode=True",
+        ]
+    )
+    _, runner = make_runner(cfg)
+    assert runner.run() == 0
+    result = match(tmp_path, "nosnap")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: policy 0 of {tmp_path / 'nosnap'} has no league snapshots: train it with"
+        " --league_snapshot_every_env_steps=N, or give --opponent=<checkpoint path>"
+    ]
+
+
+# --- the agent -> policy mapping ---------------------------------------------------------------
+
+
+class SeatPerPolicy(AgentPolicyMapping):
+    """Agent 0 of every env is policy 0, agent 1 is policy 1."""
+
+    def policies_for_env(self, env_id, episode, env_steps):
+        return [0, 1]
+
+
+def test_a_custom_mapping_decides_which_policy_plays_which_seat(tmp_path):
+    cfg = parse_coin_race_args(
+        [
+            f"--train_dir={tmp_path}",
+            "--experiment=seats",
+            "--device=cpu",
+            "--num_policies=2",
+            "--train_for_env_steps=20000",
+            "--league_snapshot_every_env_steps=0",
+            "--serial_mode=True",
+        ]
+    )
+    set_agent_policy_mapping(SeatPerPolicy)
+    try:
+        _, runner = make_runner(cfg)
+        seen = []
+        runner.register_episodic_stats_handler(lambda r, ep, p: seen.append((p, ep["true_objective"])))
+        assert runner.run() == 0
+    finally:
+        set_agent_policy_mapping(AgentPolicyMapping)
+    assert agent_policy_mapping_class() is AgentPolicyMapping
+    per_policy = {p: [o for q, o in seen if q == p] for p in (0, 1)}
+    assert len(per_policy[0]) == len(per_policy[1]) > 50, "every game has one agent of each policy"
+    # zero-sum: what one seat wins the other loses, game by game, so the two means add up to 1
+    assert np.mean(per_policy[0]) + np.mean(per_policy[1]) == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(TypeError):
+        set_agent_policy_mapping(object)
