@@ -416,3 +416,66 @@ def test_training_two_agent_match_serial(tmp_path):
     assert result["policies"][0]["num_episodes"] > 0 and result["policies"][0]["train_steps"] > 0
     result.pop("runner")
     assert_no_engines_left()
+
+
+def population_flags(tmp_path, experiment: str, budget: int) -> list[str]:
+    """PBT of 4 on a short game: every policy is updated (and mutated) within a few thousand steps."""
+    return [
+        *small_serial_training_flags(tmp_path, experiment),
+        "--timelimit=0.05",
+        "--with_pbt=True",
+        "--num_policies=4",
+        "--pbt_period_env_steps=1000",
+        "--pbt_start_mutation=0",
+        "--pbt_mutation_rate=1.0",
+        "--stats_avg=2",  # rank after two games (PBT waits for min(10, stats_avg) episodes)
+        "--rollout=16",
+        "--batch_size=64",
+        f"--train_for_env_steps={budget}",
+    ]
+
+
+def pbt_history(exp_dir: Path, policy_id: int) -> list[dict]:
+    import json
+
+    return json.loads((exp_dir / f"policy_{policy_id:02d}_pbt.json").read_text())["history"]
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("env_name, extra", [("doom_duel", []), ("doom_deathmatch_bots", ["--num_bots=2"])])
+def test_a_population_trains_mutates_resumes_and_stops_cleanly(tmp_path, env_name, extra):
+    from training import train_until
+
+    from sample_factory.cfg.policy_params import read_hyperparams, read_reward_shaping
+
+    exp_dir = tmp_path / "population"
+    result = train_until(doom_cfg(env_name, *population_flags(tmp_path, "population", 8000), *extra))
+    assert result["status"] == 0
+    result.pop("runner")
+    assert_no_engines_left()
+    histories = [pbt_history(exp_dir, p) for p in range(4)]
+    assert any(e.get("hyperparams") for h in histories for e in h), f"no mutation: {histories}"
+    shaping = [read_reward_shaping(exp_dir, p) for p in range(4)]
+    assert all(s and s["death"] < 0 for s in shaping), "the Doom shaping coefficients are evolved per policy"
+    params = [read_hyperparams(exp_dir, p) for p in range(4)]
+
+    resumed = train_until(doom_cfg(env_name, *population_flags(tmp_path, "population", 12000), *extra))
+    assert resumed["status"] == 0 and resumed["env_steps"] >= 12000
+    resumed.pop("runner")
+    assert_no_engines_left()
+    for p in range(4):
+        after = pbt_history(exp_dir, p)
+        assert after[: len(histories[p])] == histories[p], "the resumed run continues the saved history"
+    assert sum(len(pbt_history(exp_dir, p)) for p in range(4)) > sum(map(len, histories)), "updates go on"
+    assert all(read_hyperparams(exp_dir, p).keys() == params[p].keys() for p in range(4))
+
+
+def test_each_agent_of_a_match_has_its_own_reward_shaping():
+    env = make_doom_env("doom_duel", doom_cfg("doom_duel"))
+    try:
+        default = env.get_default_reward_shaping()
+        env.set_reward_shaping({**default, "death": -5.0}, 1)  # agent 1 belongs to another policy
+        assert env.get_coefficients(0)["death"] == default["death"] != -5.0
+        assert env.get_coefficients(1)["death"] == -5.0
+    finally:
+        env.close()
