@@ -5,7 +5,8 @@
 The experiment's newest checkpoint of `--policy_index` plays `--max_num_episodes` games against
 `--opponent`: a league snapshot of `--opponent_policy_index` (`first`, the policy at the start of
 training, or `latest`), or the path of any checkpoint of the same model. The two swap seats every
-game. A game is won by the player with the higher return (zero-sum games), drawn when equal.
+game. A game is won by the player with the higher `true_objective` at its end (Doom: frags), or
+the higher return where the env reports none; a draw when equal.
 Prints one line, the wins, draws and losses; the exit status is 0, or 1 with a one-line error.
 """
 
@@ -128,11 +129,15 @@ def _play_games(cfg, view: MultiAgentView, policy: LoadedPolicy, opponent: Loade
                 player = 0 if agent == seat else 1
                 action, rnn[player] = _policy_actions(seats[agent], [obs_list[agent]], rnn[player], deterministic)
                 actions.append(numpy_action(seats[agent].action_space, action[0]))
-            obs_list, rewards, terminated, truncated, _ = view.step(actions)
+            obs_list, rewards, terminated, truncated, infos = view.step(actions)
             returns += np.asarray(rewards, np.float64)
             if any(terminated) or any(truncated):
                 break
-        mine, theirs = returns[seat], returns[1 - seat]
+        # the env's own score where it reports one (Doom: frags), not the shaped return
+        scores = [info.get("true_objective") for info in infos]
+        if any(score is None for score in scores):
+            scores = returns
+        mine, theirs = scores[seat], scores[1 - seat]
         results[0 if mine > theirs else 1 if mine == theirs else 2] += 1
         returns[:] = 0.0
         rnn = [torch.zeros_like(r) for r in rnn]

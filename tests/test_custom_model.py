@@ -86,7 +86,9 @@ def test_custom_env_custom_model_example_trains(tmp_path):
     finally:
         reset_global_model_factory()
     assert result["status"] == 0
-    assert result["steps_to_goal"] is not None, f"mean return {result['policies'][0]['mean_reward']:.2f} < 0.9"
+    # reports come every few seconds: on a loaded machine the last one may precede the goal
+    mean = result["policies"][0]["mean_reward"]
+    assert result["steps_to_goal"] is not None or mean >= 0.9, f"mean return {mean:.2f} < 0.9"
     state, _ = load_latest_checkpoint(checkpoint_dir(tmp_path / "example", 0))
     assert any(".block." in key for key in state["model"]), "the example's encoder was not used"
 

@@ -281,6 +281,15 @@ class LearnerWorker(EventLoopObject):
         try:
             state = torch.load(path, map_location=self.learner.device, weights_only=True)
             self.learner.load_weights(state)
+        except Exception as e:  # a missing or broken file: this policy keeps its own weights
+            log.error(
+                "Policy %d: cannot take over policy %d's weights (%s: %s)",
+                self.policy_id,
+                source_policy,
+                type(e).__name__,
+                e,
+            )
+            return
         finally:
             Path(path).unlink(missing_ok=True)
         self.learner.set_hyperparams(params)
