@@ -139,6 +139,7 @@ def _play_games(cfg, view: MultiAgentView, policy: LoadedPolicy, opponent: Loade
             scores = returns
         mine, theirs = scores[seat], scores[1 - seat]
         results[0 if mine > theirs else 1 if mine == theirs else 2] += 1
+        log.info("Game %d: %.2f to %.2f (%d wins, %d draws, %d losses)", game + 1, mine, theirs, *results)
         returns[:] = 0.0
         rnn = [torch.zeros_like(r) for r in rnn]
     return results[0], results[1], results[2]

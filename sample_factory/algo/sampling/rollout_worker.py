@@ -12,6 +12,10 @@ An env that raises is made anew by the env runner and reported with `env_failed`
 counts them against --max_env_failures); an env that cannot be made or reset, or returns an
 observation outside its space, is reported with `failed` and the worker stops sampling.
 
+Which policy plays each agent is the mapping's choice (algo/utils/agent_policy_mapping.py), asked
+when an env's episode ends; with population-based training each policy's reward-shaping
+coefficients are set on the envs of its agents (reward_shaping_changed in).
+
 A split never blocks waiting for free slots: it parks, and the worker keeps stepping its other
 splits (a blocked worker could hold back the very trajectories the learner is waiting for).
 """

@@ -627,6 +627,9 @@ class _DoomEnvBase(RewardShapingInterface):
         self.set_coefficients(reward_shaping, agent_idx)
 
     def _new_engines(self):
+        # Each engine creates ./_vizdoom at start; two of a match racing to create it made one fail
+        # ("File exists") and the other wait out the network sync, then crash the process.
+        os.makedirs("_vizdoom", exist_ok=True)
         self.engines = EngineGuard()
         if self._atexit_hook is None:
             self._atexit_hook = close_at_exit(self)
