@@ -173,3 +173,21 @@ def test_a_custom_mapping_decides_which_policy_plays_which_seat(tmp_path):
     assert np.mean(per_policy[0]) + np.mean(per_policy[1]) == pytest.approx(1.0, abs=0.02)
     with pytest.raises(TypeError):
         set_agent_policy_mapping(object)
+
+
+def test_the_default_mapping_redraws_after_steps_per_draw_and_keeps_an_env_to_one_policy_unless_mixed():
+    from types import SimpleNamespace
+
+    env_info = SimpleNamespace(num_agents=2)
+    whole_env = AgentPolicyMapping(SimpleNamespace(num_policies=4, pbt_mix_policies_in_one_env=False), env_info, 0)
+    draws = [tuple(whole_env.policies_for_env(env_id, 0, 0)) for env_id in range(200)]
+    assert all(a == b for a, b in draws), "without mixing both agents of an env play one policy"
+    assert {a for a, _ in draws} == {0, 1, 2, 3}
+
+    mixed = AgentPolicyMapping(SimpleNamespace(num_policies=4, pbt_mix_policies_in_one_env=True), env_info, 0)
+    assert any(a != b for a, b in (mixed.policies_for_env(e, 0, 0) for e in range(200)))
+    first = list(mixed.policies_for_env(999, 0, 0))
+    held = [list(mixed.policies_for_env(999, episode, steps)) for episode, steps in enumerate(range(100, 1000, 100))]
+    assert all(h == first for h in held), "held until steps_per_draw env steps have passed"
+    redrawn = {tuple(mixed.policies_for_env(999, 10 + i, 1000 * (i + 1))) for i in range(50)}
+    assert len(redrawn) > 1, "drawn anew once steps_per_draw steps have passed"
