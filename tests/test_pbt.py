@@ -209,29 +209,37 @@ def make_bonus_env(full_env_name, cfg=None, env_config=None, render_mode=None):
     return BonusEnv()
 
 
-@pytest.mark.parametrize("mode_flags", [["--serial_mode=True"], ["--serial_mode=True", "--batched_sampling=True"]])
-def test_each_policy_plays_with_its_own_reward_shaping(tmp_path, mode_flags):
+def bonus_cfg(tmp_path, experiment: str, *flags):
     register_env("bonus_env", make_bonus_env)
-    exp = tmp_path / "shaped"
-    for policy_id in range(3):  # files of the experiment win over the env's defaults (as in 2.x)
-        write_reward_shaping(exp, policy_id, {"bonus": float(policy_id + 1)})
-    cfg = parse_gym_args(
+    return parse_gym_args(
         [
             "--env=bonus_env",
-            "--experiment=shaped",
+            f"--experiment={experiment}",
             f"--train_dir={tmp_path}",
-            "--num_policies=3",
             "--with_pbt=True",
-            "--pbt_period_env_steps=1000000000",
             f"--rollout={EPISODE_LEN}",  # a policy takes over an env exactly when its episode starts
             "--batch_size=64",
             "--num_workers=1",
             "--num_envs_per_worker=8",
-            "--train_for_env_steps=20000",
             "--auto_tune=False",
             "--device=cpu",
-            *mode_flags,
+            *flags,
         ]
+    )
+
+
+@pytest.mark.parametrize("mode_flags", [["--serial_mode=True"], ["--serial_mode=True", "--batched_sampling=True"]])
+def test_each_policy_plays_with_its_own_reward_shaping(tmp_path, mode_flags):
+    exp = tmp_path / "shaped"
+    for policy_id in range(3):  # files of the experiment win over the env's defaults (as in 2.x)
+        write_reward_shaping(exp, policy_id, {"bonus": float(policy_id + 1)})
+    cfg = bonus_cfg(
+        tmp_path,
+        "shaped",
+        "--num_policies=3",
+        "--pbt_period_env_steps=1000000000",
+        "--train_for_env_steps=20000",
+        *mode_flags,
     )
     _, runner = make_runner(cfg)
     returns = {p: set() for p in range(3)}
@@ -241,27 +249,16 @@ def test_each_policy_plays_with_its_own_reward_shaping(tmp_path, mode_flags):
 
 
 def test_mutated_reward_shaping_reaches_the_envs(tmp_path):
-    register_env("bonus_env", make_bonus_env)
-    cfg = parse_gym_args(
-        [
-            "--env=bonus_env",
-            "--experiment=mutating",
-            f"--train_dir={tmp_path}",
-            "--num_policies=2",
-            "--with_pbt=True",
-            "--pbt_period_env_steps=2000",
-            "--pbt_start_mutation=0",
-            "--pbt_mutation_rate=1.0",
-            "--pbt_replace_reward_gap_absolute=1e9",  # no replacement: the mutations alone
-            f"--rollout={EPISODE_LEN}",
-            "--batch_size=64",
-            "--num_workers=1",
-            "--num_envs_per_worker=8",
-            "--train_for_env_steps=30000",
-            "--auto_tune=False",
-            "--serial_mode=True",
-            "--device=cpu",
-        ]
+    cfg = bonus_cfg(
+        tmp_path,
+        "mutating",
+        "--num_policies=2",
+        "--pbt_period_env_steps=2000",
+        "--pbt_start_mutation=0",
+        "--pbt_mutation_rate=1.0",
+        "--pbt_replace_reward_gap_absolute=1e9",  # no replacement: the mutations alone
+        "--train_for_env_steps=30000",
+        "--serial_mode=True",
     )
     _, runner = make_runner(cfg)
     returns = {p: set() for p in range(2)}

@@ -246,7 +246,6 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
             self.rng,
         )
         base = self.records[source] if source is not None else record
-        old_params = dict(record.hyperparams)
         params = {**base.hyperparams, **self._mutated({n: base.hyperparams[n] for n in self.tuned})}
         shaping = None
         if base.reward_shaping is not None:
@@ -262,12 +261,8 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
                 objectives[source],
                 env_steps,
             )
-        changes = {n: [old_params.get(n), v] for n, v in params.items() if old_params.get(n) != v}
-        shaping_changes = {
-            n: [(record.reward_shaping or {}).get(n), v]
-            for n, v in (shaping or {}).items()
-            if (record.reward_shaping or {}).get(n) != v
-        }
+        changes = _changed(record.hyperparams, params)
+        shaping_changes = _changed(record.reward_shaping or {}, shaping or {})
         if changes or shaping_changes:
             event.update(hyperparams=changes, reward_shaping=shaping_changes)
             log.info("PBT: policy %d now trains with %s", policy_id, _describe_changes({**changes, **shaping_changes}))
@@ -305,6 +300,11 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
             history_path(self.experiment_dir, policy_id),
             {"last_update_env_steps": record.last_update_env_steps, "history": record.history},
         )
+
+
+def _changed(old: dict[str, float], new: dict[str, float]) -> dict[str, list]:
+    """name -> [old value or None, new value] for every value that differs."""
+    return {name: [old.get(name), value] for name, value in new.items() if old.get(name) != value}
 
 
 def _describe(params: dict[str, float]) -> str:

@@ -280,13 +280,13 @@ class Runner(EventLoopObject):
         if not uses_policy_files(cfg):
             return
         overrides = parse_policy_overrides(cfg.policy_hyperparams, cfg.num_policies)
+        scheme = self.env_info.reward_shaping_scheme if cfg.with_pbt else None
         for policy_id in range(cfg.num_policies):
             if read_hyperparams(self.experiment_dir, policy_id) is None:
                 write_hyperparams(self.experiment_dir, policy_id, initial_hyperparams(cfg, policy_id, overrides))
             elif policy_id in overrides:
                 log.info("Policy %d: keeps the hyper-parameters of its file, not --policy_hyperparams", policy_id)
-            scheme = self.env_info.reward_shaping_scheme
-            if cfg.with_pbt and scheme is not None and read_reward_shaping(self.experiment_dir, policy_id) is None:
+            if scheme is not None and read_reward_shaping(self.experiment_dir, policy_id) is None:
                 write_reward_shaping(self.experiment_dir, policy_id, scheme)
 
     @property

@@ -174,7 +174,9 @@ class RolloutWorker(EventLoopObject):
     def on_reward_shaping_changed(self, policy_id: int, shaping: dict):
         self.reward_shaping[policy_id] = dict(shaping)
         for split in self.splits:
-            self._apply_reward_shaping(split, np.arange(split.num_agents))
+            agents = np.flatnonzero(split.policy_of_agent == policy_id)
+            if len(agents):
+                split.env_runner.set_reward_shaping(agents, shaping)
 
     def _start_trajectories(self, split_idx: int, split: SplitState):
         """Takes fresh slots for every agent, writes the carried start state, asks for actions.
