@@ -40,6 +40,7 @@ setup(
         "wandb": ["wandb"],
         "pettingzoo": ["pettingzoo>=1.24"],
         "huggingface": ["huggingface_hub>=0.20"],
+        "ray": ["ray>=2.9"],
         "dev": ["pytest", "pytest-timeout", "ruff==0.17.6", "onnx", "onnxscript", "onnxruntime"],
     },
 )

@@ -58,10 +58,12 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (cumsum[end] - cumsum[start]) / (end - start)
 
 
-def plot_experiments(dirs, out_path, smooth: int = 1) -> Path:
+def plot_experiments(dirs, out_path, smooth: int = 1, groups: dict | None = None, title: str = "") -> Path:
     """Writes the learning curves of the experiment folders `dirs` to the PNG `out_path`.
 
-    Raises ProgressFileError for a folder without plottable progress (before drawing anything).
+    `groups` maps a folder to a label: the folders of one label share a colour and one legend entry
+    (the runs of a sweep grouped by a parameter). Raises ProgressFileError for a folder without
+    plottable progress (before drawing anything).
     """
     curves = [(Path(d), read_progress(Path(d))) for d in dirs]
 
@@ -72,16 +74,24 @@ def plot_experiments(dirs, out_path, smooth: int = 1) -> Path:
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax_frames, ax_time = fig.subplots(1, 2, sharey=True)
+    group_colors: dict[str, str] = {}
     for exp_dir, per_policy in curves:
         name = exp_dir.resolve().name
+        group = groups.get(exp_dir) if groups else None
         for policy_id, cols in per_policy.items():
             label = name if len(per_policy) == 1 else f"{name} p{policy_id}"
+            color = None
+            if group is not None:
+                label, color = (None, group_colors[group]) if group in group_colors else (group, None)
             reward = moving_average(cols["reward_mean"], smooth)
-            (line,) = ax_frames.plot(cols["env_steps"], reward, label=label)
-            ax_time.plot(cols["train_seconds"] / 60.0, reward, label=label, color=line.get_color())
+            (line,) = ax_frames.plot(cols["env_steps"], reward, label=label, color=color)
+            ax_time.plot(cols["train_seconds"] / 60.0, reward, color=line.get_color())
+            if group is not None:
+                group_colors.setdefault(group, line.get_color())
 
-    if smooth > 1:
-        fig.suptitle(f"Moving average over {smooth} reports")
+    suptitle = "; ".join(t for t in (title, f"moving average over {smooth} reports" if smooth > 1 else "") if t)
+    if suptitle:
+        fig.suptitle(suptitle)
     ax_frames.set_title("Mean episode return vs env frames")
     ax_frames.set_xlabel("env frames")
     ax_frames.set_ylabel("mean episode return")

@@ -1,7 +1,7 @@
 """Imports point down the layers (DESIGN.md, "Layout"), function-local imports included:
 
 utils <- signal_slot <- algo/utils <- model, envs <- cfg <- algo (learning, sampling, protocol)
-<- runner, pbt <- train, enjoy, benchmark, export_onnx, plot
+<- runner, pbt <- train, enjoy, benchmark, export_onnx, plot, launcher
 
 A module may import its own layer and the layers below it; nothing in sample_factory imports
 sf_examples (env families plug in through entry points).
@@ -35,6 +35,7 @@ LAYERS = [
     ("sample_factory.convert_checkpoint", 7),
     ("sample_factory.huggingface", 7),
     ("sample_factory.plot", 7),
+    ("sample_factory.launcher", 7),
     ("sample_factory", 8),  # the package's __init__
 ]
 # sample-factory 2.x's import paths whose sensible home is elsewhere: thin modules that only

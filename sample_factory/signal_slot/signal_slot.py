@@ -280,13 +280,13 @@ class Timer:
         self.cancelled = True
 
 
-def _die_with_parent():
-    """Linux: the kernel kills this process if its parent dies, so no child outlives a crash."""
+def die_with_parent(sig: int = os_signal.SIGKILL):
+    """Linux: the kernel sends `sig` to this process if its parent dies, so no child outlives a crash."""
     try:
         import ctypes
 
         pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, os_signal.SIGKILL)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(sig))
     except (OSError, AttributeError):
         pass
 
@@ -306,7 +306,7 @@ def _process_main(loop: EventLoop, objects: list[EventLoopObject], init_fn: Call
         global _stack_file
         _stack_file = open(stack_path, "w")  # noqa: SIM115 (open for the process's lifetime)
         faulthandler.register(STACK_DUMP_SIGNAL, file=_stack_file, all_threads=True)
-    _die_with_parent()
+    die_with_parent()
     if init_fn is not None:
         init_fn()
     for obj in objects:
@@ -338,7 +338,7 @@ class EventLoopProcess:
 
     def start(self):
         # Not a daemon, so that envs may start processes of their own (engines, async vector envs);
-        # the runner joins or kills every process, and each dies with its parent (_die_with_parent).
+        # the runner joins or kills every process, and each dies with its parent (die_with_parent).
         objects = list(self.event_loop.objects.values())
         self.process = self._mp_ctx.Process(
             target=_process_main,
