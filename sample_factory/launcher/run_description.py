@@ -131,7 +131,10 @@ class SweepRun:
 
 class Experiment:
     def __init__(self, name: str, cmd: str, param_generator=(), env_vars: dict | None = None):
-        """`cmd`: the base command; `param_generator`: an iterable of parameter dicts (one run each)."""
+        """`cmd`: the base command; `param_generator`: parameter dicts, one run each (a ParamGrid's
+        `generate_params()`, or the ParamGrid itself)."""
+        if isinstance(param_generator, ParamGenerator):
+            param_generator = param_generator.generate_params()
         self.base_name = name
         self.cmd = cmd
         self.params = list(param_generator)

@@ -207,6 +207,7 @@ class RunStats:
             ", ".join(f"p{p}: {self.mean_reward(p):.2f}" for p in range(self.cfg.num_policies)),
             f"; {self.env_failures} env failure(s) recovered" if self.env_failures else "",
         )
+        self._append_progress(elapsed_sec, summary["fps"])  # the curve ends where the run ended
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         path = self.experiment_dir / "summary.json"
         tmp = path.with_suffix(".json.tmp")
