@@ -381,3 +381,29 @@ def test_bad_sweep_input_is_one_line_error(tmp_path):
     _, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 2 and err.strip().startswith("error: --run=no_such_module: cannot import")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_processes_backend_gives_each_run_its_gpu_and_its_cores(tmp_path, monkeypatch):
+    probe = (
+        "import json, os, sys; from pathlib import Path; "
+        "d = Path([a for a in sys.argv if a.startswith('--train_dir=')][0].split('=', 1)[1]); "
+        "name = [a for a in sys.argv if a.startswith('--experiment=')][0].split('=', 1)[1]; "
+        "(d / (name + '.probe')).write_text(json.dumps({'gpu': os.environ.get('CUDA_VISIBLE_DEVICES'), "
+        "'cores': sorted(os.sched_getaffinity(0)), 'omp': os.environ.get('OMP_NUM_THREADS')}))"
+    )
+    (tmp_path / "sweep_probe.py").write_text(
+        "from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription\n"
+        f"RUN_DESCRIPTION = RunDescription('probe', [Experiment('p', {('python -c ' + repr(probe))!r}, "
+        "ParamGrid([('seed', [1, 2, 3, 4])]))])\n"
+    )
+    flags = ["--max_parallel=2", "--pause_between=0", "--num_gpus=2", "--experiments_per_gpu=1"]
+    assert _launch(tmp_path, "sweep_probe", *flags).wait(timeout=60) == 0
+    probes = [
+        json.loads((r.sweep_dir / f"{r.name}.probe").read_text()) for r in _runs(tmp_path, "sweep_probe", monkeypatch)
+    ]
+    assert {p["gpu"] for p in probes} == {"0", "1"}
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= 2:  # each of the two run slots owns half of the cores
+        per_run = len(cores) // 2
+        assert all(len(p["cores"]) == per_run and p["omp"] == str(per_run) for p in probes)
+        assert {tuple(p["cores"]) for p in probes} == {tuple(cores[:per_run]), tuple(cores[per_run : 2 * per_run])}
