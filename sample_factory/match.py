@@ -102,16 +102,20 @@ def play_match(cfg) -> MatchResult:
         opponent = policy_from_checkpoint(
             cfg, opponent_state, opponent_file, env.observation_space, env.action_space, device
         )
-        wins, draws, losses = _play_games(cfg, view, policy, opponent)
+        wins, draws, losses = play_games(cfg, view, policy, opponent)
     finally:
         env.close()
     return MatchResult(wins, draws, losses, policy.env_steps, opponent_file)
 
 
 @torch.no_grad()
-def _play_games(cfg, view: MultiAgentView, policy: LoadedPolicy, opponent: LoadedPolicy) -> tuple[int, int, int]:
-    games = cfg.get("max_num_episodes", 100)
-    games = 100 if games is None or games >= int(1e9) else games  # enjoy's "no limit" default
+def play_games(
+    cfg, view: MultiAgentView, policy: LoadedPolicy, opponent: LoadedPolicy, games: int | None = None, quiet=False
+) -> tuple[int, int, int]:
+    """(wins, draws, losses) of `policy` in `games` games (default: --max_num_episodes, else 100)."""
+    if games is None:
+        games = cfg.get("max_num_episodes", 100)
+        games = 100 if games is None or games >= int(1e9) else games  # enjoy's "no limit" default
     deterministic = bool(cfg.get("eval_deterministic"))
     if cfg.get("seed") is not None:
         torch.manual_seed(cfg.seed)
@@ -139,7 +143,8 @@ def _play_games(cfg, view: MultiAgentView, policy: LoadedPolicy, opponent: Loade
             scores = returns
         mine, theirs = scores[seat], scores[1 - seat]
         results[0 if mine > theirs else 1 if mine == theirs else 2] += 1
-        log.info("Game %d: %.2f to %.2f (%d wins, %d draws, %d losses)", game + 1, mine, theirs, *results)
+        if not quiet:
+            log.info("Game %d: %.2f to %.2f (%d wins, %d draws, %d losses)", game + 1, mine, theirs, *results)
         returns[:] = 0.0
         rnn = [torch.zeros_like(r) for r in rnn]
     return results[0], results[1], results[2]

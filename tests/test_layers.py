@@ -30,6 +30,7 @@ LAYERS = [
     ("sample_factory.train", 7),
     ("sample_factory.enjoy", 7),
     ("sample_factory.match", 7),
+    ("sample_factory.league", 7),
     ("sample_factory.benchmark", 7),
     ("sample_factory.export_onnx", 7),
     ("sample_factory.convert_checkpoint", 7),

@@ -3,6 +3,7 @@ by self-play that beats its own snapshot from the start of training."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -98,6 +99,16 @@ def match(tmp_path, experiment, *flags):
     )
 
 
+def league_cmd(train_dir, experiment, *flags):
+    return subprocess.run(
+        [sys.executable, "-m", "sample_factory.league", "--env=coin_race", f"--experiment={experiment}"]
+        + [f"--train_dir={train_dir}", "--device=cpu", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_a_policy_trained_by_self_play_beats_its_snapshot_from_the_start(tmp_path):
     cfg = parse_coin_race_args(
         [f"--train_dir={tmp_path}", "--experiment=selfplay", "--device=cpu", "--seed=1", "--train_for_env_steps=300000"]
@@ -113,6 +124,17 @@ def test_a_policy_trained_by_self_play_beats_its_snapshot_from_the_start(tmp_pat
     assert found, result.stdout
     wins, _, _ = map(int, found.groups())
     assert wins >= 0.6 * 200, result.stdout
+
+    # The league of its snapshots: each meets the first; the newest is rated above it.
+    league = league_cmd(tmp_path, "selfplay", "--pairs=first", "--games_per_pair=40")
+    assert league.returncode == 0, league.stderr
+    ratings = json.loads((tmp_path / "selfplay" / "league" / "ratings.json").read_text())
+    first_player, *later, newest = ratings["players"]
+    assert later and newest["win_rate_vs_first"] >= 0.6 and newest["elo"] > first_player["elo"] == 1000.0
+    assert newest["name"] in league.stdout and f"{len(later) + 1} pair(s) played now" in league.stdout
+    assert any((tmp_path / "selfplay" / ".summary" / "league").glob("events.out.tfevents.*"))
+    again = league_cmd(tmp_path, "selfplay", "--pairs=first", "--games_per_pair=40")
+    assert again.returncode == 0 and "0 pair(s) played now" in again.stdout
 
 
 def test_match_without_snapshots_is_a_one_line_error(tmp_path):

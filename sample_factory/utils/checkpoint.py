@@ -121,6 +121,14 @@ def league_dir(experiment_dir: str | Path) -> Path:
     return Path(experiment_dir) / "league"
 
 
+def snapshot_env_steps(path: str | Path) -> int:
+    """The env steps in a league snapshot's name (`policy_XX_<env steps>.pth`)."""
+    match = _SNAPSHOT_RE.match(Path(path).name)
+    if not match:
+        raise ValueError(f"{path}: not a league snapshot (policy_XX_<env steps>.pth)")
+    return int(match.group(2))
+
+
 def league_snapshots(experiment_dir: str | Path, policy_id: int) -> list[Path]:
     """A policy's frozen snapshots (`league/policy_XX_<env steps>.pth`), oldest first."""
     directory = league_dir(experiment_dir)

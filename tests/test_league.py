@@ -1,0 +1,66 @@
+"""The league table: who meets whom, win rates both ways, Elo by maximum likelihood."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sample_factory.league import Player, elo_ratings, format_table, pair_key, pairs_to_play, win_rate
+
+
+def players(*specs) -> list[Player]:
+    return [Player(Path(f"policy_{p:02d}_{s:012d}.pth"), p, s) for p, s in specs]
+
+
+def test_all_pairs_meet_once_and_first_pairs_meet_their_policys_first_snapshot():
+    league = players((0, 0), (0, 100), (0, 200), (1, 0), (1, 100))
+    assert len(pairs_to_play(league, "all")) == 10
+    first = pairs_to_play(league, "first")
+    assert [(a.name, b.name) for a, b in first] == [("p0@100", "p0@0"), ("p0@200", "p0@0"), ("p1@100", "p1@0")]
+
+
+def test_win_rate_reads_a_pair_from_either_side_and_a_draw_is_half():
+    a, b, c = players((0, 0), (0, 1), (0, 2))
+    results = {pair_key(a, b): [6, 2, 2]}
+    assert win_rate(results, a, b) == pytest.approx(0.7)
+    assert win_rate(results, b, a) == pytest.approx(0.3)
+    assert win_rate(results, a, c) is None
+
+
+def test_elo_orders_players_by_strength_anchored_at_the_first():
+    a, b, c = players((0, 0), (0, 1), (0, 2))
+    results = {pair_key(a, b): [2, 0, 8], pair_key(b, c): [2, 0, 8], pair_key(a, c): [0, 0, 10]}
+    elo = elo_ratings([a, b, c], results)
+    assert elo[a.name] == pytest.approx(1000.0)
+    assert elo[a.name] < elo[b.name] < elo[c.name]
+    # Equal records give equal ratings; a clean sweep stays finite (the prior's virtual draw).
+    even = elo_ratings([a, b], {pair_key(a, b): [5, 0, 5]})
+    assert even[b.name] == pytest.approx(1000.0, abs=1e-6)
+    sweep = elo_ratings([a, b], {pair_key(a, b): [0, 0, 20]})
+    assert 1300 < sweep[b.name] < 2000
+    # Bradley-Terry: with p = 0.8 expected, the gap is 400 * log10(4) = 241 Elo.
+    exact = elo_ratings([a, b], {pair_key(a, b): [2000, 0, 8000]})
+    assert exact[b.name] - exact[a.name] == pytest.approx(240.8, abs=1.0)
+
+
+def test_results_of_deleted_snapshots_are_ignored_and_unplayed_players_unrated():
+    a, b, c = players((0, 0), (0, 1), (0, 2))
+    results = {pair_key(a, b): [3, 0, 7], "policy_00_000000000099.pth vs " + a.path.name: [9, 0, 1]}
+    elo = elo_ratings([a, b, c], results)
+    assert set(elo) == {a.name, b.name}
+
+
+def test_table_has_every_player_and_its_row_against_each_column():
+    a, b = players((0, 0), (0, 1))
+    ratings = {
+        "players": [
+            {"name": a.name, "elo": 1000.0, "win_rate_vs_first": None},
+            {"name": b.name, "elo": 1100.0, "win_rate_vs_first": 0.75},
+        ],
+        "win_rate": {a.name: {b.name: 0.25}, b.name: {a.name: 0.75}},
+    }
+    lines = format_table(ratings).splitlines()
+    assert lines[0].split() == ["Elo", "vs", "first", a.name, b.name]
+    assert lines[1].split() == [a.name, "1000", "-", "25%"]
+    assert lines[2].split() == [b.name, "1100", "75%", "75%"]
