@@ -14,10 +14,10 @@ import sys
 import textwrap
 import time
 from argparse import Namespace
-from pathlib import Path
 
 import psutil
 import pytest
+from launcher_helpers import REPO, assert_gone, launch, runs_of, wait_for, write_sweep
 
 from sample_factory.launcher.job import EXIT_INTERRUPTED, EXIT_TIMED_OUT, parse_timeout, run_job
 from sample_factory.launcher.results import format_table, result_of
@@ -33,9 +33,6 @@ from sample_factory.launcher.run_description import (
 from sample_factory.launcher.run_processes import core_sets
 from sample_factory.launcher.run_slurm import DEFAULT_TEMPLATE, sbatch_command, sbatch_script
 from sample_factory.launcher.status import FINISHED, INTERRUPTED, read_status
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 # ---- the description ----
 
@@ -222,18 +219,18 @@ def test_job_timeout_stops_the_command_so_it_saves_and_kills_what_it_left(tmp_pa
     assert out.read_text() == "saved"
     assert read_status(status)["status"] == "timed_out"
     grandchild = int(out.with_suffix(".child").read_text())
-    _assert_gone([grandchild])
+    assert_gone([grandchild])
 
 
 def test_job_forwards_sigterm_as_a_graceful_stop(tmp_path):
     status, log, out = tmp_path / "s.json", tmp_path / "s.log", tmp_path / "out"
     cmd = [sys.executable, "-m", "sample_factory.launcher.job", "--status", str(status), "--log", str(log), "--"]
     wrapper = subprocess.Popen(cmd + _python(_SAVES_ON_SIGINT) + [str(out)], cwd=REPO)
-    _wait_for(lambda: out.with_suffix(".started").exists(), 30)
+    wait_for(lambda: out.with_suffix(".started").exists(), 30)
     wrapper.send_signal(signal.SIGTERM)
     assert wrapper.wait(timeout=30) == EXIT_INTERRUPTED
     assert out.read_text() == "saved" and read_status(status)["status"] == INTERRUPTED
-    _assert_gone([int(out.with_suffix(".child").read_text())])
+    assert_gone([int(out.with_suffix(".child").read_text())])
 
 
 def test_job_refuses_no_command(tmp_path):
@@ -249,59 +246,12 @@ def test_job_refuses_no_command(tmp_path):
 # ---- real sweeps ----
 
 
-def _wait_for(predicate, timeout: float, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _assert_gone(pids):
-    def gone(pid):
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    _wait_for(lambda: all(gone(p) for p in pids), 15, f"processes {pids} to exit")
-
-
-def _write_sweep(folder: Path, module: str, env_steps: int, seeds=(1, 2), lrs=(1e-3, 3e-4)) -> None:
-    (folder / f"{module}.py").write_text(
-        textwrap.dedent(
-            f"""\
-            from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription
-
-            _grid = ParamGrid([("seed", {list(seeds)}), ("learning_rate", {list(lrs)})])
-            _cmd = (
-                "python -m sf_examples.train_gym_env --env=CartPole-v1 --num_workers=1 --num_envs_per_worker=4"
-                " --save_every_sec=5 --train_for_env_steps={env_steps}"
-            )
-            RUN_DESCRIPTION = RunDescription("{module}", [Experiment("cp", _cmd, _grid.generate_params())])
-            """
-        )
-    )
-
-
-def _launch(folder: Path, module: str, *flags, **popen) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), str(REPO)]))
-    cmd = [sys.executable, "-m", "sample_factory.launcher.run", f"--run={module}", f"--train_dir={folder / 'td'}"]
-    return subprocess.Popen(cmd + list(flags), cwd=folder, env=env, **popen)
-
-
-def _runs(folder: Path, module: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(folder))
-    return load_run_description(module).runs(folder / "td")
-
-
 @pytest.mark.timeout(400)
 def test_a_2x2_cartpole_sweep_on_processes_completes_and_a_rerun_skips_it(tmp_path, monkeypatch):
-    _write_sweep(tmp_path, "sweep_done", env_steps=4000)
-    launcher = _launch(tmp_path, "sweep_done", "--max_parallel=2", "--pause_between=0")
+    write_sweep(tmp_path, "sweep_done", env_steps=4000)
+    launcher = launch(tmp_path, "sweep_done", "--max_parallel=2", "--pause_between=0")
     assert launcher.wait(timeout=300) == 0
-    runs = _runs(tmp_path, "sweep_done", monkeypatch)
+    runs = runs_of(tmp_path, "sweep_done", monkeypatch)
     assert len(runs) == 4
     for run in runs:
         record = read_status(run.status_path)
@@ -315,7 +265,7 @@ def test_a_2x2_cartpole_sweep_on_processes_completes_and_a_rerun_skips_it(tmp_pa
     table = format_table(results)
     assert table.count("finished") == 4 and "learning_rate" in table.splitlines()[0]
 
-    again = _launch(
+    again = launch(
         tmp_path, "sweep_done", "--max_parallel=2", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     out, _ = again.communicate(timeout=60)
@@ -325,21 +275,21 @@ def test_a_2x2_cartpole_sweep_on_processes_completes_and_a_rerun_skips_it(tmp_pa
 
 @pytest.mark.timeout(400)
 def test_ctrl_c_stops_every_run_with_a_checkpoint_and_a_rerun_resumes_them(tmp_path, monkeypatch):
-    _write_sweep(tmp_path, "sweep_stop", env_steps=30_000, seeds=(1,))
-    launcher = _launch(tmp_path, "sweep_stop", "--max_parallel=2", "--pause_between=0")
-    runs = _runs(tmp_path, "sweep_stop", monkeypatch)
+    write_sweep(tmp_path, "sweep_stop", env_steps=30_000, seeds=(1,))
+    launcher = launch(tmp_path, "sweep_stop", "--max_parallel=2", "--pause_between=0")
+    runs = runs_of(tmp_path, "sweep_stop", monkeypatch)
     checkpoints = [r.experiment_dir / "checkpoint_p0" for r in runs]
-    _wait_for(lambda: all(c.is_dir() and any(c.glob("*.pth")) for c in checkpoints), 200, "first checkpoints")
+    wait_for(lambda: all(c.is_dir() and any(c.glob("*.pth")) for c in checkpoints), 200, "first checkpoints")
     descendants = [p.pid for p in psutil.Process(launcher.pid).children(recursive=True)]
     assert len(descendants) >= 4  # two wrappers, two training runs and their workers
     launcher.send_signal(signal.SIGINT)
     assert launcher.wait(timeout=120) == EXIT_INTERRUPTED
-    _assert_gone(descendants)
+    assert_gone(descendants)
     for run in runs:
         assert read_status(run.status_path)["status"] == INTERRUPTED
         assert "SIGINT received: saving and stopping" in run.log_path.read_text()
 
-    resumed = _launch(tmp_path, "sweep_stop", "--max_parallel=2", "--pause_between=0")
+    resumed = launch(tmp_path, "sweep_stop", "--max_parallel=2", "--pause_between=0")
     assert resumed.wait(timeout=250) == 0
     for run in runs:
         record = read_status(run.status_path)
@@ -350,8 +300,8 @@ def test_ctrl_c_stops_every_run_with_a_checkpoint_and_a_rerun_resumes_them(tmp_p
 @pytest.mark.timeout(300)
 def test_the_same_sweep_completes_on_a_local_ray_cluster(tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    _write_sweep(tmp_path, "sweep_ray", env_steps=3000)
-    launcher = _launch(
+    write_sweep(tmp_path, "sweep_ray", env_steps=3000)
+    launcher = launch(
         tmp_path,
         "sweep_ray",
         "--backend=ray",
@@ -363,7 +313,7 @@ def test_the_same_sweep_completes_on_a_local_ray_cluster(tmp_path, monkeypatch):
     out, _ = launcher.communicate(timeout=240)
     assert launcher.returncode == 0, out[-3000:]
     assert "Ray cluster: 2 CPUs" in out and "4 finished, 0 not" in out
-    for run in _runs(tmp_path, "sweep_ray", monkeypatch):
+    for run in runs_of(tmp_path, "sweep_ray", monkeypatch):
         record = read_status(run.status_path)
         assert record["status"] == FINISHED and record["backend"] == "ray", record
         assert f"{run.name} finished on {record['host']}" in out  # the record came back from the task
@@ -377,7 +327,7 @@ def _is_ray_daemon(p: psutil.Process) -> bool:
 
 
 def test_bad_sweep_input_is_one_line_error(tmp_path):
-    launcher = _launch(tmp_path, "no_such_module", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launcher = launch(tmp_path, "no_such_module", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 2 and err.strip().startswith("error: --run=no_such_module: cannot import")
     assert len(err.strip().splitlines()) == 1
@@ -397,9 +347,9 @@ def test_processes_backend_gives_each_run_its_gpu_and_its_cores(tmp_path, monkey
         "ParamGrid([('seed', [1, 2, 3, 4])]))])\n"
     )
     flags = ["--max_parallel=2", "--pause_between=0", "--num_gpus=2", "--experiments_per_gpu=1"]
-    assert _launch(tmp_path, "sweep_probe", *flags).wait(timeout=60) == 0
+    assert launch(tmp_path, "sweep_probe", *flags).wait(timeout=60) == 0
     probes = [
-        json.loads((r.sweep_dir / f"{r.name}.probe").read_text()) for r in _runs(tmp_path, "sweep_probe", monkeypatch)
+        json.loads((r.sweep_dir / f"{r.name}.probe").read_text()) for r in runs_of(tmp_path, "sweep_probe", monkeypatch)
     ]
     assert {p["gpu"] for p in probes} == {"0", "1"}
     cores = sorted(os.sched_getaffinity(0))
