@@ -25,14 +25,14 @@ def wait_for(predicate, timeout: float, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def assert_gone(pids):
+def assert_gone(pids, timeout: float = 15):
     def gone(pid):
         try:
             return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
 
-    wait_for(lambda: all(gone(p) for p in pids), 15, f"processes {pids} to exit")
+    wait_for(lambda: all(gone(p) for p in pids), timeout, f"processes {pids} to exit")
 
 
 def write_sweep(folder: Path, module: str, env_steps: int, seeds=(1, 2), lrs=(1e-3, 3e-4)) -> None:

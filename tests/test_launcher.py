@@ -357,3 +357,17 @@ def test_processes_backend_gives_each_run_its_gpu_and_its_cores(tmp_path, monkey
         per_run = len(cores) // 2
         assert all(len(p["cores"]) == per_run and p["omp"] == str(per_run) for p in probes)
         assert {tuple(p["cores"]) for p in probes} == {tuple(cores[:per_run]), tuple(cores[per_run : 2 * per_run])}
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_launcher_leaves_no_run_behind_and_each_saves(tmp_path, monkeypatch):
+    write_sweep(tmp_path, "sweep_kill", env_steps=1_000_000, seeds=(1,), lrs=(1e-3,))
+    launcher = launch(tmp_path, "sweep_kill", "--pause_between=0")
+    (run,) = runs_of(tmp_path, "sweep_kill", monkeypatch)
+    wait_for(lambda: any((run.experiment_dir / "checkpoint_p0").glob("*.pth")), 200, "the first checkpoint")
+    descendants = [p.pid for p in psutil.Process(launcher.pid).children(recursive=True)]
+    launcher.kill()
+    launcher.wait()
+    assert_gone(descendants, timeout=60)
+    assert read_status(run.status_path)["status"] == INTERRUPTED
+    assert "SIGINT received: saving and stopping" in run.log_path.read_text()
