@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from sample_factory.enjoy import EvalError, LoadedPolicy, eval_cfg, policy_from_
 from sample_factory.envs.create_env import EnvCreationError, MultiAgentView, env_config_for, make_env
 from sample_factory.envs.env_utils import UnknownEnvError
 from sample_factory.match import play_games
+from sample_factory.pbt.elo import elo_ratings
 from sample_factory.utils.checkpoint import league_dir, league_snapshots, snapshot_env_steps
 from sample_factory.utils.device import policy_device
 from sample_factory.utils.logging_setup import setup_logging
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 RATINGS_FILE = "ratings.json"
-ANCHOR_ELO = 1000.0
-PRIOR_GAMES = 1.0  # one virtual draw per pair that met: ratings stay finite when one side won every game
 
 
 @dataclass(frozen=True)
@@ -77,40 +75,11 @@ def pair_key(a: Player, b: Player) -> str:
     return f"{a.path.name} vs {b.path.name}"
 
 
-def elo_ratings(players: list[Player], results: dict[str, list[int]]) -> dict[str, float]:
-    """Bradley-Terry strengths by minorization-maximization, on the Elo scale, anchored at players[0].
-
-    `results[pair_key(a, b)] = [wins of a, draws, losses of a]`. A player with no games is left out.
-    """
-    index = {p.path.name: i for i, p in enumerate(players)}
-    n = len(players)
-    score = [0.0] * n  # wins + half the draws, prior included
-    games = [[0.0] * n for _ in range(n)]
-    for key, (wins, draws, losses) in results.items():
-        a_name, b_name = key.split(" vs ")
-        if a_name not in index or b_name not in index:
-            continue  # a snapshot that was deleted since (the league keeps --league_size)
-        a, b = index[a_name], index[b_name]
-        total = wins + draws + losses + PRIOR_GAMES
-        games[a][b] += total
-        games[b][a] += total
-        score[a] += wins + 0.5 * (draws + PRIOR_GAMES)
-        score[b] += losses + 0.5 * (draws + PRIOR_GAMES)
-    rated = [i for i in range(n) if any(games[i])]
-    strength = [1.0] * n
-    for _ in range(1000):
-        new = list(strength)
-        for i in rated:
-            denominator = sum(games[i][j] / (strength[i] + strength[j]) for j in rated if games[i][j])
-            new[i] = score[i] / denominator
-        mean = sum(new[i] for i in rated) / max(1, len(rated))
-        new = [s / mean for s in new]
-        converged = max((abs(math.log(new[i] / strength[i])) for i in rated), default=0.0) < 1e-9
-        strength = new
-        if converged:
-            break
-    anchor = strength[rated[0]] if rated else 1.0
-    return {players[i].name: ANCHOR_ELO + 400.0 * math.log10(strength[i] / anchor) for i in rated}
+def league_elo(players: list[Player], results: dict[str, list[int]]) -> dict[str, float]:
+    """Elo of every player that met someone, keyed by Player.name (`results` keyed by pair_key)."""
+    by_file = {p.path.name: p.name for p in players}
+    pairs = {tuple(key.split(" vs ")): record for key, record in results.items()}
+    return {by_file[f]: elo for f, elo in elo_ratings(list(by_file), pairs).items()}
 
 
 def win_rate(results: dict[str, list[int]], a: Player, b: Player) -> float | None:
@@ -200,7 +169,7 @@ class League:
         return len(todo)
 
     def ratings(self) -> dict:
-        elo = elo_ratings(self.players, self.results)
+        elo = league_elo(self.players, self.results)
         firsts = {}
         for p in self.players:
             firsts.setdefault(p.policy_id, p)

@@ -264,6 +264,17 @@ def test_a_2x2_cartpole_sweep_on_processes_completes_and_a_rerun_skips_it(tmp_pa
     assert all(r.env_steps and r.env_steps > 0 and r.fps for r in results)
     table = format_table(results)
     assert table.count("finished") == 4 and "learning_rate" in table.splitlines()[0]
+    png = tmp_path / "curves.png"
+    results_cmd = [sys.executable, "-m", "sample_factory.launcher.results", "--run=sweep_done"]
+    results_cmd += [f"--train_dir={tmp_path / 'td'}", f"--plot={png}", "--group_by=learning_rate"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    shown = subprocess.run(results_cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("finished") == 4 and png.stat().st_size > 10_000
+    bad = subprocess.run(results_cmd[:-2] + ["--group_by=nope"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert (
+        bad.returncode == 2 and bad.stderr.strip() == "error: --group_by=nope: no run of the sweep has that parameter"
+    )
 
     again = launch(
         tmp_path, "sweep_done", "--max_parallel=2", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sample_factory.league import Player, elo_ratings, format_table, pair_key, pairs_to_play, win_rate
+from sample_factory.league import Player, format_table, league_elo, pair_key, pairs_to_play, win_rate
 
 
 def players(*specs) -> list[Player]:
@@ -31,23 +31,23 @@ def test_win_rate_reads_a_pair_from_either_side_and_a_draw_is_half():
 def test_elo_orders_players_by_strength_anchored_at_the_first():
     a, b, c = players((0, 0), (0, 1), (0, 2))
     results = {pair_key(a, b): [2, 0, 8], pair_key(b, c): [2, 0, 8], pair_key(a, c): [0, 0, 10]}
-    elo = elo_ratings([a, b, c], results)
+    elo = league_elo([a, b, c], results)
     assert elo[a.name] == pytest.approx(1000.0)
     assert elo[a.name] < elo[b.name] < elo[c.name]
     # Equal records give equal ratings; a clean sweep stays finite (the prior's virtual draw).
-    even = elo_ratings([a, b], {pair_key(a, b): [5, 0, 5]})
+    even = league_elo([a, b], {pair_key(a, b): [5, 0, 5]})
     assert even[b.name] == pytest.approx(1000.0, abs=1e-6)
-    sweep = elo_ratings([a, b], {pair_key(a, b): [0, 0, 20]})
+    sweep = league_elo([a, b], {pair_key(a, b): [0, 0, 20]})
     assert 1300 < sweep[b.name] < 2000
     # Bradley-Terry: with p = 0.8 expected, the gap is 400 * log10(4) = 241 Elo.
-    exact = elo_ratings([a, b], {pair_key(a, b): [2000, 0, 8000]})
+    exact = league_elo([a, b], {pair_key(a, b): [2000, 0, 8000]})
     assert exact[b.name] - exact[a.name] == pytest.approx(240.8, abs=1.0)
 
 
 def test_results_of_deleted_snapshots_are_ignored_and_unplayed_players_unrated():
     a, b, c = players((0, 0), (0, 1), (0, 2))
     results = {pair_key(a, b): [3, 0, 7], "policy_00_000000000099.pth vs " + a.path.name: [9, 0, 1]}
-    elo = elo_ratings([a, b, c], results)
+    elo = league_elo([a, b, c], results)
     assert set(elo) == {a.name, b.name}
 
 

@@ -17,6 +17,7 @@ from sample_factory.algo.utils.agent_policy_mapping import (
     agent_policy_mapping_class,
     set_agent_policy_mapping,
 )
+from sample_factory.pbt.league_opponents import snapshot_weights
 from sample_factory.train import make_runner
 from sample_factory.utils.checkpoint import league_snapshots, save_league_snapshot
 from sf_examples.selfplay.coin_race import MAX_STEPS, CoinRaceEnv
@@ -213,3 +214,55 @@ def test_the_default_mapping_redraws_after_steps_per_draw_and_keeps_an_env_to_on
     assert all(h == first for h in held), "held until steps_per_draw env steps have passed"
     redrawn = {tuple(mixed.policies_for_env(999, 10 + i, 1000 * (i + 1))) for i in range(50)}
     assert len(redrawn) > 1, "drawn anew once steps_per_draw steps have passed"
+
+
+def test_the_default_mapping_seats_a_frozen_opponent_with_its_probability():
+    from types import SimpleNamespace
+
+    def mapping(prob):
+        cfg = SimpleNamespace(
+            num_policies=2, pbt_mix_policies_in_one_env=True, league_opponents=3, league_opponent_prob=prob
+        )
+        return AgentPolicyMapping(cfg, SimpleNamespace(num_agents=2), 0)
+
+    always_mapping, never_mapping, sometimes_mapping = mapping(1.0), mapping(0.0), mapping(0.3)
+    always = [list(always_mapping.policies_for_env(e, 0, 0)) for e in range(300)]
+    assert all(sum(p >= 2 for p in pair) == 1 for pair in always), "one frozen seat per env, the other learns"
+    assert {p for pair in always for p in pair if p >= 2} == {2, 3, 4}
+    assert {pair.index(max(pair)) for pair in always} == {0, 1}, "either seat"
+    never = [list(never_mapping.policies_for_env(e, 0, 0)) for e in range(300)]
+    assert all(p < 2 for pair in never for p in pair)
+    sometimes = [max(sometimes_mapping.policies_for_env(e, 0, 0)) >= 2 for e in range(1000)]
+    assert 0.22 < np.mean(sometimes) < 0.38
+
+
+def test_frozen_opponents_come_back_by_how_badly_the_population_does_against_them():
+    names = ["a", "b", "c"]
+    assert snapshot_weights(names, {"a": 1.0, "b": 0.0}, "uniform") == [1.0, 1.0, 1.0]
+    assert snapshot_weights(names, {"a": 1.0, "b": 0.0}, "win_rate") == pytest.approx([0.05, 1.05, 1.0])
+
+
+def test_training_against_frozen_snapshots_keeps_their_score_and_trains_only_the_learner(tmp_path):
+    cfg = parse_coin_race_args(
+        [
+            f"--train_dir={tmp_path}",
+            "--experiment=frozen",
+            "--device=cpu",
+            "--seed=1",
+            "--train_for_env_steps=150000",
+            "--league_snapshot_every_env_steps=25000",
+            "--league_opponents=2",
+            "--league_opponent_prob=0.5",
+        ]
+    )
+    _, runner = make_runner(cfg)
+    assert runner.run() == 0
+    assert len(runner.learners) == 1 and len(runner.inference_workers) == 3  # the opponents only act
+    record = json.loads((tmp_path / "frozen" / "league" / "training_games.json").read_text())
+    games = {snapshot: sum(by_policy["0"]) for snapshot, by_policy in record["games"].items()}
+    assert len(games) >= 3 and sum(games.values()) > 300, games
+    first = "policy_00_000000000000.pth"
+    wins, draws, losses = record["games"][first]["0"]
+    assert (wins + 0.5 * draws) / (wins + draws + losses) > 0.6, record["games"][first]
+    assert record["elo"][first] < record["elo"]["policy_0"]
+    assert runner.stats.summary["policies"][0]["num_episodes"] > 0 and len(runner.stats.summary["policies"]) == 1

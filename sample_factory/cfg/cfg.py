@@ -482,6 +482,27 @@ def add_pbt_args(p: argparse.ArgumentParser):
         default=10,
         help="Snapshots kept per policy: the first (the policy at its start) and the newest",
     )
+    g.add_argument(
+        "--league_opponents",
+        type=int,
+        default=0,
+        help="Frozen opponents in training: this many extra inference-only policies, each playing a league"
+        " snapshot (needs --league_snapshot_every_env_steps and a multi-agent env; 0: none)",
+    )
+    g.add_argument(
+        "--league_opponent_prob",
+        type=float,
+        default=0.5,
+        help="Chance that a draw of an env's policies puts a frozen opponent in one of its seats",
+    )
+    g.add_argument(
+        "--league_opponent_sampling",
+        type=str,
+        default="win_rate",
+        choices=["uniform", "win_rate"],
+        help="Which snapshots the frozen opponents play: uniformly, or more often those the learning"
+        " policies score worst against (their games in training)",
+    )
 
 
 def add_eval_args(p: argparse.ArgumentParser):

@@ -58,3 +58,9 @@ def remade_env_seed(first_seed: int | None, restarts: int) -> int | None:
 def worker_rng_seed(cfg, worker_idx: int) -> int | None:
     """The seed of a rollout worker's own random choices (agent -> policy draws)."""
     return None if cfg.seed is None else cfg.seed * 7919 + worker_idx
+
+
+def acting_policies(cfg) -> int:
+    """Policies that act: the `num_policies` that learn, then `league_opponents` frozen ones
+    (ids num_policies and up), which play league snapshots and train nothing."""
+    return cfg.num_policies + max(0, int(getattr(cfg, "league_opponents", 0) or 0))

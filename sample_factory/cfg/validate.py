@@ -110,6 +110,8 @@ def config_errors(cfg, env_info=None) -> list[str]:
     errors += _pbt_errors(cfg)
     if cfg.batched_sampling and env_info is not None and env_info.num_agents > 1:
         errors.append("--batched_sampling=True needs a single-agent env; this env has several agents")
+    if cfg.league_opponents > 0 and env_info is not None and env_info.num_agents < 2:
+        errors.append(f"--league_opponents={cfg.league_opponents}: frozen opponents need a multi-agent env")
 
     if env_info is not None and not cfg.async_rl:
         per_split = agents_per_split(cfg, env_info.num_agents)
@@ -147,6 +149,14 @@ def _pbt_errors(cfg) -> list[str]:
         errors.append(f"--league_snapshot_every_env_steps={cfg.league_snapshot_every_env_steps}: 0 (off) or more")
     if cfg.league_size < 2:
         errors.append(f"--league_size={cfg.league_size}: at least 2 (the first snapshot and the newest)")
+    if cfg.league_opponents < 0:
+        errors.append(f"--league_opponents={cfg.league_opponents}: 0 (none) or more")
+    elif cfg.league_opponents > 0 and cfg.league_snapshot_every_env_steps <= 0:
+        errors.append(
+            f"--league_opponents={cfg.league_opponents} play league snapshots: set --league_snapshot_every_env_steps"
+        )
+    if not 0.0 <= cfg.league_opponent_prob <= 1.0:
+        errors.append(f"--league_opponent_prob={cfg.league_opponent_prob}: a probability in [0, 1]")
     if not cfg.with_pbt:
         return errors
     if cfg.pbt_period_env_steps <= 0:

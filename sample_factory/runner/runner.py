@@ -38,7 +38,7 @@ from sample_factory.algo.shared_buffers import (
     trajectory_buffer_bytes,
 )
 from sample_factory.algo.utils.agent_policy_mapping import agent_policy_mapping_class
-from sample_factory.cfg.derived import agents_per_split, trajectories_per_iteration
+from sample_factory.cfg.derived import acting_policies, agents_per_split, trajectories_per_iteration
 from sample_factory.cfg.experiment import cfg_hash, save_cfg
 from sample_factory.cfg.policy_params import (
     initial_hyperparams,
@@ -53,6 +53,7 @@ from sample_factory.envs.create_env import EnvInfo
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 from sample_factory.model.model_factory import global_model_factory
+from sample_factory.pbt.league_opponents import LeagueOpponents
 from sample_factory.runner.leak_watch import LeakWatch
 from sample_factory.runner.observer import AlgoObserver
 from sample_factory.runner.stats import RunStats
@@ -142,7 +143,7 @@ def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
     per_split = agents_per_split(cfg, env_info.num_agents)
     total_agents = cfg.num_workers * cfg.num_envs_per_worker * env_info.num_agents
     per_iteration = trajectories_per_iteration(cfg)
-    group = per_split if cfg.num_policies == 1 else 1
+    group = per_split if acting_policies(cfg) == 1 else 1
     if cfg.async_rl:
         slots = total_agents + cfg.num_batches_to_accumulate * per_iteration
     else:
@@ -171,6 +172,7 @@ class Runner(EventLoopObject):
         self.learners: list[LearnerWorker] = []
         self.inference_workers: list[InferenceWorker] = []
         self.rollout_workers: list[RolloutWorker] = []
+        self.league_opponents: LeagueOpponents | None = None
         self.stats = RunStats(cfg, experiment_dir, self.resumed_env_steps, self.resumed_train_seconds)
         self._best_metric = [self._saved_best_metric(p) for p in range(cfg.num_policies)]
         self.status = ExitStatus.SUCCESS
@@ -223,7 +225,7 @@ class Runner(EventLoopObject):
 
     def _make_shared_resources(self) -> SharedResources:
         cfg, env_info, layout = self.cfg, self.env_info, self.layout
-        num_slots = layout.slots_per_policy * cfg.num_policies
+        num_slots = layout.slots_per_policy * acting_policies(cfg)
         buffer_args = (num_slots, cfg.rollout, env_info.obs_space, env_info.action_space, rnn_state_size_for(cfg))
         obs_shapes = ", ".join(f"{k} {tuple(space.shape)}" for k, space in env_info.obs_space.spaces.items())
         check_buffers_fit(
@@ -231,11 +233,12 @@ class Runner(EventLoopObject):
             f"{num_slots} trajectory slots (--num_workers={cfg.num_workers} x --num_envs_per_worker="
             f"{cfg.num_envs_per_worker}{f' x {env_info.num_agents} agents' if env_info.num_agents > 1 else ''}"
             f"{f' + --num_batches_to_accumulate={cfg.num_batches_to_accumulate} batches' if cfg.async_rl else ''}"
-            f", x --num_policies={cfg.num_policies}) of --rollout={cfg.rollout} steps of observations {obs_shapes}",
+            f", x --num_policies={cfg.num_policies}{f' + --league_opponents={cfg.league_opponents}' if cfg.league_opponents else ''})"
+            f" of --rollout={cfg.rollout} steps of observations {obs_shapes}",
         )
         buffers = TrajectoryBuffers(*buffer_args)
         pools = []
-        for policy_id in range(cfg.num_policies):
+        for policy_id in range(acting_policies(cfg)):
             pool = SlotPool(f"slots_p{policy_id}", layout.slots_per_policy)
             first = policy_id * layout.slots_per_policy
             for start in range(first, first + layout.slots_per_policy, layout.group_size):
@@ -243,7 +246,7 @@ class Runner(EventLoopObject):
             pools.append(pool)
         template = create_actor_critic(cfg, env_info.obs_space, env_info.action_space)
         self._inspect_checkpoints(template)
-        policy_states = [SharedPolicyState(template) for _ in range(cfg.num_policies)]
+        policy_states = [SharedPolicyState(template) for _ in range(acting_policies(cfg))]
         frames_sampled = torch.zeros(cfg.num_workers, dtype=torch.int64).share_memory_()
         return SharedResources(buffers, pools, policy_states, self.mp_ctx.Event(), frames_sampled)
 
@@ -322,10 +325,14 @@ class Runner(EventLoopObject):
             self.learners.append(
                 LearnerWorker(loop, policy_id, cfg, env_info, shared, model_factory, str(self.experiment_dir))
             )
-        for policy_id in range(cfg.num_policies):
+        for policy_id in range(acting_policies(cfg)):
             for i in range(cfg.policy_workers_per_policy):
                 loop = self._loop_for(f"inference_p{policy_id}_{i}")
                 self.inference_workers.append(InferenceWorker(loop, policy_id, i, cfg, env_info, shared, model_factory))
+        if cfg.league_opponents > 0:
+            self.league_opponents = LeagueOpponents(
+                self.event_loop, cfg, env_info, shared, self.experiment_dir, self.stats, seed=cfg.seed
+            )
         registry = env_registry_snapshot([cfg.env])
         mapping_cls = agent_policy_mapping_class()
         for worker_idx in range(cfg.num_workers):
@@ -344,23 +351,28 @@ class Runner(EventLoopObject):
             self.named_signal(protocol.save_best(learner.policy_id)).connect(learner.on_save_best)
         for worker in self.rollout_workers:
             worker.episodes_finished.connect(self.on_episodes_finished)
+            if self.league_opponents is not None:
+                worker.league_games_finished.connect(self.league_opponents.on_league_games)
             worker.env_failed.connect(self.on_env_failed)
             worker.failed.connect(self.on_rollout_worker_failed)
             for learner in self.learners:
                 learner.slots_released.connect(worker.on_slots_released)
-            for policy_id in range(cfg.num_policies):
+            for policy_id in range(acting_policies(cfg)):
                 # Each worker talks to one inference worker per policy; they answer it directly.
                 inference = self.inference_workers[
                     policy_id * cfg.policy_workers_per_policy + worker.worker_idx % cfg.policy_workers_per_policy
                 ]
                 worker.named_signal(protocol.inference_requested(policy_id)).connect(inference.on_inference_requested)
                 inference.named_signal(protocol.actions_ready(worker.worker_idx)).connect(worker.on_actions_ready)
-                worker.named_signal(protocol.trajectory_ready(policy_id)).connect(
-                    self.learners[policy_id].on_trajectory_ready
-                )
+                if policy_id < cfg.num_policies:  # a frozen opponent's trajectories go to no learner
+                    worker.named_signal(protocol.trajectory_ready(policy_id)).connect(
+                        self.learners[policy_id].on_trajectory_ready
+                    )
         # Order matters: samplers stop first so that nobody waits on a learner that is saving.
         for component in self.rollout_workers + self.inference_workers + self.learners:
             self.stop_requested.connect(component.on_stop)
+        if self.league_opponents is not None:
+            self.stop_requested.connect(self.league_opponents.on_stop)
 
     # --- running -----------------------------------------------------------------------------
 

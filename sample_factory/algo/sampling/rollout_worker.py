@@ -32,7 +32,7 @@ import torch
 from sample_factory.algo import protocol
 from sample_factory.algo.sampling.env_runners import EnvFailure, ObservationError, PerEnvRunner, VectorEnvRunner
 from sample_factory.algo.utils.agent_policy_mapping import AgentPolicyMapping
-from sample_factory.cfg.derived import envs_per_split, global_env_id, worker_rng_seed
+from sample_factory.cfg.derived import acting_policies, envs_per_split, global_env_id, worker_rng_seed
 from sample_factory.cfg.policy_params import read_reward_shaping
 from sample_factory.envs.env_utils import restore_env_registry
 from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
@@ -68,6 +68,7 @@ class SplitState:
 
 class RolloutWorker(EventLoopObject):
     episodes_finished = signal()
+    league_games_finished = signal()  # [(learning policy, frozen opponent id, its weights version, points)]
     env_failed = signal()
     failed = signal()
 
@@ -96,6 +97,7 @@ class RolloutWorker(EventLoopObject):
         self.mapping = mapping_cls(cfg, env_info, worker_rng_seed(cfg, worker_idx))
         # Each policy's env reward-shaping coefficients (population-based training); None: the env's own.
         self.reward_shaping: list[dict | None] = [None] * cfg.num_policies
+        self.num_acting = acting_policies(cfg)  # learning policies, then frozen league opponents
 
     def on_loop_started(self):
         try:
@@ -144,7 +146,7 @@ class RolloutWorker(EventLoopObject):
     def _assign_policies(self, split: SplitState, agents: np.ndarray):
         """Asks the mapping for the policies of each env whose episode ended (its first agent's
         did); they take effect at the next trajectory."""
-        if self.cfg.num_policies == 1:
+        if self.num_acting == 1:
             return
         per_env = self.env_info.num_agents
         for a in agents:
@@ -154,8 +156,17 @@ class RolloutWorker(EventLoopObject):
             policies = self.mapping.policies_for_env(
                 split.first_env_id + env, int(split.env_episodes[env]), split.steps
             )
-            split.next_policy_of_agent[a : a + per_env] = policies
+            split.next_policy_of_agent[a : a + per_env] = self._playable(policies)
             split.env_episodes[env] += 1
+
+    def _playable(self, policies) -> list[int]:
+        """A frozen opponent whose snapshot is not loaded yet gives its seat to a learning policy."""
+        policies = [int(p) for p in policies]
+        if self.num_acting == self.cfg.num_policies:
+            return policies
+        learning = [p for p in policies if p < self.cfg.num_policies]
+        states = self.shared.policy_states
+        return [p if p < self.cfg.num_policies or states[p].is_published else (learning or [0])[0] for p in policies]
 
     def _take_new_policies(self, split: SplitState):
         """The drawn policies take over; agents that changed policy get its reward shaping."""
@@ -184,7 +195,7 @@ class RolloutWorker(EventLoopObject):
         If some policy has no free slots now, the split parks until a learner releases some.
         """
         taken = []
-        for policy_id in range(self.cfg.num_policies):
+        for policy_id in range(self.num_acting):
             agents = np.flatnonzero(split.policy_of_agent == policy_id)
             if len(agents) == 0:
                 continue
@@ -255,9 +266,11 @@ class RolloutWorker(EventLoopObject):
 
         self.shared.frames_sampled[self.worker_idx] += split.num_agents * self.env_info.frameskip
         split.steps += 1
-        finished = self._track_episodes(split, result, dones)
+        finished, games = self._track_episodes(split, result, dones)
         if finished:
             self.episodes_finished.emit(finished)
+        if games:
+            self.league_games_finished.emit(games)
         split.t = t + 1
         if split.t == self.rollout:
             self._complete_trajectories(split)
@@ -275,16 +288,20 @@ class RolloutWorker(EventLoopObject):
         for failure in result.failures:
             self.env_failed.emit(self.worker_idx, failure.env_idx, failure.error)
 
-    def _track_episodes(self, split: SplitState, result, dones: np.ndarray) -> list:
+    def _track_episodes(self, split: SplitState, result, dones: np.ndarray) -> tuple[list, list]:
+        """The stats of the learning policies' finished episodes, and the games against frozen opponents."""
         valids = result.valids
         split.episode_return += np.where(valids, result.rewards, 0.0)
         split.episode_len += valids
         ended = np.flatnonzero(dones & valids)
         if len(ended) == 0:
-            return []
+            return [], []
         frameskip = self.env_info.frameskip
+        games = self._league_games(split, result, ended) if self.num_acting > self.cfg.num_policies else []
         finished = []
         for a in ended:
+            if split.policy_of_agent[a] >= self.cfg.num_policies:
+                continue  # a frozen opponent: it learns nothing, its returns are no policy's stats
             info = result.episode_infos.get(int(a)) or {}
             stats = {
                 "policy_id": int(split.policy_of_agent[a]),
@@ -304,7 +321,32 @@ class RolloutWorker(EventLoopObject):
         split.episode_return[ended] = 0.0
         split.episode_len[ended] = 0
         self._assign_policies(split, ended)
-        return finished
+        return finished, games
+
+    def _league_games(self, split: SplitState, result, ended: np.ndarray) -> list:
+        """Two-player games that ended between a learning policy and a frozen opponent: the learning
+        side's points (1 win, 0.5 draw, 0 loss) by `true_objective` where both report it, else the return."""
+        if self.env_info.num_agents != 2:
+            return []
+        games = []
+        ended_set = set(int(a) for a in ended)
+        for first in sorted(a for a in ended_set if a % 2 == 0 and a + 1 in ended_set):
+            seats = (first, first + 1)
+            policies = [int(split.policy_of_agent[a]) for a in seats]
+            frozen = [i for i, p in enumerate(policies) if p >= self.cfg.num_policies]
+            if len(frozen) != 1:
+                continue
+            learner_seat, frozen_seat = 1 - frozen[0], frozen[0]
+            infos = [result.episode_infos.get(a) or {} for a in seats]
+            if all("true_objective" in info for info in infos):
+                scores = [float(info["true_objective"]) for info in infos]
+            else:
+                scores = [float(split.episode_return[a]) for a in seats]
+            mine, theirs = scores[learner_seat], scores[frozen_seat]
+            points = 1.0 if mine > theirs else 0.5 if mine == theirs else 0.0
+            opponent = policies[frozen_seat]
+            games.append((policies[learner_seat], opponent, self.shared.policy_states[opponent].version, points))
+        return games
 
     def _complete_trajectories(self, split: SplitState):
         """Hands the full slots to the learners, keeping a copy of what the next trajectory starts from.
@@ -317,7 +359,10 @@ class RolloutWorker(EventLoopObject):
         split.carried_obs = {key: tensor[split.slots, last] for key, tensor in buffers.obs.items()}
         split.carried_rnn = buffers.rnn_states[split.slots, last]
         for policy_id, _, slots in split.policy_groups:
-            self.named_signal(protocol.trajectory_ready(policy_id)).emit(policy_id, slots)
+            if policy_id < self.cfg.num_policies:
+                self.named_signal(protocol.trajectory_ready(policy_id)).emit(policy_id, slots)
+            else:  # a frozen opponent trains nothing: its slots are free again at once
+                self.shared.slot_pools[policy_id].release(slots)
         split.policy_groups = []
         self._take_new_policies(split)
 

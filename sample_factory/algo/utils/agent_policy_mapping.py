@@ -8,6 +8,10 @@ and draws anew at the first episode end after `steps_per_draw` steps of the env:
 episodes are short (a bad one, often) holds an env as many steps as one whose episodes are long,
 so every member of a population gets about the same experience and reaches its PBT period alike.
 
+With `--league_opponents=K`, a draw puts, with chance `--league_opponent_prob`, one of the K
+frozen opponents (policy ids num_policies .. num_policies + K - 1, each playing a league snapshot;
+they train nothing) in one random seat of the env, the learning policies in the others.
+
 To match agents another way, subclass `AgentPolicyMapping` and pass the class to
 `set_agent_policy_mapping` before the run starts (in the training script, like `register_env`):
 
@@ -32,6 +36,8 @@ class AgentPolicyMapping:
 
     def __init__(self, cfg, env_info, seed: int | None = None):
         self.num_policies = cfg.num_policies
+        self.num_opponents = max(0, int(getattr(cfg, "league_opponents", 0) or 0))
+        self.opponent_prob = float(getattr(cfg, "league_opponent_prob", 0.0) or 0.0)
         self.num_agents = env_info.num_agents
         self.mix_policies_in_one_env = bool(cfg.pbt_mix_policies_in_one_env)
         self.rng = random.Random(seed)
@@ -40,13 +46,17 @@ class AgentPolicyMapping:
     def policies_for_env(self, env_id: int, episode: int, env_steps: int) -> Sequence[int]:
         """The policy of each agent of env `env_id` (its index over the run) for its episode number
         `episode` (0: the first), which starts after `env_steps` steps of the env: `num_agents` ints
-        in [0, num_policies)."""
+        in [0, num_policies + num_opponents)."""
         drawn = self._drawn.get(env_id)
         if drawn is None or env_steps - drawn[0] >= self.steps_per_draw:
             if self.mix_policies_in_one_env:
                 policies = [self.rng.randrange(self.num_policies) for _ in range(self.num_agents)]
             else:
                 policies = [self.rng.randrange(self.num_policies)] * self.num_agents
+            if self.num_opponents and self.num_agents > 1 and self.rng.random() < self.opponent_prob:
+                policies[self.rng.randrange(self.num_agents)] = self.num_policies + self.rng.randrange(
+                    self.num_opponents
+                )
             drawn = self._drawn[env_id] = (env_steps, policies)
         return drawn[1]
 
