@@ -5,13 +5,17 @@ Senders and receivers both build names here, so a misspelled name cannot silentl
 
 Named signals, one per policy or per worker:
 
+Policy ids count the learning policies first, then the frozen league opponents (--league_opponents),
+which have inference workers but no learner.
+
   inference_requested(policy_id)   rollout worker -> inference worker of that policy
       (worker_idx, split_idx, t, slots): observations of step t of these trajectory slots are in
       the shared buffers; compute the actions.
   actions_ready(worker_idx)        inference worker -> that rollout worker
       (split_idx,): the actions of the split's last request are in the shared buffers.
   trajectory_ready(policy_id)      rollout worker -> learner of that policy
-      (policy_id, slots): these trajectory slots are complete; the learner frees them when done.
+      (policy_id, slots): these trajectory slots are complete; the learner frees them when done
+      (a frozen opponent's slots the rollout worker frees itself).
   save_best(policy_id)             runner -> learner of that policy
       (policy_id, metric_name, value): a new best value of the metric; save a best checkpoint.
   new_hyperparams(policy_id)       population-based training -> learner of that policy
@@ -26,6 +30,8 @@ Signals declared on the component classes (`signal()` attributes):
   RolloutWorker.episodes_finished  -> runner       (episodes: list[dict]) returns, lengths, stats
   RolloutWorker.env_failed         -> runner       (worker_idx, env_idx, error) an env raised and was made anew
   RolloutWorker.failed             -> runner       (worker_idx, message) an env can't be made or reset: stop
+  RolloutWorker.league_games_finished -> league opponents (games: [(policy_id, opponent_id, its weights
+                                      version, points)]) two-player games against a frozen opponent
   LearnerWorker.report             -> runner       (policy_id, stats: dict) after a training step
   LearnerWorker.failed             -> runner       (policy_id, message) e.g. a checkpoint write failed: stop
   LearnerWorker.slots_released     -> rollout workers (policy_id,) trajectory slots are free again
