@@ -64,3 +64,11 @@ def test_table_has_every_player_and_its_row_against_each_column():
     assert lines[0].split() == ["Elo", "vs", "first", a.name, b.name]
     assert lines[1].split() == [a.name, "1000", "-", "25%"]
     assert lines[2].split() == [b.name, "1100", "75%", "75%"]
+
+
+def test_players_never_linked_by_games_are_rated_each_against_their_own_first():
+    a0, a1, b0, b1 = players((0, 0), (0, 1), (1, 0), (1, 1))
+    results = {pair_key(a1, a0): [3, 0, 1], pair_key(b1, b0): [3, 0, 1]}
+    elo = league_elo([a0, a1, b0, b1], results)
+    assert elo[a0.name] == pytest.approx(1000.0) and elo[b0.name] == pytest.approx(1000.0)
+    assert elo[a1.name] == pytest.approx(elo[b1.name]) and elo[a1.name] > 1000.0
