@@ -43,7 +43,9 @@ def launcher_argparser(argv) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sample_factory.launcher.run", description=__doc__.splitlines()[0])
     add_sweep_args(parser)
     parser.add_argument("--backend", default="processes", choices=BACKENDS, help="Where the runs go")
-    parser.add_argument("--pause_between", default=1.0, type=float, help="Seconds between starting two runs")
+    parser.add_argument(
+        "--pause_between", default=1.0, type=float, help="Seconds between starting (Slurm, Ray: submitting) two runs"
+    )
     backend, _ = parser.parse_known_args(argv)
     if backend.backend == "processes":
         from sample_factory.launcher.run_processes import add_os_parallelism_args

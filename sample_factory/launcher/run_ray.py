@@ -93,6 +93,10 @@ def run_ray(run_description, args) -> int:
             r.experiment_dir.parent.mkdir(parents=True, exist_ok=True)
             update_status(r.status_path, status=QUEUED, backend="ray", params=r.params)
             refs[task.remote(r.cmd, os.getcwd(), r.env_vars, str(r.status_path), str(r.log_path))] = r
+            if r is not todo[-1]:
+                time.sleep(
+                    args.pause_between
+                )  # spaces the starts of the first wave (Ray starts the rest as room frees)
         results, interrupted = _collect(ray, refs)
     finally:
         ray.shutdown()
