@@ -152,6 +152,10 @@ def test_reward_shaping_terms_and_coefficients():
     assert shaping.shaped_reward(prev, dead, died=True) == pytest.approx(-1.0)
     # respawning: health back to 100 is no reward
     assert shaping.shaped_reward(dead, prev, died=False, alive_throughout=False) == 0.0
+    # a wild value (no step gains 10,000 of anything) counts 0; the real changes beside it still count
+    wild = new.copy()
+    wild[VAR_INDEX["HEALTH"]] = 2.0**31
+    assert shaping.shaped_reward(prev, wild, died=False) == pytest.approx(2.0)
 
     shaping.set_coefficients({"kill": 0.5})
     assert shaping.get_coefficients()["kill"] == 0.5 and shaping.get_coefficients()["health"] == 0.01
