@@ -29,13 +29,12 @@ import torch
 
 from sample_factory.cfg.experiment import SavedConfigError, experiment_dir, write_json_atomically
 from sample_factory.enjoy import EvalError, LoadedPolicy, eval_cfg, policy_from_checkpoint
-from sample_factory.envs.create_env import EnvCreationError, MultiAgentView, env_config_for, make_env
+from sample_factory.envs.create_env import EnvCreationError
 from sample_factory.envs.env_utils import UnknownEnvError
-from sample_factory.match import play_games
+from sample_factory.match import open_two_player_env, parse_eval_cli, play_games
 from sample_factory.pbt.elo import elo_ratings
 from sample_factory.utils.checkpoint import league_dir, league_snapshots, snapshot_env_steps
 from sample_factory.utils.device import policy_device
-from sample_factory.utils.logging_setup import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +137,8 @@ class League:
         todo = [(a, b) for a, b in pairs_to_play(self.players, mode) if win_rate(self.results, a, b) is None]
         if not todo:
             return 0
+        env, view = open_two_player_env(self.cfg)
         try:
-            env = make_env(self.cfg, env_config_for(0, 0, 0))
-        except UnknownEnvError:
-            raise
-        except Exception as e:
-            raise EnvCreationError(f"could not create the env {self.cfg.env!r}: {type(e).__name__}: {e}") from e
-        try:
-            view = MultiAgentView(env)
-            if view.num_agents != 2:
-                raise EvalError(f"{self.cfg.env} has {view.num_agents} agent(s); a league needs a two-player env")
             for i, (a, b) in enumerate(todo):
                 wins, draws, losses = play_games(
                     self.cfg, view, self._policy(a, env), self._policy(b, env), games_per_pair, quiet=True
@@ -253,13 +244,7 @@ def plot_league(ratings: dict, out_path: Path, title: str) -> Path:
 
 
 def main(argv=None) -> int:
-    from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
-    from sample_factory.envs.env_families import setup_env_family
-
-    setup_logging()
-    parser, partial_cfg = parse_sf_args(argv, evaluation=True)
-    setup_env_family(parser, partial_cfg)
-    cfg = parse_full_cfg(parser, argv)
+    cfg = parse_eval_cli(argv)
     try:
         league = League(cfg)
         played = league.play(cfg.pairs, cfg.games_per_pair)

@@ -78,6 +78,36 @@ def opponent_path(cfg) -> Path:
     return path
 
 
+def open_two_player_env(cfg) -> tuple[object, MultiAgentView]:
+    """The env and its per-agent view; raises EnvCreationError, or EvalError (closing the env)
+    when it is not a two-player game."""
+    try:
+        env = make_env(cfg, env_config_for(0, 0, 0))
+    except UnknownEnvError:
+        raise
+    except Exception as e:
+        raise EnvCreationError(f"could not create the env {cfg.env!r}: {type(e).__name__}: {e}") from e
+    view = MultiAgentView(env)
+    if view.num_agents != 2:
+        env.close()
+        raise EvalError(f"{cfg.env} has {view.num_agents} agent(s); a match needs a two-player env")
+    return env, view
+
+
+def parse_eval_cli(argv=None, add_args=None):
+    """Logging, then the config of an evaluation command: the eval flags, the env family's, and
+    those `add_args(parser)` adds (a command's own)."""
+    from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
+    from sample_factory.envs.env_families import setup_env_family
+
+    setup_logging()
+    parser, partial_cfg = parse_sf_args(argv, evaluation=True)
+    if add_args is not None:
+        add_args(parser)
+    setup_env_family(parser, partial_cfg)
+    return parse_full_cfg(parser, argv)
+
+
 def play_match(cfg) -> MatchResult:
     """Raises EvalError (and UnknownEnvError, EnvCreationError, SavedConfigError) with one-line messages."""
     cfg = eval_cfg(cfg)
@@ -88,16 +118,8 @@ def play_match(cfg) -> MatchResult:
         opponent_state = torch.load(opponent_file, map_location=device, weights_only=True)
     except Exception as e:
         raise EvalError(f"could not load the opponent {opponent_file}: {type(e).__name__}: {e}") from None
+    env, view = open_two_player_env(cfg)
     try:
-        env = make_env(cfg, env_config_for(0, 0, 0))
-    except UnknownEnvError:
-        raise
-    except Exception as e:
-        raise EnvCreationError(f"could not create the env {cfg.env!r}: {type(e).__name__}: {e}") from e
-    try:
-        view = MultiAgentView(env)
-        if view.num_agents != 2:
-            raise EvalError(f"{cfg.env} has {view.num_agents} agent(s); a match needs a two-player env")
         policy = policy_from_checkpoint(cfg, state, path, env.observation_space, env.action_space, device)
         opponent = policy_from_checkpoint(
             cfg, opponent_state, opponent_file, env.observation_space, env.action_space, device
@@ -151,13 +173,7 @@ def play_games(
 
 
 def main(argv=None) -> int:
-    from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
-    from sample_factory.envs.env_families import setup_env_family
-
-    setup_logging()
-    parser, partial_cfg = parse_sf_args(argv, evaluation=True)
-    setup_env_family(parser, partial_cfg)
-    cfg = parse_full_cfg(parser, argv)
+    cfg = parse_eval_cli(argv)
     try:
         result = play_match(cfg)
     except (EvalError, UnknownEnvError, EnvCreationError, SavedConfigError) as e:

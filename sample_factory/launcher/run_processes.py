@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sample_factory.launcher.job import STOP_GRACE_SEC
 from sample_factory.launcher.run_description import SweepRun
-from sample_factory.launcher.status import FINISHED, QUEUED, read_status, update_status
+from sample_factory.launcher.status import FINISHED, QUEUED, log_sweep_end, read_status, runs_to_do, update_status
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,11 @@ class LocalScheduler:
 
 
 def run(run_description, args) -> int:
-    runs = run_description.runs(args.train_dir)
-    todo = [r for r in runs if read_status(r.status_path).get("status") != FINISHED]
-    for r in runs:
-        if r not in todo:
-            log.info("skipping %s: finished in an earlier launch", r.name)
-    log.info("%d of %d runs to do, at most %d at once", len(todo), len(runs), args.max_parallel)
     if args.max_parallel < 1:
         raise ValueError(f"--max_parallel={args.max_parallel}: at least one run must be allowed")
+    runs = run_description.runs(args.train_dir)
+    todo = runs_to_do(runs)
+    log.info("%d of %d runs to do, at most %d at once", len(todo), len(runs), args.max_parallel)
     scheduler = LocalScheduler(todo, args)
 
     signals_received = []
@@ -163,15 +160,7 @@ def run(run_description, args) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
-    not_finished = {n: s for n, s in scheduler.ended.items() if s != FINISHED}
-    log.info(
-        "sweep %s: %d finished, %d not (%s), %d not started",
-        run_description.run_name,
-        len(scheduler.ended) - len(not_finished),
-        len(not_finished),
-        ", ".join(f"{n}: {s}" for n, s in not_finished.items()) or "-",
-        len(scheduler.pending),
-    )
+    all_finished = log_sweep_end(run_description.run_name, scheduler.ended, len(scheduler.pending))
     if signals_received:
         return EXIT_INTERRUPTED
-    return 1 if not_finished else 0
+    return 0 if all_finished else 1

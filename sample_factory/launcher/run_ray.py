@@ -20,7 +20,16 @@ import time
 
 from sample_factory.launcher.job import STOP_GRACE_SEC
 from sample_factory.launcher.run_description import SweepRun, command_argv
-from sample_factory.launcher.status import FAILED, FINISHED, QUEUED, RUNNING, read_status, update_status
+from sample_factory.launcher.status import (
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    log_sweep_end,
+    read_status,
+    runs_to_do,
+    update_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +82,7 @@ def _connect(args):
 
 def run_ray(run_description, args) -> int:
     runs: list[SweepRun] = run_description.runs(args.train_dir)
-    todo = []
-    for r in runs:
-        if read_status(r.status_path).get("status") == FINISHED:
-            log.info("skipping %s: finished in an earlier launch", r.name)
-        else:
-            todo.append(r)
+    todo = runs_to_do(runs)
     if not todo:
         log.info("sweep %s: nothing to do, every run finished", run_description.run_name)
         return 0
@@ -93,10 +97,8 @@ def run_ray(run_description, args) -> int:
             r.experiment_dir.parent.mkdir(parents=True, exist_ok=True)
             update_status(r.status_path, status=QUEUED, backend="ray", params=r.params)
             refs[task.remote(r.cmd, os.getcwd(), r.env_vars, str(r.status_path), str(r.log_path))] = r
-            if r is not todo[-1]:
-                time.sleep(
-                    args.pause_between
-                )  # spaces the starts of the first wave (Ray starts the rest as room frees)
+            if r is not todo[-1]:  # spaces the starts of the first wave; Ray starts the rest as room frees
+                time.sleep(args.pause_between)
         results, interrupted = _collect(ray, refs)
     finally:
         ray.shutdown()
@@ -106,17 +108,10 @@ def run_ray(run_description, args) -> int:
             {r.name: read_status(r.status_path).get("status", QUEUED) for r in todo if r.name not in results}
         )
 
-    not_finished = {n: s for n, s in results.items() if s != FINISHED}
-    log.info(
-        "sweep %s: %d finished, %d not (%s)",
-        run_description.run_name,
-        len(results) - len(not_finished),
-        len(not_finished),
-        ", ".join(f"{n}: {s}" for n, s in not_finished.items()) or "-",
-    )
+    all_finished = log_sweep_end(run_description.run_name, results)
     if interrupted:
         return EXIT_INTERRUPTED
-    return 1 if not_finished else 0
+    return 0 if all_finished else 1
 
 
 def _collect(ray, refs: dict) -> tuple[dict, bool]:

@@ -31,7 +31,7 @@ from string import Template
 from sample_factory.cfg.cfg import str2bool
 from sample_factory.launcher.job import parse_timeout
 from sample_factory.launcher.run_description import SweepRun
-from sample_factory.launcher.status import FAILED, FINISHED, QUEUED, read_status, update_status
+from sample_factory.launcher.status import FAILED, QUEUED, runs_to_do, update_status
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,7 @@ def run_slurm(run_description, args) -> int:
     parse_timeout(args.slurm_timeout)  # a bad duration fails here, before any script is written
 
     submitted, failed = 0, 0
-    for run in runs:
-        if read_status(run.status_path).get("status") == FINISHED:
-            log.info("skipping %s: finished in an earlier launch", run.name)
-            continue
+    for run in runs_to_do(runs):
         run.experiment_dir.parent.mkdir(parents=True, exist_ok=True)
         script = workdir / f"sbatch_{run.name}.sh"
         script.write_text(sbatch_script(template, run, args, workdir))

@@ -14,10 +14,13 @@ every backend to skip finished runs and by the results table. States:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 from sample_factory.cfg.experiment import write_json_atomically
+
+log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, FINISHED, FAILED, INTERRUPTED, TIMED_OUT = (
     "queued",
@@ -47,5 +50,26 @@ def update_status(path: Path, **fields) -> dict:
     return record
 
 
-def is_finished(path: Path) -> bool:
-    return read_status(path).get("status") == FINISHED
+def runs_to_do(runs: list) -> list:
+    """The runs of a sweep that did not finish in an earlier launch (each skipped one is logged)."""
+    todo = []
+    for run in runs:
+        if read_status(run.status_path).get("status") == FINISHED:
+            log.info("skipping %s: finished in an earlier launch", run.name)
+        else:
+            todo.append(run)
+    return todo
+
+
+def log_sweep_end(run_name: str, statuses: dict[str, str], not_started: int = 0) -> bool:
+    """One line on how the runs that ended this launch ended; True when all of them finished."""
+    not_finished = {name: status for name, status in statuses.items() if status != FINISHED}
+    log.info(
+        "sweep %s: %d finished, %d not (%s), %d not started",
+        run_name,
+        len(statuses) - len(not_finished),
+        len(not_finished),
+        ", ".join(f"{n}: {s}" for n, s in not_finished.items()) or "-",
+        not_started,
+    )
+    return not not_finished
