@@ -243,8 +243,24 @@ def plot_league(ratings: dict, out_path: Path, title: str) -> Path:
     return out_path
 
 
+def add_league_args(parser):
+    g = parser.add_argument_group("league table")
+    g.add_argument(
+        "--pairs",
+        type=str,
+        default="all",
+        choices=["all", "first"],
+        help="Every snapshot meets every other (all) or only its policy's first (first)",
+    )
+    g.add_argument("--games_per_pair", type=int, default=20, help="Games of one meeting")
+    g.add_argument("--plot", type=str, default=None, help="Draw Elo and win rates to this PNG")
+
+
 def main(argv=None) -> int:
-    cfg = parse_eval_cli(argv)
+    cfg = parse_eval_cli(argv, add_league_args)
+    if cfg.games_per_pair < 1:
+        print(f"error: --games_per_pair={cfg.games_per_pair}: at least 1", file=sys.stderr)
+        return 2
     try:
         league = League(cfg)
         played = league.play(cfg.pairs, cfg.games_per_pair)
@@ -255,6 +271,9 @@ def main(argv=None) -> int:
     except (EvalError, UnknownEnvError, EnvCreationError, SavedConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except ImportError as e:
+        print(f"error: {e.name or e} is needed for --plot: pip install matplotlib", file=sys.stderr)
+        return 2
     print(f"{len(league.players)} snapshots, {played} pair(s) played now, {len(league.results)} in all")
     print(format_table(ratings))
     if plot:

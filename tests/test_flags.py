@@ -164,3 +164,39 @@ def test_every_flag_an_env_family_adds_is_read_or_refused(env, module, setup_nam
     names = [a.dest for a in parser._actions if a.dest != "help"]
     unread = [n for n in names if n not in NOT_SUPPORTED and not _is_read(n, source)]
     assert not unread, f"{env}: parsed but never read: {unread}"
+
+
+@pytest.mark.parametrize(
+    "flags, error",
+    [
+        (
+            ["--league_opponents=1"],
+            "error: --league_opponents=1 play league snapshots: set --league_snapshot_every_env_steps",
+        ),
+        (
+            ["--league_opponent_sampling=uniform"],
+            "error: --league_opponent_prob and --league_opponent_sampling do nothing",
+        ),
+        (
+            ["--league_opponents=1", "--league_snapshot_every_env_steps=1000"],
+            "error: --league_opponents=1: frozen opponents need a multi-agent env",
+        ),
+    ],
+)
+def test_league_opponent_flags_that_cannot_work_are_refused(tmp_path, flags, error):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sf_examples.train_gym_env",
+            "--env=CartPole-v1",
+            f"--train_dir={tmp_path}",
+            "--experiment=x",
+        ]
+        + flags,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.strip().startswith(error), result.stderr
+    assert not (tmp_path / "x").exists()

@@ -382,3 +382,19 @@ def test_a_killed_launcher_leaves_no_run_behind_and_each_saves(tmp_path, monkeyp
     assert_gone(descendants, timeout=60)
     assert read_status(run.status_path)["status"] == INTERRUPTED
     assert "SIGINT received: saving and stopping" in run.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max_parallel=0"], "error: --max_parallel=0: at least one run must be allowed"),
+        (["--num_gpus=4"], "error: --num_gpus=4 spreads runs over GPUs only with --experiments_per_gpu=K"),
+        (["--experiments_per_gpu=2", "--num_gpus=0"], "error: --experiments_per_gpu=2 needs --num_gpus=1 or more"),
+    ],
+)
+def test_processes_flags_that_would_do_nothing_are_refused(tmp_path, flags, message):
+    write_sweep(tmp_path, "sweep_flags", env_steps=1000)
+    launcher = launch(tmp_path, "sweep_flags", *flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 2 and err.strip().startswith(message)
+    assert not (tmp_path / "td").exists()  # nothing started

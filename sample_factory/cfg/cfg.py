@@ -528,15 +528,6 @@ def add_eval_args(p: argparse.ArgumentParser):
     )
     g.add_argument("--opponent_policy_index", type=int, default=0, help="sample_factory.match: whose snapshots")
     g.add_argument(
-        "--pairs",
-        type=str,
-        default="all",
-        choices=["all", "first"],
-        help="sample_factory.league: every snapshot meets every other (all) or only its policy's first (first)",
-    )
-    g.add_argument("--games_per_pair", type=int, default=20, help="sample_factory.league: games of one meeting")
-    g.add_argument("--plot", type=str, default=None, help="sample_factory.league: draw Elo and win rates to this PNG")
-    g.add_argument(
         "--push_to_hub",
         type=str2bool,
         default=False,

@@ -157,6 +157,8 @@ def _pbt_errors(cfg) -> list[str]:
         )
     if not 0.0 <= cfg.league_opponent_prob <= 1.0:
         errors.append(f"--league_opponent_prob={cfg.league_opponent_prob}: a probability in [0, 1]")
+    if cfg.league_opponents == 0 and (cfg.league_opponent_prob != 0.5 or cfg.league_opponent_sampling != "win_rate"):
+        errors.append("--league_opponent_prob and --league_opponent_sampling do nothing without --league_opponents=K")
     if not cfg.with_pbt:
         return errors
     if cfg.pbt_period_env_steps <= 0:

@@ -127,6 +127,13 @@ class LocalScheduler:
 def run(run_description, args) -> int:
     if args.max_parallel < 1:
         raise ValueError(f"--max_parallel={args.max_parallel}: at least one run must be allowed")
+    if args.experiments_per_gpu > 0 and args.num_gpus < 1:
+        raise ValueError(f"--experiments_per_gpu={args.experiments_per_gpu} needs --num_gpus=1 or more")
+    if args.num_gpus != 1 and args.experiments_per_gpu <= 0:
+        raise ValueError(
+            f"--num_gpus={args.num_gpus} spreads runs over GPUs only with --experiments_per_gpu=K"
+            " (runs per GPU); without it every run sees every GPU"
+        )
     runs = run_description.runs(args.train_dir)
     todo = runs_to_do(runs)
     log.info("%d of %d runs to do, at most %d at once", len(todo), len(runs), args.max_parallel)
