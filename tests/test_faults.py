@@ -173,12 +173,44 @@ def test_an_observation_outside_its_space_is_named_not_broadcast(tmp_path, caplo
     assert "its observation space says (4,)" in caplog.text
 
 
-def test_dead_worker_process_stops_the_run_with_failure(tmp_path):
+def make_once_killing_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    """Env 1 of worker 1 kills its process after 300 steps, once per run (a marker file remembers)."""
+    marker = os.path.join(cfg.train_dir, "killed_once")
+    if env_config is None or env_config.worker_index != 1 or env_config.vector_index != 1 or os.path.exists(marker):
+        return gym.make("CartPole-v1")
+    open(marker, "w").close()
+    return CrashingCartPole("exit")
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["per_env", "batched"])
+def test_a_dead_rollout_worker_is_started_anew_and_the_run_trains_to_its_budget(tmp_path, batched, caplog):
+    """ISSUE 15: the process of worker 1 dies (exit code 3) mid-run: it is started anew with fresh envs,
+    the slots it held are put back, and the run learns on to its budget."""
+    register_env("once_killing_cartpole", make_once_killing_env)
+    cfg = crash_cfg(
+        tmp_path, "once_killing_cartpole", "--serial_mode=False", f"--batched_sampling={batched}", "--num_workers=2",
+        "--num_envs_per_worker=4", "--train_for_env_steps=40000", "--seed=1",
+    )  # fmt: skip
+    result = train_until(cfg)
+    assert result["status"] == 0, "the restarted worker and the other one trained to the budget"
+    assert result["env_steps"] >= 40000
+    assert result["worker_restarts"] == 1
+    restarts = [r.getMessage() for r in caplog.records if "started it anew" in r.getMessage()]
+    assert len(restarts) == 1 and restarts[0].startswith("rollout_worker_1 (pid "), restarts
+    assert "died with exit code 3: started it anew with fresh envs" in restarts[0]
+    assert "(1 of --max_worker_restarts=3)" in restarts[0]
+    assert result["policies"][0]["mean_reward"] > 40, "it learned (a random policy scores about 22)"
+    assert '"worker_restarts": 1' in (tmp_path / "crash" / "summary.json").read_text()
+
+
+def test_a_worker_that_keeps_dying_stops_the_run_past_the_restart_budget(tmp_path, caplog):
     register_env("killing_cartpole", make_process_killing_env)
     started = time.monotonic()
-    result = train_until(crash_cfg(tmp_path, "killing_cartpole", "--serial_mode=False"))
+    result = train_until(crash_cfg(tmp_path, "killing_cartpole", "--serial_mode=False", "--max_worker_restarts=1"))
     assert result["status"] != 0
     assert time.monotonic() - started < 60
+    assert result["worker_restarts"] == 1
+    assert "died with exit code 3: stopping the run" in caplog.text
 
 
 def run_cli(args, timeout=60, **kwargs):
@@ -365,24 +397,47 @@ class HangingCartPole(gym.Wrapper):
 
 
 def make_hanging_env(full_env_name, cfg=None, env_config=None, render_mode=None):
-    if env_config is not None and env_config.worker_index == 1:
+    """The envs of worker 1 hang after 200 steps; only those of its first process."""
+    marker = os.path.join(cfg.train_dir, f"hung_{env_config.vector_index}" if env_config is not None else "")
+    if env_config is not None and env_config.worker_index == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
         return HangingCartPole(hang_after=200)
     return gym.make("CartPole-v1")
 
 
-def test_a_hung_env_is_named_with_its_stack_while_the_other_workers_train_on(tmp_path, caplog):
+def stall_reports(caplog) -> list[str]:
+    stalls = [r.getMessage() for r in caplog.records if "has stepped no env" in r.getMessage()]
+    assert stalls and all(m.startswith("rollout_worker_1 ") for m in stalls), stalls
+    assert "where it is:" in stalls[0] and 'test_faults.py", line' in stalls[0] and "in step" in stalls[0], stalls
+    return stalls
+
+
+def test_a_hung_env_is_named_with_its_stack_and_its_worker_started_anew(tmp_path, caplog):
     register_env("hanging_cartpole", make_hanging_env)
     cfg = crash_cfg(
         tmp_path, "hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
-        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=12",
+        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=15",
+    )  # fmt: skip
+    result = train_until(cfg)
+    assert result["status"] == 0
+    assert len(stall_reports(caplog)) == 1
+    assert result["worker_restarts"] == 1
+    assert "rollout_worker_1 stalled for 3s: started it anew with fresh envs" in caplog.text
+    progress = result["runner"].shared.frames_sampled.tolist()
+    assert progress[1] > 2 * 2 * 200, f"the restarted worker sampled on past the hang ({progress})"
+
+
+def test_a_hung_env_past_the_restart_budget_is_reported_while_the_other_workers_train_on(tmp_path, caplog):
+    register_env("hanging_cartpole", make_hanging_env)
+    cfg = crash_cfg(
+        tmp_path, "hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
+        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=12", "--max_worker_restarts=0",
     )  # fmt: skip
     result = train_until(cfg)
     assert result["status"] == 0, "the other worker trained until the budget"
     assert result["policies"][0]["train_steps"] > 0
-    stalls = [r.getMessage() for r in caplog.records if "has stepped no env" in r.getMessage()]
-    assert stalls and all(m.startswith("rollout_worker_1 ") for m in stalls), stalls
-    assert len(stalls) == 1, "reported once per --heartbeat_reporting_interval"
-    assert "where it is:" in stalls[0] and 'test_faults.py", line' in stalls[0] and "in step" in stalls[0], stalls
+    assert len(stall_reports(caplog)) == 1, "reported once per --heartbeat_reporting_interval"
+    assert result["worker_restarts"] == 0
 
 
 class NaNObsCartPole(gym.ObservationWrapper):

@@ -9,10 +9,11 @@ Policy ids count the learning policies first, then the frozen league opponents (
 which have inference workers but no learner.
 
   inference_requested(policy_id)   rollout worker -> inference worker of that policy
-      (worker_idx, split_idx, t, slots): observations of step t of these trajectory slots are in
-      the shared buffers; compute the actions.
+      (worker_idx, split_idx, t, slots, epoch): observations of step t of these trajectory slots are
+      in the shared buffers; compute the actions. `epoch` counts the worker's restarts.
   actions_ready(worker_idx)        inference worker -> that rollout worker
-      (split_idx,): the actions of the split's last request are in the shared buffers.
+      (split_idx, epoch): the actions of the split's last request are in the shared buffers (an
+      epoch not the worker's own answers a process that was replaced: ignored).
   trajectory_ready(policy_id)      rollout worker -> learner of that policy
       (policy_id, slots): these trajectory slots are complete; the learner frees them when done
       (a frozen opponent's slots the rollout worker frees itself).

@@ -144,16 +144,22 @@ def step_rows(field: torch.Tensor) -> torch.Tensor:
 
 
 class SlotPool:
-    """Free trajectory slots of one policy. Groups of indices travel as one message."""
+    """Free trajectory slots of one policy. Groups of indices travel as one message.
 
-    def __init__(self, name: str, num_slots: int = 0):
+    With `holders` (one shared entry per slot of every pool), a slot taken out of the queue is marked
+    with the taker's id until the taker hands it on (`hand_over`): the slots of a rollout worker
+    that died are then known, and `reclaim_slots` puts them back.
+    """
+
+    def __init__(self, name: str, num_slots: int = 0, holders: torch.Tensor | None = None):
         self.name = name
         # Room for every slot at once (a pickled int takes at most 5 bytes, each message ~30 more).
         self._queue = faster_fifo.Queue(max_size_bytes=max(1024 * 1024, 48 * num_slots))
         self._spare: list[int] = []
+        self.holders = holders
 
     def __getstate__(self):
-        return {"name": self.name, "_queue": self._queue}
+        return {"name": self.name, "_queue": self._queue, "holders": self.holders}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -163,11 +169,12 @@ class SlotPool:
         if slots:
             self._queue.put(list(slots), block=True, timeout=10.0)
 
-    def try_acquire(self, count: int) -> list[int] | None:
+    def try_acquire(self, count: int, holder: int = -1) -> list[int] | None:
         """`count` free slots, or None (without waiting) if not enough are free right now.
 
         Slots taken but not enough are kept aside for the next call: with groups of exactly the
-        size a caller needs (sync mode) nobody ever holds part of what it needs.
+        size a caller needs (sync mode) nobody ever holds part of what it needs. Every slot taken
+        out of the queue is marked as `holder`'s, spares included.
         """
         slots = self._spare
         while len(slots) < count:
@@ -177,9 +184,16 @@ class SlotPool:
                 self._spare = slots
                 return None
             for group in groups:
+                if self.holders is not None:
+                    self.holders[group] = holder
                 slots.extend(group)
         self._spare = slots[count:]
         return slots[:count]
+
+    def hand_over(self, slots: list[int]):
+        """The taker is no longer responsible for these slots (a learner has them, or they are free)."""
+        if self.holders is not None:
+            self.holders[slots] = -1
 
     def put_back(self, slots: list[int]):
         """Returns slots taken by `try_acquire` but not used (kept for this process's next call)."""
@@ -187,6 +201,22 @@ class SlotPool:
 
     def close(self):
         self._queue.close()
+
+
+def reclaim_slots(pools: list[SlotPool], holder: int, slots_per_policy: int, group_size: int) -> int:
+    """Puts the slots `holder` took and never handed on (it died) back into their pools, in groups
+    of `group_size`; returns how many. The pools share one `holders` tensor, slot s of policy s // slots_per_policy.
+    """
+    holders = pools[0].holders
+    slots = torch.nonzero(holders == holder).flatten().tolist()
+    if not slots:
+        return 0
+    holders[slots] = -1
+    for policy_id, pool in enumerate(pools):
+        mine = [s for s in slots if s // slots_per_policy == policy_id]
+        for start in range(0, len(mine), group_size):
+            pool.release(mine[start : start + group_size])
+    return len(slots)
 
 
 class SharedPolicyState:

@@ -312,7 +312,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         "--heartbeat_interval",
         type=int,
         default=20,
-        help="A rollout worker that steps no env for this many seconds while others do is reported as stalled (a hung env)",
+        help="A rollout worker that steps no env for this many seconds while others do is stalled (a hung env): its "
+        "stack goes to the log and it is started anew (--max_worker_restarts)",
     )
     g.add_argument(
         "--max_env_failures",
@@ -325,7 +326,17 @@ def add_rl_args(p: argparse.ArgumentParser):
         "--heartbeat_reporting_interval",
         type=int,
         default=180,
-        help="Seconds between repeated reports of a rollout worker that is still stalled",
+        help="Seconds between repeated reports of a stalled rollout worker once --max_worker_restarts are spent "
+        "(the others sample on)",
+    )
+    g.add_argument(
+        "--max_worker_restarts",
+        type=int,
+        default=3,
+        help="A rollout worker whose process dies, or that steps no env for --heartbeat_interval seconds while the "
+        "others do, is killed and started anew with fresh envs (its unfinished episodes dropped), up to this many "
+        "times per run (all workers together). Past that a dead worker stops the run and a stalled one is reported "
+        "while the others sample on. 0: never restart",
     )
     g.add_argument("--report_interval_sec", type=float, default=5.0, help="Seconds between console reports")
     g.add_argument("--with_wandb", type=str2bool, default=False, help="Log to Weights & Biases")

@@ -98,6 +98,8 @@ def config_errors(cfg, env_info=None) -> list[str]:
         errors.append(f"--gae_lambda={cfg.gae_lambda}: must be in [0, 1]")
     if cfg.max_env_failures < 0:
         errors.append(f"--max_env_failures={cfg.max_env_failures}: must be 0 (stop at the first) or more")
+    if cfg.max_worker_restarts < 0:
+        errors.append(f"--max_worker_restarts={cfg.max_worker_restarts}: must be 0 (stop at the first) or more")
     if cfg.ppo_clip_ratio <= 0:
         errors.append(f"--ppo_clip_ratio={cfg.ppo_clip_ratio}: must be positive (e.g. 0.1)")
     if not cfg.async_rl and cfg.num_policies > 1:

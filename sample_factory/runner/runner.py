@@ -35,6 +35,7 @@ from sample_factory.algo.shared_buffers import (
     SlotPool,
     TrajectoryBuffers,
     check_buffers_fit,
+    reclaim_slots,
     trajectory_buffer_bytes,
 )
 from sample_factory.algo.utils.agent_policy_mapping import agent_policy_mapping_class
@@ -238,8 +239,9 @@ class Runner(EventLoopObject):
         )
         buffers = TrajectoryBuffers(*buffer_args)
         pools = []
+        holders = torch.full((num_slots,), -1, dtype=torch.int32).share_memory_()  # which worker has each slot
         for policy_id in range(acting_policies(cfg)):
-            pool = SlotPool(f"slots_p{policy_id}", layout.slots_per_policy)
+            pool = SlotPool(f"slots_p{policy_id}", layout.slots_per_policy, holders)
             first = policy_id * layout.slots_per_policy
             for start in range(first, first + layout.slots_per_policy, layout.group_size):
                 pool.release(list(range(start, start + layout.group_size)))
@@ -624,7 +626,41 @@ class Runner(EventLoopObject):
                     (i + 1) * self.cfg.num_envs_per_worker - 1,
                     f"; where it is:\n{stack}" if stack else "",
                 )
+                self._restart_rollout_worker(i, f"stalled for {stalled_for:.0f}s")
         self._last_frames = frames
+
+    def _restart_rollout_worker(self, worker_idx: int, what_happened: str) -> bool:
+        """Kills the worker's process and what its envs started, puts back the slots it held and starts
+        it anew with fresh envs. False when --max_worker_restarts are spent (nothing done)."""
+        if self._stopping or self.stats.worker_restarts >= self.cfg.max_worker_restarts:
+            return False
+        self.stats.worker_restarts += 1
+        process = self._process_named(f"rollout_worker_{worker_idx}")
+        if process.pid:
+            kill_process_tree(process.pid)
+        process.join(timeout_sec=5.0)
+        # Its last requests were answered long ago (it died at least a health check ago, or stalled
+        # --heartbeat_interval ago): no inference worker still writes into the slots put back here.
+        reclaimed = reclaim_slots(
+            self.shared.slot_pools, worker_idx, self.layout.slots_per_policy, self.layout.group_size
+        )
+        self.rollout_workers[worker_idx].epoch += 1
+        process.start()
+        if self._last_progress:
+            self._last_progress[worker_idx] = time.monotonic()  # a fresh start, not a stall
+            self._stall_reported[worker_idx] = 0.0
+        count, budget = self.stats.worker_restarts, self.cfg.max_worker_restarts
+        log.warning(
+            "rollout_worker_%d %s: started it anew with fresh envs, its unfinished episodes dropped and %d slots"
+            " put back (%d of --max_worker_restarts=%d)",
+            worker_idx,
+            what_happened,
+            reclaimed,
+            count,
+            budget,
+        )
+        self.stats.write_scalars(0, "stats", {"worker_restarts": count})
+        return True
 
     def _process_named(self, name: str) -> EventLoopProcess | None:
         return next((p for p in self.processes if p.name == name), None)
@@ -635,6 +671,10 @@ class Runner(EventLoopObject):
         for process in self.processes:
             if not process.is_alive() and process.process is not None:
                 if self._stopping and process.exitcode == 0:
+                    continue
+                if process.name.startswith("rollout_worker_") and self._restart_rollout_worker(
+                    int(process.name.rsplit("_", 1)[1]), f"(pid {process.pid}) died with exit code {process.exitcode}"
+                ):
                     continue
                 log.error(
                     "%s (pid %s) died with exit code %s: stopping the run", process.name, process.pid, process.exitcode

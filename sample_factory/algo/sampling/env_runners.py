@@ -28,6 +28,8 @@ from sample_factory.envs.create_env import (
 )
 from sample_factory.envs.env_utils import RewardShapingInterface, find_wrapper_interface
 
+WORKER_RESTART_SEEDS = 1000  # reset seeds set aside for the env re-makes of one worker process
+
 
 class ObservationError(ValueError):
     """An env returned an observation its own observation space does not allow."""
@@ -76,13 +78,14 @@ def _obs_arrays(obs_space: gym.spaces.Dict, num_agents: int) -> dict:
 class PerEnvRunner:
     """A list of envs stepped one after another (multi-agent envs welcome)."""
 
-    def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int):
+    def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int, epoch: int = 0):
         self.action_space = env_info.action_space
         self.agents_per_env = env_info.num_agents
         self._cfg, self._env_name, self._worker_idx = cfg, cfg.env, worker_idx
         self._first_vector_idx = split_idx * num_envs
         self._seeds = [env_seed(cfg, worker_idx, split_idx, i) for i in range(num_envs)]
-        self._restarts = [0] * num_envs  # a re-made env gets a seed of its own
+        # A re-made env gets a seed of its own, and so do the envs of a worker started anew (epoch).
+        self._restarts = [epoch * WORKER_RESTART_SEEDS] * num_envs
         self.envs = [self._make(i) for i in range(num_envs)]
         self.num_agents = num_envs * self.agents_per_env
         self._result = StepResult(
@@ -224,14 +227,14 @@ class VectorEnvRunner:
     raises, the whole vector env is made anew (its state after a half-done step is unknown).
     """
 
-    def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int):
+    def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int, epoch: int = 0):
         if env_info.num_agents != 1:
             raise ValueError("--batched_sampling needs a single-agent env (got a multi-agent env)")
         self._cfg, self._worker_idx, self._env_name = cfg, worker_idx, cfg.env
         self._first_vector_idx = split_idx * num_envs
         self.num_agents = num_envs
         self._seed = env_seed(cfg, worker_idx, split_idx, 0)  # the vector env seeds env i with this + i
-        self._restarts = 0
+        self._restarts = epoch * WORKER_RESTART_SEEDS
         self._was_done = np.zeros(num_envs, bool)
         self._space = env_info.action_space
         self.vec_env = self._make()

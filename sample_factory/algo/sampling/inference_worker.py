@@ -40,7 +40,7 @@ class InferenceWorker(EventLoopObject):
         self.version = 0
         self._weights_seq = 0
         self._retry_timer = None
-        self._requests: list[tuple[int, int, int, list[int]]] = []
+        self._requests: list[tuple[int, int, int, list[int], int]] = []
         self.num_batches = 0
         self.num_samples = 0
 
@@ -65,8 +65,8 @@ class InferenceWorker(EventLoopObject):
         self._retry_timer.cancel()
         self._infer_pending()
 
-    def on_inference_requested(self, worker_idx: int, split_idx: int, t: int, slots: list[int]):
-        self._requests.append((worker_idx, split_idx, t, slots))
+    def on_inference_requested(self, worker_idx: int, split_idx: int, t: int, slots: list[int], epoch: int):
+        self._requests.append((worker_idx, split_idx, t, slots, epoch))
 
     def _infer_pending(self):
         if not self._requests or self.model is None:
@@ -84,12 +84,12 @@ class InferenceWorker(EventLoopObject):
 
         steps_per_slot = self.shared.buffers.rollout + 1
         rows = []  # of the buffers' step_rows views
-        for _, _, t, slots in requests:
+        for _, _, t, slots, _ in requests:
             rows.extend([slot * steps_per_slot + t for slot in slots])
         self._forward_and_write(torch.tensor(rows, dtype=torch.int64))
 
-        for worker_idx, split_idx, _, _ in requests:
-            self.named_signal(protocol.actions_ready(worker_idx)).emit(split_idx)
+        for worker_idx, split_idx, _, _, epoch in requests:
+            self.named_signal(protocol.actions_ready(worker_idx)).emit(split_idx, epoch)
         self.num_batches += 1
         self.num_samples += len(rows)
 

@@ -98,6 +98,8 @@ class RolloutWorker(EventLoopObject):
         # Each policy's env reward-shaping coefficients (population-based training); None: the env's own.
         self.reward_shaping: list[dict | None] = [None] * cfg.num_policies
         self.num_acting = acting_policies(cfg)  # learning policies, then frozen league opponents
+        # How many times this worker was started anew: answers to an earlier process's requests are stale.
+        self.epoch = 0
 
     def on_loop_started(self):
         try:
@@ -126,7 +128,7 @@ class RolloutWorker(EventLoopObject):
             self.reward_shaping = [read_reward_shaping(self.experiment_dir, p) for p in range(cfg.num_policies)]
         num_envs = envs_per_split(cfg)
         for split_idx in range(self.num_splits):
-            runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, num_envs)
+            runner = runner_cls(cfg, self.env_info, self.worker_idx, split_idx, num_envs, self.epoch)
             first_env_id = global_env_id(cfg, self.worker_idx, split_idx * num_envs)
             self.splits.append(SplitState(runner, first_env_id, self.env_info.num_agents))
         if cfg.decorrelate_experience_max_seconds > 0 and not cfg.benchmark:
@@ -200,7 +202,7 @@ class RolloutWorker(EventLoopObject):
             if len(agents) == 0:
                 continue
             pool = self.shared.slot_pools[policy_id]
-            slots = pool.try_acquire(len(agents))
+            slots = pool.try_acquire(len(agents), holder=self.worker_idx)
             if slots is None:
                 for other_policy, _, other_slots in taken:
                     self.shared.slot_pools[other_policy].put_back(other_slots)
@@ -228,11 +230,13 @@ class RolloutWorker(EventLoopObject):
     def _request_actions(self, split_idx: int, split: SplitState):
         split.pending_responses = len(split.policy_groups)
         for policy_id, _, slots in split.policy_groups:
-            self.named_signal(protocol.inference_requested(policy_id)).emit(self.worker_idx, split_idx, split.t, slots)
+            self.named_signal(protocol.inference_requested(policy_id)).emit(
+                self.worker_idx, split_idx, split.t, slots, self.epoch
+            )
 
-    def on_actions_ready(self, split_idx: int):
-        if not self.splits:
-            return  # stopped while a response was in flight
+    def on_actions_ready(self, split_idx: int, epoch: int):
+        if not self.splits or epoch != self.epoch:
+            return  # stopped while a response was in flight, or an answer to the process this one replaced
         split = self.splits[split_idx]
         split.pending_responses -= 1
         if split.pending_responses > 0:
@@ -359,10 +363,12 @@ class RolloutWorker(EventLoopObject):
         split.carried_obs = {key: tensor[split.slots, last] for key, tensor in buffers.obs.items()}
         split.carried_rnn = buffers.rnn_states[split.slots, last]
         for policy_id, _, slots in split.policy_groups:
+            pool = self.shared.slot_pools[policy_id]
+            pool.hand_over(slots)
             if policy_id < self.cfg.num_policies:
                 self.named_signal(protocol.trajectory_ready(policy_id)).emit(policy_id, slots)
             else:  # a frozen opponent trains nothing: its slots are free again at once
-                self.shared.slot_pools[policy_id].release(slots)
+                pool.release(slots)
         split.policy_groups = []
         self._take_new_policies(split)
 
