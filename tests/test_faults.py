@@ -458,19 +458,113 @@ def make_nan_obs_env(full_env_name, cfg=None, env_config=None, render_mode=None)
     return NaNObsCartPole()
 
 
-def test_nan_observations_neither_crash_sampling_nor_reach_the_weights(tmp_path, caplog):
+class NaNRewardCartPole(gym.Wrapper):
+    """CartPole whose every 53rd reward is NaN and every 71st is +inf."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+        self.steps = 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if self.steps % 53 == 0:
+            reward = float("nan")
+        elif self.steps % 71 == 0:
+            reward = float("inf")
+        return obs, reward, terminated, truncated, info
+
+
+def make_nan_reward_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    if env_config is not None and env_config.worker_index < 0:
+        return gym.make("CartPole-v1")
+    return NaNRewardCartPole()
+
+
+def assert_checkpoint_finite(experiment_dir):
     from sample_factory.utils.checkpoint import load_latest_checkpoint
 
-    register_env("nan_obs_cartpole", make_nan_obs_env)
-    cfg = crash_cfg(
-        tmp_path, "nan_obs_cartpole", "--serial_mode=True", "--train_for_env_steps=20000", "--normalize_input=True"
-    )
-    result = train_until(cfg)
-    assert result["status"] == 0
-    assert "hold NaN or inf" in caplog.text and "trajectories with NaN or infinite" in caplog.text
-    state, _ = load_latest_checkpoint(tmp_path / "crash" / "checkpoint_p0")
+    state, _ = load_latest_checkpoint(experiment_dir / "checkpoint_p0")
     for key, tensor in state["model"].items():
         assert torch.isfinite(tensor).all(), f"{key} was poisoned"
+
+
+@pytest.mark.parametrize("serial,batched", [(True, False), (False, True)], ids=["serial", "parallel_batched"])
+@pytest.mark.parametrize("what", ["obs", "reward"])
+def test_nan_from_an_env_is_named_at_the_rollout_worker_dropped_and_counted(tmp_path, caplog, what, serial, batched):
+    """ISSUE 15, item 5: NaN/inf rewards or observations are caught where the env returns them, named
+    (env, worker, env index, key), made 0 and not trained on; the run learns on and saves finite weights."""
+    env_name = f"nan_{what}_cartpole"
+    register_env(env_name, make_nan_obs_env if what == "obs" else make_nan_reward_env)
+    cfg = crash_cfg(
+        tmp_path, env_name, f"--serial_mode={serial}", f"--batched_sampling={batched}", "--num_workers=2",
+        "--num_envs_per_worker=4", "--train_for_env_steps=30000", "--normalize_input=True", "--normalize_returns=True",
+    )  # fmt: skip
+    result = train_until(cfg)
+    assert result["status"] == 0
+    named = [r.getMessage() for r in caplog.records if "made 0 and not trained on" in r.getMessage()]
+    assert named, "the first NaN is named at once"
+    returned = "returned observation 'obs' nan" if what == "obs" else "returned reward "
+    assert named[0].startswith(f"{env_name} (worker ") and returned in named[0], named[0]
+    assert result["non_finite_steps"] > 0
+    assert '"non_finite_steps": ' in (tmp_path / "crash" / "summary.json").read_text()
+    assert "trajectories with NaN or infinite" not in caplog.text, "nothing non-finite reached the learner"
+    assert result["policies"][0]["mean_reward"] > 30, "it learned (a random policy scores about 22)"
+    assert_checkpoint_finite(tmp_path / "crash")
+
+
+def test_nan_with_strict_env_checks_stops_the_run_naming_the_env_and_key(tmp_path, caplog):
+    register_env("nan_obs_cartpole", make_nan_obs_env)
+    cfg = crash_cfg(tmp_path, "nan_obs_cartpole", "--serial_mode=False", "--strict_env_checks=True")
+    started = time.monotonic()
+    result = train_until(cfg)
+    assert result["status"] != 0
+    assert time.monotonic() - started < 60
+    assert "nan_obs_cartpole (worker " in caplog.text
+    assert "returned observation 'obs' nan (--strict_env_checks=True); stopping the run" in caplog.text
+
+
+class WrongKeysEnv(gym.Env):
+    """Declares {"pos", "vel"} but returns {"pos", "speed"}; or a float "pos" for an integer space."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, fault: str):
+        self.fault = fault
+        self.observation_space = gym.spaces.Dict(
+            {"pos": gym.spaces.Box(0, 9, (2,), np.int64), "vel": gym.spaces.Box(-1, 1, (2,), np.float32)}
+        )
+
+    def _obs(self):
+        if self.fault == "keys":
+            return {"pos": np.zeros(2, np.int64), "speed": np.zeros(2, np.float32)}
+        return {"pos": np.full(2, 0.5), "vel": np.zeros(2, np.float32)}
+
+    def reset(self, seed=None, options=None):
+        return self._obs(), {}
+
+    def step(self, action):
+        return self._obs(), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["per_env", "batched"])
+@pytest.mark.parametrize("fault", ["keys", "dtype"])
+def test_a_first_observation_with_other_keys_or_dtype_than_its_space_is_named(tmp_path, caplog, fault, batched):
+    def make(full_env_name, cfg=None, env_config=None, render_mode=None):
+        if env_config is not None and env_config.worker_index < 0:
+            return WrongKeysEnv("none")  # the probe env only tells the spaces
+        return WrongKeysEnv(fault)
+
+    register_env(f"wrong_{fault}", make)
+    result = train_until(crash_cfg(tmp_path, f"wrong_{fault}", "--serial_mode=True", f"--batched_sampling={batched}"))
+    assert result["status"] != 0
+    failed = [r.getMessage() for r in caplog.records if "cannot go on" in r.getMessage()]
+    assert failed and all(f"wrong_{fault} (worker " in m for m in failed), failed
+    if fault == "keys":
+        assert "returned observation keys ['pos', 'speed']; its observation space has ['pos', 'vel']" in failed[0]
+        assert "(missing ['vel']) (not in the space: ['speed'])" in failed[0]
+    else:
+        assert "returned observation 'pos' of dtype float64; its observation space says int64" in failed[0]
 
 
 class BigObsEnv(gym.Env):

@@ -323,6 +323,14 @@ def add_rl_args(p: argparse.ArgumentParser):
         "per run (all workers together); one more stops the run. 0: the first failure stops it",
     )
     g.add_argument(
+        "--strict_env_checks",
+        type=str2bool,
+        default=False,
+        help="A NaN or infinite reward or float observation from an env stops the run with one line naming the env "
+        "and the key. False: the value becomes 0, the step is not trained on, and the steps dropped are counted "
+        "(log, TensorBoard stats/non_finite_steps, summary.json)",
+    )
+    g.add_argument(
         "--heartbeat_reporting_interval",
         type=int,
         default=180,

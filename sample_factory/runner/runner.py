@@ -81,6 +81,7 @@ from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SEC = 30.0
+NON_FINITE_LOG_INTERVAL_SEC = 60.0  # a NaN-returning env is named at once, then once a minute
 
 
 class ExitStatus:
@@ -192,6 +193,7 @@ class Runner(EventLoopObject):
         self._last_frames: list[int] = []  # stall detection (_check_stalled_workers)
         self._last_progress: list[float] = []
         self._stall_reported: list[float] = []
+        self._non_finite_logged = 0.0
         self.leak_watch = LeakWatch()
 
     # --- extension points (sample-factory 2.x's) ---------------------------------------------
@@ -356,6 +358,7 @@ class Runner(EventLoopObject):
             if self.league_opponents is not None:
                 worker.league_games_finished.connect(self.league_opponents.on_league_games)
             worker.env_failed.connect(self.on_env_failed)
+            worker.non_finite_dropped.connect(self.on_non_finite_dropped)
             worker.failed.connect(self.on_rollout_worker_failed)
             for learner in self.learners:
                 learner.slots_released.connect(worker.on_slots_released)
@@ -504,6 +507,23 @@ class Runner(EventLoopObject):
         else:
             log.warning(
                 "%s; made it anew, its unfinished episode dropped (%d of --max_env_failures=%d)", what, count, budget
+            )
+
+    def on_non_finite_dropped(self, worker_idx: int, env_idx: int, what: str, steps: int):
+        first = self.stats.non_finite_steps == 0
+        self.stats.non_finite_steps += steps
+        self.stats.write_scalars(0, "stats", {"non_finite_steps": self.stats.non_finite_steps})
+        now = time.monotonic()
+        if first or now - self._non_finite_logged >= NON_FINITE_LOG_INTERVAL_SEC:
+            self._non_finite_logged = now
+            log.warning(
+                "%s (worker %d, env %d) returned %s: made 0 and not trained on (%d steps dropped so far;"
+                " --strict_env_checks=True stops the run instead)",
+                self.cfg.env,
+                worker_idx,
+                env_idx,
+                what,
+                self.stats.non_finite_steps,
             )
 
     def on_rollout_worker_failed(self, worker_idx: int, message: str):

@@ -59,6 +59,7 @@ class RunStats:
         self.num_episodes = [0] * cfg.num_policies
         self.env_failures = 0  # envs that raised and were made anew
         self.worker_restarts = 0  # rollout worker processes that died or stalled and were started anew
+        self.non_finite_steps = 0  # steps not trained on: an env returned NaN or inf (made 0)
         self._fps_history: deque = deque()
         self._writers = None
         self._last_summary_time = 0.0
@@ -189,6 +190,7 @@ class RunStats:
             "fps": self.env_steps_this_run / max(elapsed_sec, 1e-9),
             "env_failures": self.env_failures,
             "worker_restarts": self.worker_restarts,
+            "non_finite_steps": self.non_finite_steps,
             "policies": [
                 {
                     "policy_id": p,
@@ -202,13 +204,14 @@ class RunStats:
             ],
         }
         log.info(
-            "Done: %d env steps in %.1fs (%.0f FPS); mean reward %s%s%s",
+            "Done: %d env steps in %.1fs (%.0f FPS); mean reward %s%s%s%s",
             summary["env_steps"],
             elapsed_sec,
             summary["fps"],
             ", ".join(f"p{p}: {self.mean_reward(p):.2f}" for p in range(self.cfg.num_policies)),
             f"; {self.env_failures} env failure(s) recovered" if self.env_failures else "",
             f"; {self.worker_restarts} rollout worker restart(s)" if self.worker_restarts else "",
+            f"; {self.non_finite_steps} step(s) with NaN/inf dropped" if self.non_finite_steps else "",
         )
         self._append_progress(elapsed_sec, summary["fps"])  # the curve ends where the run ended
         self.experiment_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
+from sample_factory.algo.sampling.env_checks import ObservationError, check_obs_against_space
 from sample_factory.cfg.derived import env_seed, global_env_id, remade_env_seed
 from sample_factory.envs.create_env import (
     MultiAgentView,
@@ -29,10 +30,6 @@ from sample_factory.envs.create_env import (
 from sample_factory.envs.env_utils import RewardShapingInterface, find_wrapper_interface
 
 WORKER_RESTART_SEEDS = 1000  # reset seeds set aside for the env re-makes of one worker process
-
-
-class ObservationError(ValueError):
-    """An env returned an observation its own observation space does not allow."""
 
 
 class EnvFailure(RuntimeError):
@@ -80,6 +77,7 @@ class PerEnvRunner:
 
     def __init__(self, cfg, env_info, worker_idx: int, split_idx: int, num_envs: int, epoch: int = 0):
         self.action_space = env_info.action_space
+        self._obs_space = env_info.obs_space
         self.agents_per_env = env_info.num_agents
         self._cfg, self._env_name, self._worker_idx = cfg, cfg.env, worker_idx
         self._first_vector_idx = split_idx * num_envs
@@ -122,6 +120,7 @@ class PerEnvRunner:
         except Exception as e:
             raise EnvFailure(f"could not reset {self._where(env_idx)}: {_describe(e)}") from e
         for a, obs in enumerate(obs_list):
+            check_obs_against_space(obs, self._obs_space, self._where(env_idx))  # keys and dtypes, once an episode
             self._write_obs(env_idx * self.agents_per_env + a, obs)
 
     def reset(self) -> dict:
@@ -198,11 +197,12 @@ def _origin(e: Exception) -> tuple[int | None, Exception]:
 
 
 class _NamesItsFailures(gym.Wrapper):
-    """Inside a SyncVectorEnv: tells which of its envs raised."""
+    """Inside a SyncVectorEnv: tells which of its envs raised, and checks each first observation
+    (the vector env would fail on a missing key with a bare KeyError)."""
 
-    def __init__(self, env, env_idx: int):
+    def __init__(self, env, env_idx: int, obs_space: gym.spaces.Dict, where: str):
         super().__init__(env)
-        self._env_idx = env_idx
+        self._env_idx, self._obs_space, self._where = env_idx, obs_space, where
 
     def step(self, action):
         try:
@@ -212,9 +212,11 @@ class _NamesItsFailures(gym.Wrapper):
 
     def reset(self, **kwargs):
         try:
-            return self.env.reset(**kwargs)
+            obs, info = self.env.reset(**kwargs)
         except Exception as e:
             raise _SubEnvFailed(self._env_idx, e) from e
+        check_obs_against_space(as_obs_dict(obs), self._obs_space, self._where)
+        return obs, info
 
 
 class VectorEnvRunner:
@@ -237,6 +239,7 @@ class VectorEnvRunner:
         self._restarts = epoch * WORKER_RESTART_SEEDS
         self._was_done = np.zeros(num_envs, bool)
         self._space = env_info.action_space
+        self._obs_space = env_info.obs_space
         self.vec_env = self._make()
         self.next_step_autoreset = self.vec_env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP
 
@@ -250,7 +253,7 @@ class VectorEnvRunner:
             env = make_env(self._cfg, _env_config(self._cfg, self._worker_idx, self._first_vector_idx + env_idx))
         except Exception as e:
             raise EnvFailure(f"could not make {self._where(env_idx)}: {_describe(e)}") from e
-        return _NamesItsFailures(env, env_idx)
+        return _NamesItsFailures(env, env_idx, self._obs_space, self._where(env_idx))
 
     def _make(self):
         vec_config = _env_config(self._cfg, self._worker_idx, self._first_vector_idx)
@@ -272,11 +275,15 @@ class VectorEnvRunner:
     def reset(self) -> dict:
         try:
             obs, _ = self.vec_env.reset(seed=remade_env_seed(self._seed, self._restarts))
+        except ObservationError:
+            raise
         except Exception as e:
             idx, error = _origin(e)
             raise EnvFailure(f"could not reset {self._where(idx)}: {_describe(error)}") from error
         self._was_done[:] = False
-        return as_obs_dict(obs)
+        obs = as_obs_dict(obs)
+        check_obs_against_space(obs, self._obs_space, self._where(None), batch_shape=(self.num_agents,))
+        return obs
 
     def _remake(self, failed: Exception) -> StepResult:
         """A step of every env of the split that is no transition: all restart from a reset."""

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from sample_factory.algo import protocol
+from sample_factory.algo.sampling.env_checks import NonFiniteError, find_non_finite, zero_non_finite
 from sample_factory.algo.sampling.env_runners import EnvFailure, ObservationError, PerEnvRunner, VectorEnvRunner
 from sample_factory.algo.utils.agent_policy_mapping import AgentPolicyMapping
 from sample_factory.cfg.derived import acting_policies, envs_per_split, global_env_id, worker_rng_seed
@@ -64,12 +65,15 @@ class SplitState:
         # What the next trajectory starts from: the last obs and RNN state of the previous one.
         self.carried_obs: dict[str, torch.Tensor] = {}
         self.carried_rnn: torch.Tensor | None = None
+        # Agents whose last observation held a NaN or inf (made 0): their next step is not trained on either.
+        self.drop_next: np.ndarray | None = None
 
 
 class RolloutWorker(EventLoopObject):
     episodes_finished = signal()
     league_games_finished = signal()  # [(learning policy, frozen opponent id, its weights version, points)]
     env_failed = signal()
+    non_finite_dropped = signal()
     failed = signal()
 
     def __init__(
@@ -100,6 +104,7 @@ class RolloutWorker(EventLoopObject):
         self.num_acting = acting_policies(cfg)  # learning policies, then frozen league opponents
         # How many times this worker was started anew: answers to an earlier process's requests are stale.
         self.epoch = 0
+        self._non_finite_unreported: tuple[int, str, int] | None = None  # (env index, what, steps dropped)
 
     def on_loop_started(self):
         try:
@@ -136,6 +141,7 @@ class RolloutWorker(EventLoopObject):
         rnn_width = self.shared.buffers.rnn_states.shape[-1]
         for split_idx, split in enumerate(self.splits):
             obs = split.env_runner.reset()
+            self._screen_non_finite(split_idx, split, np.zeros(split.num_agents, np.float32), obs, None)
             split.carried_obs = {key: torch.from_numpy(arr.copy()) for key, arr in obs.items()}
             split.carried_rnn = torch.zeros(split.num_agents, rnn_width)
             self._assign_policies(split, np.arange(split.num_agents))
@@ -256,6 +262,7 @@ class RolloutWorker(EventLoopObject):
         result = split.env_runner.step(actions)
         if result.failures:
             self._on_envs_remade(split, result)
+        self._screen_non_finite(split_idx, split, result.rewards, result.obs, result.valids)
 
         rewards = torch.from_numpy(result.rewards)
         dones = result.terminated | result.truncated
@@ -281,6 +288,39 @@ class RolloutWorker(EventLoopObject):
             self._start_trajectories(split_idx, split)
         else:
             self._request_actions(split_idx, split)
+
+    def _screen_non_finite(self, split_idx: int, split: SplitState, rewards, obs: dict, valids):
+        """NaN and inf never reach the buffers: the step is not trained on and its values become 0
+        (an observation's next step is not trained on either), or with --strict_env_checks the worker stops."""
+        if split.drop_next is not None and valids is not None:
+            valids[split.drop_next] = False
+            split.drop_next = None
+        found = find_non_finite(rewards, obs)
+        if found is None:
+            return
+        env_idx = split_idx * envs_per_split(self.cfg) + found.first_agent // self.env_info.num_agents
+        if self.cfg.strict_env_checks:
+            raise NonFiniteError(
+                f"{self.cfg.env} (worker {self.worker_idx}, env {env_idx}) returned {found.first_what}"
+                " (--strict_env_checks=True)"
+            )
+        zero_non_finite(rewards, obs, found)
+        if valids is not None:
+            valids[found.agents] = False
+        if len(found.bad_obs):
+            split.drop_next = found.bad_obs
+        dropped = len(found.agents) + len(found.bad_obs)
+        if self._non_finite_unreported is None:
+            self._non_finite_unreported = (env_idx, found.first_what, dropped)
+        else:
+            first_env, first_what, count = self._non_finite_unreported
+            self._non_finite_unreported = (first_env, first_what, count + dropped)
+
+    def _report_non_finite(self):
+        """Once per trajectory at most: an env returning NaN at every step costs one message, not one a step."""
+        if self._non_finite_unreported is not None:
+            self.non_finite_dropped.emit(self.worker_idx, *self._non_finite_unreported)
+            self._non_finite_unreported = None
 
     def _on_envs_remade(self, split: SplitState, result):
         """Envs that raised were made anew: their unfinished episodes end unreported."""
@@ -358,6 +398,7 @@ class RolloutWorker(EventLoopObject):
         The copy is taken before the slots are handed over: once handed over, the learner may
         release them and another worker may overwrite them.
         """
+        self._report_non_finite()
         buffers = self.shared.buffers
         last = self.rollout
         split.carried_obs = {key: tensor[split.slots, last] for key, tensor in buffers.obs.items()}
