@@ -192,7 +192,7 @@ def test_random_episode(env_name):
                 break
         assert terminated or truncated, f"no episode end within the scenario's timeout ({max_steps} steps)"
         stats = info["episode_extra_stats"]
-        assert info["true_objective"] == pytest.approx(stats["scenario_return"])
+        assert info["true_objective"] == pytest.approx(env.doom_spec.reward_scale * stats["scenario_return"])
         assert {"kills", "deaths", "final_health"} <= set(stats)
         timing = env.timing()
         print(f"{env_name}: engine {1e6 * timing['engine_sec'] / timing['steps']:.0f} us/step, "

@@ -15,6 +15,8 @@ Each coefficient multiplies one per-step quantity (all are 0 on a step where not
 | `damage`       | damage dealt, in hit points (DAMAGECOUNT increase)                               |
 | `damage_taken` | damage taken, in hit points (DAMAGE_TAKEN increase)                              |
 | `health`       | health change while alive (medkits +, wounds -)                                  |
+| `health_gain`  | health gained while alive (medkits), >= 0                                        |
+| `health_loss`  | health lost while alive (wounds), >= 0: 2.x's schemes weigh gains and losses apart |
 | `health_pickup`| 1 on a step whose health rose while alive (a medkit, whatever its size: 2.x's gathering shaping) |
 | `armor`        | armor change while alive                                                         |
 | `ammo`         | ammo picked up (increases of bullets, shells, rockets, cells; firing is not counted) |
@@ -61,13 +63,30 @@ TRACKED_VARIABLES = (
 VAR_INDEX = {name: i for i, name in enumerate(TRACKED_VARIABLES)}
 AMMO_VARIABLES = ("AMMO2", "AMMO3", "AMMO5", "AMMO6")
 
-SHAPING_TERMS = ("kill", "frag", "hit", "damage", "damage_taken", "health", "health_pickup", "armor", "ammo", "death")
+SHAPING_TERMS = (
+    "kill",
+    "frag",
+    "hit",
+    "damage",
+    "damage_taken",
+    "health",
+    "health_gain",
+    "health_loss",
+    "health_pickup",
+    "armor",
+    "ammo",
+    "death",
+)
 
 NO_SHAPING: dict[str, float] = {}
 
 # Fighting scenarios: kills and damage dealt are what the scenario rewards sparsely or not at all.
 MONSTER_FIGHT_SHAPING = {"kill": 1.0, "damage": 0.01, "health": 0.005, "armor": 0.005, "ammo": 0.0002, "death": -1.0}
 DEATHMATCH_SHAPING = {"frag": 1.0, "damage": 0.01, "health": 0.005, "armor": 0.005, "ammo": 0.0002, "death": -0.5}
+# sample-factory 2.x's battle scheme as it acts on the battle maps, where of its variables only health
+# (and the selected weapon) exist: +0.005 per hit point gained, -0.003 per hit point lost. Its
+# 0.0002 per step for holding the pistol with ammo is left out (at most ~0.1 an episode).
+BATTLE_SHAPING = {"health_gain": 0.005, "health_loss": -0.003}
 
 
 class RewardShaping:
@@ -117,12 +136,16 @@ class RewardShaping:
             "damage_taken": max(0.0, delta("DAMAGE_TAKEN")),
             "death": 1.0 if died else 0.0,
             "health": 0.0,
+            "health_gain": 0.0,
+            "health_loss": 0.0,
             "health_pickup": 0.0,
             "armor": 0.0,
             "ammo": 0.0,
         }
         if alive_throughout:
             terms["health"] = delta("HEALTH")
+            terms["health_gain"] = max(0.0, terms["health"])
+            terms["health_loss"] = max(0.0, -terms["health"])
             terms["health_pickup"] = 1.0 if terms["health"] > 0 else 0.0
             terms["armor"] = delta("ARMOR")
             terms["ammo"] = sum(max(0.0, delta(name)) for name in AMMO_VARIABLES)
