@@ -457,3 +457,30 @@ def test_the_examples_defaults_hooks_take_2x_arguments():
     parser, _ = parse_sf_args(["--env=x"])
     add_mujoco_env_args("mujoco_walker", parser)
     assert parser.get_default("mujoco_env_version") == "v5"
+
+
+# sample-factory 2.x's doom_utils.DOOM_ENVS, in its order
+SF2_DOOM_ENV_NAMES = (
+    "doom_basic", "doom_two_colors_easy", "doom_two_colors_hard", "doom_dm", "doom_dwango5",
+    "doom_my_way_home_flat_actions", "doom_defend_the_center_flat_actions", "doom_my_way_home",
+    "doom_deadly_corridor", "doom_defend_the_center", "doom_defend_the_line", "doom_health_gathering",
+    "doom_health_gathering_supreme", "doom_battle", "doom_battle2", "doom_duel_bots", "doom_deathmatch_bots",
+    "doom_duel", "doom_deathmatch_full", "doom_benchmark",
+)  # fmt: skip
+
+
+def test_every_2x_doom_env_name_is_in_doom_envs_and_makes_an_env():
+    """No engine starts here (that is tests/test_vizdoom.py's job): the names, specs and spaces."""
+    from sf_examples.vizdoom.doom.doom_utils import DOOM_ENVS, doom_env_by_name, make_doom_env_from_spec
+    from sf_examples.vizdoom.train_vizdoom import parse_vizdoom_cfg
+
+    names = [spec.name for spec in DOOM_ENVS]
+    assert len(names) == len(set(names))
+    assert set(SF2_DOOM_ENV_NAMES) <= set(names), sorted(set(SF2_DOOM_ENV_NAMES) - set(names))
+    for name in SF2_DOOM_ENV_NAMES:
+        spec = doom_env_by_name(name)
+        env = make_doom_env_from_spec(spec, name, parse_vizdoom_cfg([f"--env={name}"]), None)
+        try:
+            assert env.action_space is not None and "obs" in env.observation_space.spaces
+        finally:
+            env.close()

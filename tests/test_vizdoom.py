@@ -17,11 +17,13 @@ vizdoom = pytest.importorskip("vizdoom", reason="the Doom envs need ViZDoom: pip
 
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import is_registered
-from sf_examples.vizdoom.doom.doom_action_space import DoomActionSpace
+from sf_examples.vizdoom.doom.doom_action_space import Discretized, DoomActionSpace
 from sf_examples.vizdoom.doom.doom_envs import (
     DOOM_ENVS_BY_NAME,
+    DoomEnv,
     DoomSettings,
     doom_env_spec,
+    make_action_space,
     make_doom_env,
 )
 from sf_examples.vizdoom.doom.doom_reward_shaping import (
@@ -36,12 +38,32 @@ pytestmark = pytest.mark.timeout(60)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SINGLE_PLAYER = [name for name, spec in DOOM_ENVS_BY_NAME.items() if not spec.multiplayer]
+BATTLES = ["doom_battle", "doom_battle2", "doom_benchmark"]
+NEW_MATCHES = ["doom_duel_bots", "doom_deathmatch_full", "doom_dwango5", "doom_dm"]
 
 
 @pytest.fixture(autouse=True)
 def run_in_tmp_dir(tmp_path, monkeypatch):
     """The engine creates a `_vizdoom` folder in the working directory: keep it out of the repo."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def maps_dir(tmp_path_factory):
+    """The generated maps of this test session, written once into a folder of its own."""
+    folder = tmp_path_factory.mktemp("doom_maps")
+    old = os.environ.get("SF_DOOM_MAPS_DIR")
+    os.environ["SF_DOOM_MAPS_DIR"] = str(folder)  # read by engines started in this process
+    yield folder
+    if old is None:
+        os.environ.pop("SF_DOOM_MAPS_DIR", None)
+    else:
+        os.environ["SF_DOOM_MAPS_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def generated_maps_in_a_test_folder(maps_dir):
+    return maps_dir
 
 
 def doom_cfg(env: str, *flags: str):
@@ -163,6 +185,138 @@ def test_reward_shaping_terms_and_coefficients():
         shaping.set_coefficients({"kils": 1.0})
 
 
+def test_2x_action_spaces_reward_scales_and_limits():
+    """The facts of sample-factory 2.x's doom_utils.DOOM_ENVS and its .cfg files, name by name."""
+    D = gym.spaces.Discrete
+    expected = {
+        "doom_basic": D(4),  # none, left, right, attack
+        "doom_two_colors_easy": gym.spaces.Tuple((D(3), D(3))),
+        "doom_my_way_home": gym.spaces.Tuple((D(3), D(3))),
+        "doom_my_way_home_flat_actions": D(5),
+        "doom_defend_the_center_flat_actions": D(4),
+        "doom_deadly_corridor": gym.spaces.Tuple((D(3), D(3), D(3), D(2))),
+        "doom_defend_the_center": gym.spaces.Tuple((D(3), D(2))),
+        "doom_defend_the_line": gym.spaces.Tuple((D(3), D(2))),
+        "doom_health_gathering_supreme": D(5),
+        "doom_battle": gym.spaces.Tuple((D(3), D(3), D(2), D(2), Discretized(11, -10.0, 10.0))),
+        "doom_benchmark": D(9),
+        "doom_deathmatch_bots": gym.spaces.Tuple((D(3), D(3), D(8), D(2), D(2), Discretized(21, -12.5, 12.5))),
+        "doom_duel": gym.spaces.Tuple((D(3), D(3), D(8), D(2), D(2), D(2), Discretized(21, -12.5, 12.5))),
+        "doom_dm": gym.spaces.Tuple((D(3), D(3), D(3), D(2), D(2), gym.spaces.Box(-1.0, 1.0, (1,), np.float32))),
+    }
+    for name, space in expected.items():
+        assert make_action_space(doom_env_spec(name)).space == space, name
+    scales = {name: spec.reward_scale for name, spec in DOOM_ENVS_BY_NAME.items() if spec.reward_scale != 1.0}
+    assert scales == {"doom_basic": 0.01, "doom_deadly_corridor": 0.01}
+    assert doom_env_spec("doom_basic").max_env_steps == 300
+    assert {doom_env_spec(n).max_env_steps for n in BATTLES} == {2100}
+    agents_bots = {n: (doom_env_spec(n).num_agents, doom_env_spec(n).num_bots) for n in NEW_MATCHES}
+    assert agents_bots == {"doom_duel_bots": (1, 1), "doom_deathmatch_full": (4, 4), "doom_dwango5": (8, 0),
+                           "doom_dm": (8, 0)}  # fmt: skip
+
+    # one button at a time in doom_basic; the discretized turn of battle in degrees per tic
+    basic = make_action_space(doom_env_spec("doom_basic"))
+    assert basic.buttons == ["MOVE_LEFT", "MOVE_RIGHT", "ATTACK"]
+    assert [basic.to_buttons(a) for a in range(4)] == [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    battle = make_action_space(doom_env_spec("doom_battle"))
+    assert battle.buttons[-1] == "TURN_LEFT_RIGHT_DELTA"
+    assert battle.to_buttons((1, 2, 1, 0, 0))[-1] == -10.0 and battle.to_buttons((0, 0, 0, 0, 10))[-1] == 10.0
+    assert battle.to_buttons((1, 2, 1, 0, 5)) == [1, 0, 0, 1, 1, 0, 0.0], "forward, left strafe, attack, no turn"
+
+
+def test_generated_maps_are_deterministic_and_cached(tmp_path, monkeypatch):
+    from sf_examples.vizdoom.doom.maps import MAP_NAMES, build_wad, scenario_wad_path
+
+    monkeypatch.setenv("SF_DOOM_MAPS_DIR", str(tmp_path / "maps"))
+    for name in MAP_NAMES:
+        data = build_wad(name)
+        assert data == build_wad(name), f"{name}: the generator must give the same bytes every time"
+        assert data[:4] == b"PWAD" and b"TEXTMAP" in data and b"ENDMAP" in data
+        path = scenario_wad_path(name)
+        assert path.parent == tmp_path / "maps" and path.read_bytes() == data
+        mtime = path.stat().st_mtime_ns
+        assert scenario_wad_path(name) == path and path.stat().st_mtime_ns == mtime, "built once, then reused"
+    assert not list((tmp_path / "maps").glob(".*.tmp")), "no temporary file left"
+    with pytest.raises(KeyError, match="unknown generated Doom map"):
+        build_wad("e1m1")
+
+
+def raw_game(map_name: str, variables: list[str]):
+    """A bare DoomGame on a generated map, with object info, for looking at what the map spawns."""
+    from sf_examples.vizdoom.doom.maps import scenario_wad_path
+
+    game = vizdoom.DoomGame()
+    game.set_doom_scenario_path(str(scenario_wad_path(map_name)))
+    game.set_doom_map("map01")
+    game.set_window_visible(False)
+    game.set_sound_enabled(False)
+    game.set_screen_resolution(vizdoom.ScreenResolution.RES_160X120)
+    game.set_objects_info_enabled(True)
+    game.set_available_buttons([vizdoom.Button.ATTACK, vizdoom.Button.TURN_RIGHT])
+    game.set_available_game_variables([getattr(vizdoom.GameVariable, v) for v in variables])
+    game.set_doom_skill(2)
+    game.init()
+    return game
+
+
+def object_counts(game) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(o.name for o in game.get_state().objects))
+
+
+def test_battle_map_keeps_its_imps_and_moves_the_player_to_a_random_start():
+    game = raw_game("battle", ["KILLCOUNT", "AMMO2", "POSITION_X", "POSITION_Y"])
+    try:
+        starts = set()
+        for seed in range(6):
+            game.set_seed(seed)
+            game.new_episode()
+            counts = object_counts(game)
+            assert counts["BattleImp"] == 15 and counts["BattleMedikit"] >= 30 and counts["Clip"] == 15, counts
+            kills, bullets, x, y = game.get_state().game_variables
+            assert bullets == 20, "the pistol and 20 bullets, as 2.x's ENTER script gives"
+            starts.add((x, y))
+        assert len(starts) >= 3, f"the player starts at random spots: {starts}"
+        # shoot and turn until an imp dies; 70 tics later another one has taken its place
+        for tic in range(3000):
+            if game.is_episode_finished():
+                game.new_episode()
+            game.make_action([1, tic % 8 == 0], 1)
+            if not game.is_episode_finished() and game.get_state().game_variables[0] >= 1:
+                break
+        assert game.get_state().game_variables[0] >= 1, "no kill in 3000 tics"
+        assert object_counts(game)["BattleImp"] == 14
+        game.make_action([0, 0], 72)
+        if not game.is_episode_finished():  # (unless the imps killed the player meanwhile)
+            assert object_counts(game)["BattleImp"] == 15, "a killed imp is replaced 70 tics later"
+    finally:
+        game.close()
+
+
+def test_two_colors_pillar_shows_the_good_colour_and_hard_takes_it_away():
+    for map_name in ("two_colors_easy", "two_colors_hard"):
+        game = raw_game(map_name, ["HEALTH"])
+        try:
+            good_colours = set()
+            for seed in range(8):
+                game.set_seed(seed)
+                game.new_episode()
+                counts = object_counts(game)
+                (totem,) = [name for name in counts if name.endswith("Totem")]
+                colour = totem.removesuffix("Totem")
+                good_colours.add(colour)
+                bad = "Red" if colour == "Green" else "Green"
+                assert counts[f"Good{colour}Pickup"] >= 10 and counts[f"Bad{bad}Pickup"] == 10, counts
+                assert not any(name.startswith((f"Bad{colour}", f"Good{bad}")) for name in counts)
+                game.make_action([0, 0], 100)
+                assert (totem in object_counts(game)) == (map_name == "two_colors_easy"), "hard: gone after 90 tics"
+                assert game.get_state().game_variables[0] < 100, "the acid floor hurts"
+            assert good_colours == {"Green", "Red"}, "a coin decides the good colour each episode"
+        finally:
+            game.close()
+
+
 def test_settings_from_cfg():
     settings = DoomSettings.from_cfg(doom_cfg("doom_basic", "--res_w=64", "--res_h=48", "--env_frameskip=2"))
     assert (settings.res_w, settings.res_h, settings.frameskip) == (64, 48, 2)
@@ -228,6 +382,52 @@ def test_hwc_and_other_resolutions():
     try:
         env.reset(seed=0)
         assert env.render().shape == (120, 160, 3), "render() gives the full 160x120 frame"
+    finally:
+        env.close()
+
+
+def test_doom_basic_reward_is_on_2x_scale_and_true_objective_too():
+    env = make_doom_env("doom_basic", doom_cfg("doom_basic"))
+    try:
+        rewards, info = play_fixed(env, seed=0, action=0)  # never shoots: -1 per tic for 300 tics
+    finally:
+        env.close()
+    assert rewards[:5] == pytest.approx([-0.04] * 5), "-1 per tic x 4 tics x 0.01"
+    assert info["episode_extra_stats"]["scenario_return"] == pytest.approx(-300.0, abs=5), "unscaled, in stats"
+    assert info["true_objective"] == pytest.approx(rewards.sum()) == pytest.approx(-3.0, abs=0.05)
+
+
+def test_max_env_steps_truncates_like_2x_time_limit():
+    import dataclasses
+
+    spec = dataclasses.replace(doom_env_spec("doom_battle"), max_env_steps=7)
+    env = DoomEnv(spec, DoomSettings())
+    try:
+        env.reset(seed=0)
+        for step in range(1, 8):
+            _, _, terminated, truncated, info = env.step((0, 0, 0, 0, 5))  # stand still: nobody dies in 28 tics
+            assert not terminated and truncated == (step == 7)
+        assert "true_objective" in info and info["episode_extra_stats"]["scenario_return"] == 0.0
+    finally:
+        env.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("env_name", BATTLES)
+def test_battle_maps_reward_a_kill(env_name):
+    env = make_doom_env(env_name, doom_cfg(env_name))
+    try:
+        env.reset(seed=0)
+        for step in range(525):
+            # shoot while turning slowly right (benchmark: one button at a time, attack twice then turn)
+            action = (7 if step % 3 else 5) if env_name == "doom_benchmark" else (0, 0, 1, 0, 6)
+            _, reward, terminated, truncated, info = env.step(action)
+            if env.player._delta("KILLCOUNT") >= 1:
+                break
+            assert not (terminated or truncated), "the episode ended before a kill"
+        assert env.player._delta("KILLCOUNT") == 1, "no kill in a whole episode of shooting around"
+        assert reward == pytest.approx(1.0, abs=0.2), "+1 for the kill (health shaping is a few thousandths)"
+        assert env.player._episode.scenario_return == 1.0
     finally:
         env.close()
 
@@ -329,6 +529,33 @@ def test_deathmatch_against_bots_plays_episodes_and_cleans_up():
     assert len(episodes) == 2, "a 0.05-minute match lasts 105 tics = 27 steps"
     for info in episodes:
         assert info["true_objective"] == info["episode_extra_stats"]["frags"]
+    assert_no_engines_left()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("env_name", NEW_MATCHES)
+def test_2x_matches_on_generated_and_cig_maps_play_an_episode(env_name):
+    spec = doom_env_spec(env_name)
+    env = make_doom_env(env_name, doom_cfg(env_name, "--timelimit=0.05"))
+    env.action_space.seed(0)
+    n = spec.num_agents
+    try:
+        obs, _ = env.reset(seed=0)
+        for o in obs if n > 1 else [obs]:
+            check_obs(o, env.observation_space)
+        for _ in range(40):
+            actions = [env.action_space.sample() for _ in range(n)] if n > 1 else env.action_space.sample()
+            obs, rewards, terminated, truncated, infos = env.step(actions)
+            assert np.all(np.isfinite(rewards))
+            if np.any(terminated):
+                break
+        assert np.all(terminated), "a 0.05-minute match lasts 105 tics = 27 steps"
+        infos = infos if n > 1 else [infos]
+        assert all(info["true_objective"] == info["episode_extra_stats"]["frags"] for info in infos)
+        players = env.players[0].game.get_game_variable(vizdoom.GameVariable.PLAYER_COUNT)
+        assert players >= spec.num_agents, "every agent joined the match"
+    finally:
+        env.close()
     assert_no_engines_left()
 
 
