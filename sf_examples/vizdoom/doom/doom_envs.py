@@ -14,36 +14,30 @@ Observations: a Dict with `obs` (uint8 image, channels first unless `--pixel_for
 shells/50, rockets/50, cells/300). The default model encodes them with the conv encoder and an
 MLP respectively, so no custom model is needed.
 
-Action spaces (button groups; see doom_action_space.py):
+Action spaces, rewards and limits are sample-factory 2.x's for its 20 env names (DOOM_ENV_SPECS
+below; the table is in sf_examples/vizdoom/README.md): its one-button-at-a-time Discrete spaces,
+its Tuples of Discretes, its Discretized turning, its reward scaling (x0.01 for doom_basic and
+doom_deadly_corridor) and its step limits. Maps that ViZDoom does not ship are written by maps/.
 
-| env                            | space                                                     |
-|--------------------------------|-----------------------------------------------------------|
-| doom_basic                     | Discrete(6): (none/left/right) x (none/attack)            |
-| doom_defend_the_center, _line  | Discrete(6): (none/turn left/turn right) x (none/attack)  |
-| doom_health_gathering(_supreme)| Discrete(5): none/turn left/turn right/forward/backward   |
-| doom_my_way_home               | Discrete(18): turn x forward x strafe                     |
-| doom_predict_position          | Discrete(6): turn x attack                                |
-| doom_take_cover                | Discrete(3): none/left/right                              |
-| doom_deadly_corridor           | MultiDiscrete([3, 3, 3, 2]): fwd/back, strafe, turn, attack |
-| doom_deathmatch                | MultiDiscrete([3, 3, 3, 2, 2, 8]): fwd/back, strafe, turn, attack, run, weapon 1-7 |
-| doom_deathmatch_bots, doom_duel| Tuple(Discrete(3), Discrete(3), Discrete(2), Discrete(2), Discrete(8), Box(-1, 1, (1,))): fwd/back, strafe, attack, run, weapon, continuous turn (+-7.5 deg/tic: aiming at a moving player needs fine angles) |
-
-Rewards: the scenario's own reward plus reward shaping (doom_reward_shaping.py): none for the
-single-player scenarios except doom_deathmatch (kills, damage, health...), frags and damage in
-the multiplayer envs. `info["true_objective"]` is the scenario's own episode return, or the frag
-count in the multiplayer envs (whose scenario reward is 0); `info["episode_extra_stats"]` has
-`scenario_return`, `kills`, `deaths`, `hits`, `damage`, `final_health` (and `frags` in matches).
+Rewards: the scenario's own reward (plus `scenario_rewards` computed here from game variables on
+the generated maps) plus reward shaping (doom_reward_shaping.py), times the spec's `reward_scale`.
+`info["true_objective"]` is the scaled scenario return, or the frag count in the multiplayer envs
+(whose scenario reward is 0); `info["episode_extra_stats"]` has the unscaled `scenario_return`,
+`kills`, `deaths`, `hits`, `damage`, `final_health` (and `frags` in matches).
 
 An episode ends when the scenario ends it (goal reached, death, its time limit, the match's
-`+timelimit`): `terminated=True`, `truncated=False`, as in ViZDoom's own gymnasium wrapper: the
-time limit is part of each scenario's task. In multiplayer matches a dead agent respawns on its
-next step and plays on (its death is counted and shaped).
+`+timelimit`): `terminated=True`, as in ViZDoom's own gymnasium wrapper: the time limit is part of
+each scenario's task. The spec's `max_env_steps` (2.x's TimeLimitWrapper) truncates instead.
+In multiplayer matches a dead agent respawns on its next step, or after the spec's respawn delay
+(2 s in doom_duel, doom_duel_bots and doom_deathmatch_full, as in 2.x), and plays on (its death
+is counted and shaped).
 
 Multiplayer: `doom_deathmatch_bots` is one agent hosting a deathmatch against `--num_bots`
-built-in bots (7). `doom_duel` is a multi-agent env (`is_multiagent`, two agents): a host and a
-client of one networked game on localhost, each DoomGame in its own thread (ViZDoom releases the
-GIL while it waits for the engine, and the lock-step netgame needs every player's action in
-parallel). In a match the players advance tic by tic in step with each other (a Python loop over
+built-in bots (7), `doom_duel_bots` against 1. `doom_duel` (2 agents), `doom_deathmatch_full`
+(4 agents + 4 bots), `doom_dm` and `doom_dwango5` (8 agents) are multi-agent envs
+(`is_multiagent`): a host and clients of one networked game on localhost, each DoomGame in its
+own thread (ViZDoom releases the GIL while it waits for the engine, and the lock-step netgame
+needs every player's action in parallel). In a match the players advance tic by tic in step with each other (a Python loop over
 the frameskip: skipping several tics per call deadlocks ViZDoom's synchronous netgame now and
 then). Both use cig.wad (map02 for the bots, map01 for the duel); the host's UDP port is one the
 OS reports free, and a start that fails (the port was taken meanwhile) is retried with a new port.
@@ -213,7 +207,9 @@ DEATHMATCH_TURN = {"turn_bins": 21, "turn_max_deg": 12.5}
 BATTLE_BUTTONS = (FORWARD_BACK, ("MOVE_RIGHT", "MOVE_LEFT"), ATTACK, ("SPEED",))
 BATTLE_TURN = {"turn_bins": 11, "turn_max_deg": 10.0}
 # 2.x's doom_action_space() for doom_dm / doom_dwango5: fwd/back, right/left, prev/next weapon,
-# attack, sprint and a continuous turn (Box, x7.5 deg per tic)
+# attack, sprint and a continuous turn (Box, x7.5 deg per tic). 2.x's own cig.cfg and dwango5_dm.cfg
+# list other buttons (turn left/right, no delta) than this space flattens to, so there its actions
+# press the wrong buttons; here the space drives the buttons it names.
 DM_BUTTONS = (
     FORWARD_BACK,
     ("MOVE_RIGHT", "MOVE_LEFT"),
@@ -340,7 +336,7 @@ DOOM_ENV_SPECS = (
         "deadly_corridor.cfg",
         (TURN, FORWARD_BACK, STRAFE, ATTACK),  # 2.x's doom_action_space_extended, in its order
         action_kind="tuple",
-        reward_scale=0.01,  # 2.x's: the vest is worth +1000 unscaled, dying -100
+        reward_scale=0.01,  # 2.x's: the scenario pays the distance gained towards the vest, -100 for dying
         game_settings=_settings(**_render(hud=True)),
     ),
     # ----- 2.x's scenarios on maps written here (maps/): its buttons, spaces, rewards and limits
