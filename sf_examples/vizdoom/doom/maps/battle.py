@@ -7,8 +7,8 @@ used here are its numbers, the code and map are this project's own):
   one of 20 spots, facing a random way, with only the pistol and 20 bullets;
 - 15 imps (10 in battle2) with 5 hit points each, spawned at random places; a killed imp
   vanishes and a new one appears at a random place 70 tics (2 s) later, so the arena always holds
-  the same number; 2.x also gives new imps 1 more hit point every 420 tics, which is not done here
-  (DECORATE has no clock the imps could read): imps keep 5 hit points, one pistol shot;
+  the same number; imps spawned later are stronger: one more hit point every 420 tics (the
+  director hands the player a BattleClock token every 420 tics, a new imp counts them);
 - 30 medikits (+20 health each) and 15 ammo clips at random places at the start, then one more
   medikit every 70 tics and one more clip every 280 tics;
 - the reward is +1 per imp killed (2.x's ACS adds it to the engine's reward; here the env reads
@@ -34,6 +34,8 @@ SPOT_CLEARANCE = 48.0  # a spot is at least this far from any wall (an imp is 20
 NUM_PLAYER_STARTS = 20
 FIRST_START_TID = 10
 DIRECTOR_EDNUM = 15001
+IMP_HEALTH = 5  # at the start; one more every 420 tics
+MAX_CLOCK = 10  # imps stop getting stronger after 4200 tics (2 episodes' worth)
 
 WALL = "STARTAN3"
 FLOOR = "FLOOR4_8"
@@ -152,6 +154,21 @@ ACTOR BattleImp : DoomImp
   Health 5
   States
   {
+  Spawn:
+    TNT1 A 0
+"""
+        + "".join(
+            f'    TNT1 A 0 A_JumpIfInventory("BattleClock", {n}, "Health{IMP_HEALTH + n}", AAPTR_PLAYER1)\n'
+            for n in range(MAX_CLOCK, 0, -1)
+        )
+        + "    Goto Idle\n"
+        + "".join(
+            f"  Health{IMP_HEALTH + n}:\n    TNT1 A 0 A_SetHealth({IMP_HEALTH + n})\n    Goto Idle\n"
+            for n in range(MAX_CLOCK, 0, -1)
+        )
+        + """  Idle:
+    TROO AB 10 A_Look
+    Loop
   Death:
   XDeath:
     TNT1 A 0 A_NoBlocking
@@ -161,6 +178,13 @@ ACTOR BattleImp : DoomImp
         + """
     Stop
   }
+}
+
+// one more imp hit point every 420 tics: the director gives the player one of these, the imps count them
+ACTOR BattleClock : Inventory
+{
+  Inventory.MaxAmount 100
+  +INVENTORY.UNDROPPABLE
 }
 """,
         spot_spawner("BattleImpSpawner", "BattleImp", spots, check_position=False),
@@ -205,12 +229,16 @@ ACTOR BattleImp : DoomImp
         *frames(30, spawn_here("BattleMedikitSpawner")),
         *frames(15, spawn_here("BattleClipSpawner")),
         "  Clock:",
-        # one medikit every 70 tics, one clip every 280 tics (2.x's schedule)
-        *frames(1, spawn_here("BattleMedikitSpawner"), 70),
-        *frames(1, spawn_here("BattleMedikitSpawner"), 70),
-        *frames(1, spawn_here("BattleMedikitSpawner"), 70),
-        *frames(1, spawn_here("BattleClipSpawner")),
-        *frames(1, spawn_here("BattleMedikitSpawner"), 70),
+        # 2.x's schedule: a medikit every 70 tics, a clip every 280, an imp hit point more every 420
+        *[
+            line
+            for slot in range(1, 13)  # 12 x 70 = 840 tics, then again
+            for line in (
+                *frames(1, spawn_here("BattleMedikitSpawner"), 70),
+                *(frames(1, spawn_here("BattleClipSpawner")) if slot * 70 % 280 == 0 else []),
+                *(frames(1, 'A_GiveInventory("BattleClock", 1, AAPTR_PLAYER1)') if slot * 70 % 420 == 0 else []),
+            )
+        ],
         "    Loop",
         "  }",
         "}",
