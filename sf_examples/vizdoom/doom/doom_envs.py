@@ -152,6 +152,7 @@ class DoomSpec:
     multiplayer: bool = False
     num_agents: int = 1
     num_bots: int = 0
+    measurements: bool = True  # the measurements vector beside the image (2.x's benchmark has none)
     timelimit_min: float = 0.0  # multiplayer match length
     respawn_delay_sec: int = 0  # multiplayer: seconds a dead player waits before it respawns
     # the scenario's own rewards, replacing the .cfg's (None: keep them)
@@ -219,7 +220,9 @@ DM_BUTTONS = (
 )
 
 
-def _battle_spec(name: str, generated_map: str, buttons, action_kind: str, turn: dict, shaping) -> DoomSpec:
+def _battle_spec(
+    name: str, generated_map: str, buttons, action_kind: str, turn: dict, shaping, measurements: bool = True
+) -> DoomSpec:
     """2.x's battle task (maps/battle.py): +1 per imp killed, a minute (2100 tics) an episode, skill 2."""
     return DoomSpec(
         name,
@@ -235,6 +238,7 @@ def _battle_spec(name: str, generated_map: str, buttons, action_kind: str, turn:
         living_reward=0.0,
         death_penalty=0.0,
         game_settings=_settings(episode_timeout=2100, doom_skill=2, **_render(hud=True, crosshair=True)),
+        measurements=measurements,
     )
 
 
@@ -352,6 +356,7 @@ DOOM_ENV_SPECS = (
         "discrete",
         {},
         NO_SHAPING,
+        measurements=False,  # 2.x: "without extra input spaces for measurements"
     ),
     # ----- this project's own, not in 2.x
     DoomSpec("doom_predict_position", "predict_position.cfg", (TURN, ATTACK)),
@@ -473,17 +478,15 @@ class DoomSettings:
         return min(WIDE_RESOLUTIONS, key=lambda wh: abs(wh[0] / wh[1] - aspect))
 
 
-def observation_space(settings: DoomSettings) -> gym.spaces.Dict:
+def observation_space(settings: DoomSettings, measurements: bool = True) -> gym.spaces.Dict:
     h, w = settings.res_h, settings.res_w
     image_shape = (3, h, w) if settings.pixel_format == "CHW" else (h, w, 3)
-    return gym.spaces.Dict(
-        {
-            "obs": gym.spaces.Box(0, 255, shape=image_shape, dtype=np.uint8),
-            "measurements": gym.spaces.Box(
-                -MEASUREMENT_LIMIT, MEASUREMENT_LIMIT, shape=(len(MEASUREMENTS),), dtype=np.float32
-            ),
-        }
-    )
+    spaces = {"obs": gym.spaces.Box(0, 255, shape=image_shape, dtype=np.uint8)}
+    if measurements:
+        spaces["measurements"] = gym.spaces.Box(
+            -MEASUREMENT_LIMIT, MEASUREMENT_LIMIT, shape=(len(MEASUREMENTS),), dtype=np.float32
+        )
+    return gym.spaces.Dict(spaces)
 
 
 def make_action_space(spec: DoomSpec) -> DoomActionSpace:
@@ -711,7 +714,9 @@ class DoomPlayer:
         measurements = np.clip(
             self._vars[_MEASUREMENT_INDEX] * _MEASUREMENT_SCALE, -MEASUREMENT_LIMIT, MEASUREMENT_LIMIT
         )
-        self._last_obs = {"obs": image, "measurements": measurements.astype(np.float32)}
+        self._last_obs = {"obs": image}
+        if self.spec.measurements:
+            self._last_obs["measurements"] = measurements.astype(np.float32)
         self.timing["preprocess_sec"] += time.perf_counter() - started
         return self._last_obs
 
@@ -783,7 +788,7 @@ class _DoomEnvBase(RewardShapingInterface):
         self.render_mode = render_mode
         self.doom_action_space = make_action_space(spec)
         self.action_space = self.doom_action_space.space
-        self.observation_space = observation_space(settings)
+        self.observation_space = observation_space(settings, spec.measurements)
         # One set of coefficients per agent: the agents of a match may belong to different policies.
         self.agent_shaping = [RewardShaping(spec.reward_shaping) for _ in range(spec.num_agents)]
         self.engines: EngineGuard | None = None
