@@ -115,7 +115,7 @@ def vizdoom_shm() -> set[str]:
 
 def check_obs(obs, space: gym.spaces.Dict):
     assert obs["obs"].shape == (3, 72, 128) and obs["obs"].dtype == np.uint8
-    if "measurements" in space.spaces:  # all but doom_benchmark (2.x's has none)
+    if "measurements" in space.spaces:  # where 2.x has its DoomAdditionalInput (battles, matches)
         assert obs["measurements"].shape == (8,) and obs["measurements"].dtype == np.float32
     assert set(obs) == set(space.spaces)
     assert space.contains(obs), "observation outside the observation space"
@@ -131,10 +131,10 @@ def test_every_env_is_registered_and_spaces_need_no_engine():
         env = make_doom_env(name, cfg, env_config=None)
         try:
             assert env.observation_space["obs"].shape == (3, 72, 128)
-            if name == "doom_benchmark":
-                assert "measurements" not in env.observation_space.spaces, "2.x's benchmark: the image alone"
-            else:
+            if doom_env_spec(name).measurements:
                 assert env.observation_space["measurements"].shape == (8,)
+            else:
+                assert set(env.observation_space.spaces) == {"obs"}
         finally:
             env.close()
     assert not engine_processes(), "creating an env (as the parent does to read spaces) must not start an engine"
@@ -211,6 +211,11 @@ def test_2x_action_spaces_reward_scales_and_limits():
     }
     for name, space in expected.items():
         assert make_action_space(doom_env_spec(name)).space == space, name
+    # a measurements vector beside the image only where 2.x wraps the env in DoomAdditionalInput
+    with_measurements = {name for name, spec in DOOM_ENVS_BY_NAME.items() if spec.measurements}
+    assert with_measurements == {"doom_battle", "doom_battle2", "doom_deathmatch_bots", "doom_duel", "doom_duel_bots",
+                                 "doom_deathmatch_full", "doom_dm", "doom_dwango5", "doom_predict_position",
+                                 "doom_take_cover", "doom_deathmatch"}  # fmt: skip
     scales = {name: spec.reward_scale for name, spec in DOOM_ENVS_BY_NAME.items() if spec.reward_scale != 1.0}
     assert scales == {"doom_basic": 0.01, "doom_deadly_corridor": 0.01}
     assert doom_env_spec("doom_basic").max_env_steps == 300

@@ -9,10 +9,11 @@ Nearest keeps thin details (the 8-pixel-wide monster of doom_basic) as sharp as 
 Frameskip (`--env_frameskip`, 4 for Doom) runs inside the engine: `make_action(buttons, frameskip)`
 (multi-agent matches excepted, see below).
 
-Observations: a Dict with `obs` (uint8 image, channels first unless `--pixel_format=HWC`) and
-`measurements` (float32[8]: health/100, armor/100, selected weapon/7, its ammo/50, bullets/200,
-shells/50, rockets/50, cells/300). The default model encodes them with the conv encoder and an
-MLP respectively, so no custom model is needed.
+Observations: a Dict with `obs` (uint8 image, channels first unless `--pixel_format=HWC`) and,
+where 2.x adds a measurements vector (its battles and matches; DoomSpec.measurements), `measurements`
+(float32[8]: health/100, armor/100, selected weapon/7, its ammo/50, bullets/200, shells/50,
+rockets/50, cells/300; 2.x's has 23 values of its own). The default model encodes them with the
+conv encoder and an MLP respectively, so no custom model is needed.
 
 Action spaces, rewards and limits are sample-factory 2.x's for its 20 env names (DOOM_ENV_SPECS
 below; the table is in sf_examples/vizdoom/README.md): its one-button-at-a-time Discrete spaces,
@@ -152,7 +153,9 @@ class DoomSpec:
     multiplayer: bool = False
     num_agents: int = 1
     num_bots: int = 0
-    measurements: bool = True  # the measurements vector beside the image (2.x's benchmark has none)
+    # the measurements vector beside the image: 2.x has one (its own, 23 values) only in the envs it
+    # wraps with DoomAdditionalInput (battles and matches); its other envs see the image alone
+    measurements: bool = True
     timelimit_min: float = 0.0  # multiplayer match length
     respawn_delay_sec: int = 0  # multiplayer: seconds a dead player waits before it respawns
     # the scenario's own rewards, replacing the .cfg's (None: keep them)
@@ -195,6 +198,7 @@ def _gathering_spec(name: str, config: str) -> DoomSpec:
         living_reward=0.01,
         death_penalty=0.0,
         game_settings=_settings(**_render(hud=False, weapon=False)),
+        measurements=False,
     )
 
 
@@ -255,6 +259,7 @@ def _two_colors_spec(name: str, generated_map: str) -> DoomSpec:
         living_reward=0.01,
         death_penalty=0.0,
         game_settings=_settings(episode_timeout=2100, doom_skill=3, **_render(hud=False, weapon=False)),
+        measurements=False,
     )
 
 
@@ -288,6 +293,7 @@ DOOM_ENV_SPECS = (
         reward_scale=0.01,  # 2.x's: a kill is +1.01 minus 0.01 per tic, a return of ~0.7-0.9 when solved
         max_env_steps=300,  # 2.x's limit; the scenario ends itself after 300 tics (75 steps) before it
         game_settings=_settings(**_render(hud=True)),
+        measurements=False,
         # A tiny task: many small updates beat few large ones. On 2 CPU cores batch 2048 gets only
         # 61 updates in 500k frames and does not move the policy; batch 256 with lr 5e-4 reached a
         # mean return of 0.70 (70 on the unscaled reward of the time) in ~300k frames.
@@ -299,6 +305,7 @@ DOOM_ENV_SPECS = (
         (TURN, ATTACK),
         action_kind="tuple",  # Tuple(Discrete(3), Discrete(2)): turn, attack
         game_settings=_settings(**_render(hud=True)),
+        measurements=False,
         # Measured over 1M frames on 2 cores (with Discrete(6) actions then): batch 2048, lr 1e-4
         # goes from 0.5 to 2.9 kills; batch 256, lr 5e-4 from 0.7 to 7.8.
         train_defaults=MappingProxyType({"batch_size": 256, "learning_rate": 5e-4}),
@@ -309,6 +316,7 @@ DOOM_ENV_SPECS = (
         (TURN, ATTACK),
         action_kind="tuple",
         game_settings=_settings(**_render(hud=True)),
+        measurements=False,
     ),
     # As sample-factory 2.x trains them (and the Hugging Face course scores them): one of four
     # buttons or none, 0.01 per tic alive and no death penalty (the return is ~seconds survived / 0.35),
@@ -321,6 +329,7 @@ DOOM_ENV_SPECS = (
         (TURN, FORWARD_BACK),  # 2.x's doom_action_space_basic: Tuple(turn, forward/backward)
         action_kind="tuple",
         game_settings=_settings(**_render(hud=False)),
+        measurements=False,
     ),
     # sample-factory 2.x's one-button-at-a-time variants (its buttons, ViZDoom's maps and rewards)
     DoomSpec(
@@ -328,12 +337,14 @@ DOOM_ENV_SPECS = (
         "my_way_home.cfg",
         (TURN + FORWARD_BACK,),
         game_settings=_settings(**_render(hud=False)),
+        measurements=False,
     ),
     DoomSpec(
         "doom_defend_the_center_flat_actions",
         "defend_the_center.cfg",
         (TURN + ATTACK,),
         game_settings=_settings(**_render(hud=True)),
+        measurements=False,
     ),
     DoomSpec(
         "doom_deadly_corridor",
@@ -342,6 +353,7 @@ DOOM_ENV_SPECS = (
         action_kind="tuple",
         reward_scale=0.01,  # 2.x's: the scenario pays the distance gained towards the vest, -100 for dying
         game_settings=_settings(**_render(hud=True)),
+        measurements=False,
     ),
     # ----- 2.x's scenarios on maps written here (maps/): its buttons, spaces, rewards and limits
     _two_colors_spec("doom_two_colors_easy", "two_colors_easy"),
