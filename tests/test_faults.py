@@ -596,3 +596,37 @@ def test_buffers_larger_than_memory_stop_the_run_before_it_starts_naming_the_fla
     assert "the trajectory buffers need" in err and "GiB of shared memory" in err
     assert "--num_envs_per_worker=100000" in err and "--rollout=" in err and "obs (3, 72, 128)" in err
     assert not list((tmp_path / "crash").glob("checkpoint_p0/*"))
+
+
+def fake_cgroup(tmp_path, v2_limits: dict[str, tuple[str, int]]):
+    """A cgroup v2 tree under tmp_path: {relative dir: (memory.max, memory.current)}."""
+    root = tmp_path / "cgroup"
+    for relative, (limit, used) in v2_limits.items():
+        directory = root / relative
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "memory.max").write_text(f"{limit}\n")
+        (directory / "memory.current").write_text(f"{used}\n")
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("0::/box/job\n")
+    return root, proc
+
+
+def test_the_cgroup_memory_limit_bounds_the_buffers_not_the_machine_ram(tmp_path, monkeypatch):
+    """ISSUE 15, item 9: 160 envs under a 2 GiB container limit were OOM-killed without a word; the
+    limit of the process's cgroup (its own or an ancestor's, whichever leaves less) now counts."""
+    from sample_factory.algo import shared_buffers
+
+    gib = 2**30
+    root, proc = fake_cgroup(tmp_path, {"": ("max", 50 * gib), "box": (2 * gib, gib // 2), "box/job": ("max", gib)})
+    assert shared_buffers.cgroup_memory_headroom(root, proc) == 2 * gib - gib // 2
+    unlimited_root, unlimited_proc = fake_cgroup(tmp_path / "u", {"": ("max", gib), "box/job": ("max", gib)})
+    assert shared_buffers.cgroup_memory_headroom(unlimited_root, unlimited_proc) is None
+
+    monkeypatch.setattr(shared_buffers, "cgroup_memory_headroom", lambda: gib)
+    with pytest.raises(shared_buffers.InsufficientMemoryError) as error:
+        shared_buffers.check_buffers_fit(3 * gib, "--num_envs_per_worker=160")
+    assert str(error.value) == (
+        "the trajectory buffers need 3.0 GiB of shared memory, 1.0 GiB is left under the memory limit of this"
+        " process's cgroup: --num_envs_per_worker=160 size them"
+    )
+    shared_buffers.check_buffers_fit(gib // 2, "--num_envs_per_worker=16")  # fits: no error

@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import time
+from pathlib import Path
 
 import faster_fifo
 import gymnasium as gym
@@ -82,18 +83,65 @@ def trajectory_buffer_bytes(
     )
 
 
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
+def cgroup_memory_headroom(cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")):
+    """Bytes this process's cgroup may still use before the OOM killer acts (v2 or v1), or None if unlimited.
+
+    Shared memory pages count against the cgroup of whoever touches them, so a container's limit,
+    not the machine's RAM, is what trajectory buffers must fit in.
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if hierarchy == "0" and controllers == "":  # cgroup v2: the limits of every ancestor apply
+            headrooms = []
+            directory = cgroup_root / relative
+            while True:
+                limit = _read_int(directory / "memory.max")
+                used = _read_int(directory / "memory.current")
+                if limit is not None and used is not None:
+                    headrooms.append(limit - used)
+                if directory == cgroup_root or cgroup_root not in directory.parents:
+                    break
+                directory = directory.parent
+            return min(headrooms) if headrooms else None
+        if "memory" in controllers.split(","):  # cgroup v1
+            directory = cgroup_root / "memory" / relative
+            limit = _read_int(directory / "memory.limit_in_bytes")
+            used = _read_int(directory / "memory.usage_in_bytes")
+            if limit is None or used is None or limit >= 2**60:  # v1 writes a huge number for "no limit"
+                return None
+            return limit - used
+    return None
+
+
 def check_buffers_fit(needed: int, sized_by: str):
-    """Stops before anything is allocated when the buffers cannot fit in RAM or in /dev/shm."""
-    available = psutil.virtual_memory().available
+    """Stops before anything is allocated when the buffers cannot fit in RAM, in /dev/shm, or under
+    the memory limit of the process's cgroup (a container)."""
+    available, where = psutil.virtual_memory().available, "available"
     try:
         shm = os.statvfs("/dev/shm")
         available = min(available, shm.f_bavail * shm.f_frsize)
     except OSError:
         pass  # no /dev/shm: torch's shared memory then lives elsewhere
+    headroom = cgroup_memory_headroom()
+    if headroom is not None and headroom < available:
+        available, where = max(headroom, 0), "left under the memory limit of this process's cgroup"
     if needed > available:
         raise InsufficientMemoryError(
             f"the trajectory buffers need {needed / 2**30:.1f} GiB of shared memory, {available / 2**30:.1f} GiB is "
-            f"available: {sized_by} size them"
+            f"{where}: {sized_by} size them"
         )
 
 
