@@ -23,7 +23,7 @@ from sample_factory.envs.create_env import EnvCreationError, EnvInfo, obtain_env
 from sample_factory.envs.env_utils import UnknownEnvError, make_env_func_for
 from sample_factory.model.model_factory import global_model_factory
 from sample_factory.pbt.population_based_training import PopulationBasedTraining
-from sample_factory.runner.runner import Runner
+from sample_factory.runner.runner import ParallelRunner, Runner, SerialRunner
 from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.checkpoint import CheckpointError
 from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
@@ -102,7 +102,7 @@ def make_runner(cfg) -> tuple[AttrDict, Runner]:
         exp_dir.rename(kept)
         log.info("Kept the previous experiment as %s; starting from scratch", kept)
     _seed_everything(cfg.seed)
-    runner = Runner(cfg, env_info, exp_dir)
+    runner = (SerialRunner if cfg.serial_mode else ParallelRunner)(cfg, env_info, exp_dir)
     if cfg.with_pbt:
         runner.register_observer(PopulationBasedTraining(cfg, runner))
     return cfg, runner

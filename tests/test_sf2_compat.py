@@ -40,6 +40,8 @@ DOCUMENTED_2X_SURFACE = [
     ("sample_factory.algo.utils.rl_utils", []),
     ("sample_factory.algo.utils.running_mean_std", ["RunningMeanStd"]),
     ("sample_factory.algo.runners.runner", ["AlgoObserver", "Runner"]),
+    ("sample_factory.algo.runners.runner_serial", ["SerialRunner"]),
+    ("sample_factory.algo.runners.runner_parallel", ["ParallelRunner"]),
     ("sample_factory.model.encoder", ["Encoder", "MlpEncoder", "ConvEncoder", "ResnetEncoder", "make_img_encoder",
                                       "default_make_encoder_func"]),
     ("sample_factory.model.core", ["ModelCore", "ModelCoreRNN", "default_make_core_func"]),
@@ -185,6 +187,24 @@ class RecordingObserver:
                 self.calls.append("on_stop")
 
         return Recorder()
+
+
+@pytest.mark.parametrize("serial", [True, False], ids=["SerialRunner", "ParallelRunner"])
+def test_2x_runner_classes_are_built_from_the_config_alone_and_train(tmp_path, serial):
+    """2.x scripts build `SerialRunner(cfg)` / `ParallelRunner(cfg)` themselves; make_runner picks the same class."""
+    from sample_factory.algo.runners.runner_parallel import ParallelRunner
+    from sample_factory.algo.runners.runner_serial import SerialRunner
+    from sample_factory.train import make_runner
+
+    cls = SerialRunner if serial else ParallelRunner
+    cfg = cartpole_2x_cfg(tmp_path, f"--serial_mode={not serial}", "--train_for_env_steps=3000", "--auto_tune=False")
+    runner = cls(cfg)
+    assert runner.cfg.serial_mode is serial, "the class decides the mode, as in 2.x"
+    assert runner.init() == 0 and runner.run() == 0
+    assert runner.stats.total_env_steps >= 3000
+    assert (tmp_path / "sf2" / "checkpoint_p0").is_dir()
+    _, picked = make_runner(cartpole_2x_cfg(tmp_path / "b", f"--serial_mode={serial}"))
+    assert isinstance(picked, cls)
 
 
 def test_the_2x_runner_pattern_with_an_observer_and_a_2x_env_factory(tmp_path):

@@ -40,7 +40,7 @@ from sample_factory.algo.shared_buffers import (
 )
 from sample_factory.algo.utils.agent_policy_mapping import agent_policy_mapping_class
 from sample_factory.cfg.derived import acting_policies, agents_per_split, trajectories_per_iteration
-from sample_factory.cfg.experiment import cfg_hash, save_cfg
+from sample_factory.cfg.experiment import cfg_hash, experiment_dir, save_cfg
 from sample_factory.cfg.policy_params import (
     initial_hyperparams,
     parse_policy_overrides,
@@ -50,7 +50,7 @@ from sample_factory.cfg.policy_params import (
     write_hyperparams,
     write_reward_shaping,
 )
-from sample_factory.envs.create_env import EnvInfo
+from sample_factory.envs.create_env import EnvInfo, obtain_env_info
 from sample_factory.envs.env_utils import env_registry_snapshot
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 from sample_factory.model.model_factory import global_model_factory
@@ -68,6 +68,7 @@ from sample_factory.signal_slot.signal_slot import (
     kill_process_tree,
     signal,
 )
+from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.checkpoint import (
     CheckpointError,
     best_metric_value,
@@ -726,3 +727,31 @@ class Runner(EventLoopObject):
         if self._stack_dir is not None:
             shutil.rmtree(self._stack_dir, ignore_errors=True)
         self.stats.close()
+
+
+class _RunnerOfMode(Runner):
+    """sample-factory 2.x's runner classes, built from the config alone as 2.x builds them
+    (`make_runner` picks one by --serial_mode and also tunes and validates the config first)."""
+
+    serial_mode: bool
+
+    def __init__(self, cfg, env_info: EnvInfo | None = None, experiment_dir_path: Path | None = None):
+        if bool(cfg.serial_mode) != self.serial_mode:
+            cfg = AttrDict({**cfg, "serial_mode": self.serial_mode})
+        super().__init__(
+            cfg,
+            env_info if env_info is not None else obtain_env_info(cfg),
+            experiment_dir_path if experiment_dir_path is not None else experiment_dir(cfg),
+        )
+
+
+class SerialRunner(_RunnerOfMode):
+    """Every component on the runner's own event loop, in this process (--serial_mode=True)."""
+
+    serial_mode = True
+
+
+class ParallelRunner(_RunnerOfMode):
+    """Rollout and inference workers (and learners of several policies) in processes of their own."""
+
+    serial_mode = False
