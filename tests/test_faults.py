@@ -16,6 +16,7 @@ import torch
 from training import train_until
 
 from sample_factory.envs.env_utils import register_env
+from sample_factory.model.encoder import Encoder
 from sf_examples.train_gym_env import parse_gym_args
 
 pytestmark = pytest.mark.timeout(120)
@@ -630,3 +631,49 @@ def test_the_cgroup_memory_limit_bounds_the_buffers_not_the_machine_ram(tmp_path
         " process's cgroup: --num_envs_per_worker=160 size them"
     )
     shared_buffers.check_buffers_fit(gib // 2, "--num_envs_per_worker=16")  # fits: no error
+
+
+class InferenceHangingEncoder(Encoder):
+    """The library's encoder, except in an inference worker's process, where its 50th forward never returns."""
+
+    def __init__(self, cfg, obs_space):
+        super().__init__(cfg)
+        from sample_factory.model.encoder import make_default_encoder
+
+        self.inner = make_default_encoder(cfg, obs_space)
+        self.calls = 0
+
+    def forward(self, obs_dict):
+        import multiprocessing
+
+        self.calls += 1
+        if self.calls == 50 and multiprocessing.current_process().name.startswith("inference"):
+            time.sleep(3600)
+        return self.inner(obs_dict)
+
+    def get_out_size(self):
+        return self.inner.get_out_size()
+
+
+def test_a_stuck_inference_worker_is_named_with_its_stack_and_stops_the_run(tmp_path, caplog):
+    """ISSUE 15, heartbeats: a process whose event loop stands still (here an inference worker stuck in
+    its model) is named with its Python stack after --heartbeat_interval, and stops the run after 3 x that."""
+    from sample_factory.algo.utils.context import global_model_factory, reset_global_model_factory
+
+    reset_global_model_factory()
+    global_model_factory().register_encoder_factory(InferenceHangingEncoder)
+    try:
+        started = time.monotonic()
+        result = train_until(
+            crash_cfg(
+                tmp_path, "CartPole-v1", "--serial_mode=False", "--heartbeat_interval=2", "--train_for_seconds=60"
+            )
+        )
+    finally:
+        reset_global_model_factory()
+    assert result["status"] != 0
+    assert time.monotonic() - started < 40, "stopped after ~3 x --heartbeat_interval, not at the 60 s budget"
+    named = [r.getMessage() for r in caplog.records if "has not turned its event loop" in r.getMessage()]
+    assert len(named) == 1 and named[0].startswith("inference_p0_0 (pid "), named
+    assert "Where it is:" in named[0] and "in forward" in named[0] and "test_faults.py" in named[0], named[0]
+    assert "inference_p0_0 has been silent for" in caplog.text and "stopping the run" in caplog.text

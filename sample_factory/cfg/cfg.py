@@ -313,7 +313,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         type=int,
         default=20,
         help="A rollout worker that steps no env for this many seconds while others do is stalled (a hung env): its "
-        "stack goes to the log and it is started anew (--max_worker_restarts)",
+        "stack goes to the log and it is started anew (--max_worker_restarts). An inference worker or learner process "
+        "whose event loop stands still this long is named with its stack; 3 times this long stops the run",
     )
     g.add_argument(
         "--max_env_failures",

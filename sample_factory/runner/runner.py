@@ -82,6 +82,7 @@ from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SEC = 30.0
+SILENT_STOP_INTERVALS = 3  # an inference or learner process silent this many --heartbeat_interval stops the run
 NON_FINITE_LOG_INTERVAL_SEC = 60.0  # a NaN-returning env is named at once, then once a minute
 
 
@@ -195,6 +196,8 @@ class Runner(EventLoopObject):
         self._last_progress: list[float] = []
         self._stall_reported: list[float] = []
         self._non_finite_logged = 0.0
+        self._loop_turns: dict[str, tuple[int, float]] = {}  # process -> (its loop's turns, since when)
+        self._silence_reported: set[str] = set()
         self.leak_watch = LeakWatch()
 
     # --- extension points (sample-factory 2.x's) ---------------------------------------------
@@ -686,9 +689,46 @@ class Runner(EventLoopObject):
     def _process_named(self, name: str) -> EventLoopProcess | None:
         return next((p for p in self.processes if p.name == name), None)
 
+    def _check_silent_processes(self):
+        """An inference worker or learner whose event loop stands still is stuck inside a callback
+        (its loop turns at least once a second even when idle): named with its stack after
+        --heartbeat_interval seconds, the run stopped after SILENT_STOP_INTERVALS of them."""
+        now = time.monotonic()
+        for process in self.processes:
+            if process.name.startswith("rollout_worker_") or not process.is_alive():
+                continue  # rollout workers are judged by the frames they step (_check_stalled_workers)
+            turns = process.event_loop.turns
+            last_turns, since = self._loop_turns.get(process.name, (None, now))
+            if turns != last_turns:
+                self._loop_turns[process.name] = (turns, now)
+                self._silence_reported.discard(process.name)
+                continue
+            silent_for = now - since
+            if silent_for >= self.cfg.heartbeat_interval and process.name not in self._silence_reported:
+                self._silence_reported.add(process.name)
+                stack = process.stack()
+                log.error(
+                    "%s (pid %s) has not turned its event loop for %.0fs: stuck?%s",
+                    process.name,
+                    process.pid,
+                    silent_for,
+                    f" Where it is:\n{stack}" if stack else "",
+                )
+            if silent_for >= SILENT_STOP_INTERVALS * self.cfg.heartbeat_interval:
+                log.error(
+                    "%s has been silent for %.0fs (%d x --heartbeat_interval=%d): stopping the run",
+                    process.name,
+                    silent_for,
+                    SILENT_STOP_INTERVALS,
+                    self.cfg.heartbeat_interval,
+                )
+                self.request_stop(ExitStatus.FAILURE)
+                return
+
     def _check_health(self):
         if not self.cfg.serial_mode and not self._stopping:
             self._check_stalled_workers()
+            self._check_silent_processes()
         for process in self.processes:
             if not process.is_alive() and process.process is not None:
                 if self._stopping and process.exitcode == 0:

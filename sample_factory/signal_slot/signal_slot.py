@@ -67,6 +67,8 @@ class EventLoop:
         self.queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
         # Messages taken off the queue, readable from every process (the benchmark counts them).
         self._received = multiprocessing.RawValue(ctypes.c_uint64, 0)
+        # Turns of the loop (at least one a second while it runs): one that stands still is stuck in a callback.
+        self._turns = multiprocessing.RawValue(ctypes.c_uint64, 0)
         self._init_local_state()
 
     def _init_local_state(self):
@@ -79,12 +81,19 @@ class EventLoop:
 
     # Pickling carries only the address (name + queue): a loop's objects travel separately.
     def __getstate__(self):
-        return {"name": self.name, "queue": self.queue, "received": self._received, "owned": self.owned_by_process}
+        return {
+            "name": self.name,
+            "queue": self.queue,
+            "received": self._received,
+            "turns": self._turns,
+            "owned": self.owned_by_process,
+        }
 
     def __setstate__(self, state):
         self.name = state["name"]
         self.queue = state["queue"]
         self._received = state["received"]
+        self._turns = state["turns"]
         self.owned_by_process = state["owned"]
         self._init_local_state()
 
@@ -92,6 +101,11 @@ class EventLoop:
     def messages_received(self) -> int:
         """Messages this loop has taken off its queue so far (from other threads or processes)."""
         return self._received.value
+
+    @property
+    def turns(self) -> int:
+        """Times this loop has gone round so far, readable from every process (a heartbeat)."""
+        return self._turns.value
 
     def __repr__(self):
         return f"EventLoop({self.name})"
@@ -156,6 +170,7 @@ class EventLoop:
 
     def run_once(self, max_wait_sec: float = 1.0) -> int:
         """Processes whatever is ready (waiting at most `max_wait_sec`); returns messages handled."""
+        self._turns.value += 1
         handled = self._drain_local()
         wait_sec = min(max_wait_sec, self._fire_due_timers())
         self._run_idle_callbacks()
