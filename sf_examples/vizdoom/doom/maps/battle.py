@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 
-from sf_examples.vizdoom.doom.maps.decorate import frames, spawn_here, spot_spawner
+from sf_examples.vizdoom.doom.maps.decorate import frames, invisible_actor, spawn_here, spot_spawner
 from sf_examples.vizdoom.doom.maps.wad import Udmf, map_lumps, pack_wad, square
 
 ARENA = 1856.0
@@ -216,14 +216,7 @@ ACTOR BattleClock : Inventory
 """,
     ]
     director = [
-        f"ACTOR BattleDirector {DIRECTOR_EDNUM}",
-        "{",
-        "  +NOINTERACTION",
-        "  +NOBLOCKMAP",
-        "  States",
-        "  {",
-        "  Spawn:",
-        "    TNT1 A 0",
+        *invisible_actor(f"BattleDirector {DIRECTOR_EDNUM}"),
         '    TNT1 A 0 A_GiveInventory("BattleStart", 1, AAPTR_PLAYER1)',
         *frames(monsters, spawn_here("BattleImpSpawner")),
         *frames(30, spawn_here("BattleMedikitSpawner")),

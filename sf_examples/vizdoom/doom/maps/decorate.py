@@ -27,6 +27,21 @@ SXF_NOCHECKPOSITION = 32
 Spot = tuple[float, float, float]  # x, y, floor height
 
 
+def invisible_actor(name: str) -> list[str]:
+    """The opening lines of an actor that is never seen nor touched, up to its first Spawn frame:
+    spawners and directors, which only run their states."""
+    return [
+        f"ACTOR {name}",
+        "{",
+        "  +NOINTERACTION",
+        "  +NOBLOCKMAP",
+        "  States",
+        "  {",
+        "  Spawn:",
+        "    TNT1 A 0",
+    ]
+
+
 def spot_spawner(name: str, spawns: str, spots: Sequence[Spot], check_position: bool, jitter: float = 0.0) -> str:
     """An invisible actor that spawns one `spawns` at a random spot of `spots`, then disappears.
 
@@ -38,14 +53,7 @@ def spot_spawner(name: str, spawns: str, spots: Sequence[Spot], check_position: 
     flags = SXF_ABSOLUTEPOSITION | SXF_ABSOLUTEANGLE | (0 if check_position else SXF_NOCHECKPOSITION)
     labels = ", ".join(f'"P{i}"' for i in range(len(spots)))
     lines = [
-        f"ACTOR {name}",
-        "{",
-        "  +NOINTERACTION",
-        "  +NOBLOCKMAP",
-        "  States",
-        "  {",
-        "  Spawn:",
-        "    TNT1 A 0",
+        *invisible_actor(name),
         f"    TNT1 A 0 A_Jump(256, {labels})",
         "    Stop",
     ]

@@ -12,7 +12,13 @@ alive (the episode ends at death or after 2100 tics); 2.x shapes it with +1 when
 
 from __future__ import annotations
 
-from sf_examples.vizdoom.doom.maps.decorate import SXF_ABSOLUTEANGLE, SXF_ABSOLUTEPOSITION, SXF_NOCHECKPOSITION, frames
+from sf_examples.vizdoom.doom.maps.decorate import (
+    SXF_ABSOLUTEANGLE,
+    SXF_ABSOLUTEPOSITION,
+    SXF_NOCHECKPOSITION,
+    frames,
+    invisible_actor,
+)
 from sf_examples.vizdoom.doom.maps.wad import Udmf, map_lumps, pack_wad, square
 
 ROOM = 1280.0
@@ -98,14 +104,7 @@ def _director() -> str:
     totem_dx, totem_dy = TOTEM_AT[0] - ROOM / 2, TOTEM_AT[1] - ROOM / 2
     flags = SXF_ABSOLUTEPOSITION | SXF_NOCHECKPOSITION
     lines = [
-        f"ACTOR TwoColorsDirector {DIRECTOR_EDNUM}",
-        "{",
-        "  +NOINTERACTION",
-        "  +NOBLOCKMAP",
-        "  States",
-        "  {",
-        "  Spawn:",
-        "    TNT1 A 0",
+        *invisible_actor(f"TwoColorsDirector {DIRECTOR_EDNUM}"),
         '    TNT1 A 0 A_Jump(128, "RedIsGood")',
     ]
     for good, bad in (("Green", "Red"), ("Red", "Green")):
