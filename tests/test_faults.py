@@ -204,6 +204,42 @@ def test_a_dead_rollout_worker_is_started_anew_and_the_run_trains_to_its_budget(
     assert '"worker_restarts": 1' in (tmp_path / "crash" / "summary.json").read_text()
 
 
+@pytest.mark.parametrize("kill_after_steps", [3000, 7000, 11000])
+def test_kill_9_of_the_inference_worker_stops_the_run_cleanly(tmp_path, caplog, kill_after_steps):
+    """A dead inference worker is not restarted (see the README's reliability status): the run stops
+    within seconds, whatever the worker was doing when killed, and leaves no process behind."""
+    from sample_factory.train import make_runner
+
+    cfg = crash_cfg(
+        tmp_path, "CartPole-v1", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=4",
+        "--train_for_seconds=60",
+    )  # fmt: skip
+    _, runner = make_runner(cfg)
+    killed = []
+
+    def kill_inference_once(r):
+        if not killed and r.stats.total_env_steps > kill_after_steps:
+            process = r._process_named("inference_p0_0")
+            killed.append(process.pid)
+            os.kill(process.pid, signal.SIGKILL)
+        return False
+
+    runner.report_callbacks.append(kill_inference_once)
+    started = time.monotonic()
+    assert runner.run() != 0
+    assert killed and time.monotonic() - started < 45
+    died = [r.getMessage() for r in caplog.records if "died with exit code" in r.getMessage()]
+    assert died == [f"inference_p0_0 (pid {killed[0]}) died with exit code -9: stopping the run"]
+    # The fork server and resource tracker serve this test process for every run; the run's own are gone.
+    left = [
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if p.status() != psutil.STATUS_ZOMBIE
+        and not any(k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker"))
+    ]
+    assert not left, f"processes of the run still alive: {left}"
+
+
 def test_a_worker_that_keeps_dying_stops_the_run_past_the_restart_budget(tmp_path, caplog):
     register_env("killing_cartpole", make_process_killing_env)
     started = time.monotonic()

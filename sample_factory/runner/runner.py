@@ -731,8 +731,8 @@ class Runner(EventLoopObject):
             self._check_silent_processes()
         for process in self.processes:
             if not process.is_alive() and process.process is not None:
-                if self._stopping and process.exitcode == 0:
-                    continue
+                if (self._stopping and process.exitcode == 0) or process.event_loop.receiver_gone:
+                    continue  # a clean exit at the end, or a death already reported
                 if process.name.startswith("rollout_worker_") and self._restart_rollout_worker(
                     int(process.name.rsplit("_", 1)[1]), f"(pid {process.pid}) died with exit code {process.exitcode}"
                 ):
@@ -740,6 +740,7 @@ class Runner(EventLoopObject):
                 log.error(
                     "%s (pid %s) died with exit code %s: stopping the run", process.name, process.pid, process.exitcode
                 )
+                process.event_loop.receiver_gone = True
                 self.status = ExitStatus.FAILURE
                 if not self._stopping:
                     self.request_stop(ExitStatus.FAILURE)

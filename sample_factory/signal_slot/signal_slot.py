@@ -78,6 +78,10 @@ class EventLoop:
         self._timer_seq = itertools.count()
         self._idle_callbacks: list[Callable[[], None]] = []
         self.terminate_requested = False
+        # Set (in this process's copy) once the loop's process is known dead: messages to it are dropped.
+        # Nobody would read them, and a process killed inside a queue operation may have left the
+        # queue's lock held, where a put would block forever.
+        self.receiver_gone = False
 
     # Pickling carries only the address (name + queue): a loop's objects travel separately.
     def __getstate__(self):
@@ -123,6 +127,8 @@ class EventLoop:
         message = (object_id, slot_name, args)
         if current_loop() is self:
             self._local.append(message)
+        elif self.receiver_gone:
+            return
         else:
             # A full queue means the receiver is stuck or dead; don't block forever on it.
             self.queue.put(message, block=True, timeout=30.0)
