@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -459,7 +460,7 @@ def test_a_hung_env_is_named_with_its_stack_and_its_worker_started_anew(tmp_path
     assert result["status"] == 0
     assert len(stall_reports(caplog)) == 1
     assert result["worker_restarts"] == 1
-    assert "rollout_worker_1 stalled for 3s: started it anew with fresh envs" in caplog.text
+    assert re.search(r"rollout_worker_1 stalled for \d+s: started it anew with fresh envs", caplog.text)
     progress = result["runner"].shared.frames_sampled.tolist()
     assert progress[1] > 2 * 2 * 200, f"the restarted worker sampled on past the hang ({progress})"
 
