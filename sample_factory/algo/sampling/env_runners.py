@@ -197,12 +197,13 @@ def _origin(e: Exception) -> tuple[int | None, Exception]:
 
 
 class _NamesItsFailures(gym.Wrapper):
-    """Inside a SyncVectorEnv: tells which of its envs raised, and checks each first observation
+    """Inside a SyncVectorEnv: tells which of its envs raised, and checks its first observation
     (the vector env would fail on a missing key with a bare KeyError)."""
 
     def __init__(self, env, env_idx: int, obs_space: gym.spaces.Dict, where: str):
         super().__init__(env)
         self._env_idx, self._obs_space, self._where = env_idx, obs_space, where
+        self._first_obs_checked = False
 
     def step(self, action):
         try:
@@ -215,7 +216,9 @@ class _NamesItsFailures(gym.Wrapper):
             obs, info = self.env.reset(**kwargs)
         except Exception as e:
             raise _SubEnvFailed(self._env_idx, e) from e
-        check_obs_against_space(as_obs_dict(obs), self._obs_space, self._where)
+        if not self._first_obs_checked:  # autoresets come back here every episode: once is enough
+            check_obs_against_space(as_obs_dict(obs), self._obs_space, self._where)
+            self._first_obs_checked = True
         return obs, info
 
 

@@ -104,7 +104,7 @@ class RolloutWorker(EventLoopObject):
         self.num_acting = acting_policies(cfg)  # learning policies, then frozen league opponents
         # How many times this worker was started anew: answers to an earlier process's requests are stale.
         self.epoch = 0
-        self._non_finite_unreported: tuple[int, str, int] | None = None  # (env index, what, steps dropped)
+        self._non_finite_unreported: list | None = None  # [first env index, what it returned, steps dropped]
 
     def on_loop_started(self):
         try:
@@ -309,12 +309,9 @@ class RolloutWorker(EventLoopObject):
             valids[found.agents] = False
         if len(found.bad_obs):
             split.drop_next = found.bad_obs
-        dropped = len(found.agents) + len(found.bad_obs)
         if self._non_finite_unreported is None:
-            self._non_finite_unreported = (env_idx, found.first_what, dropped)
-        else:
-            first_env, first_what, count = self._non_finite_unreported
-            self._non_finite_unreported = (first_env, first_what, count + dropped)
+            self._non_finite_unreported = [env_idx, found.first_what, 0]
+        self._non_finite_unreported[2] += len(found.agents) + len(found.bad_obs)
 
     def _report_non_finite(self):
         """Once per trajectory at most: an env returning NaN at every step costs one message, not one a step."""
