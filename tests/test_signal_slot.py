@@ -415,3 +415,47 @@ def test_an_emit_that_reaches_no_slot_raises_in_strict_mode():
         pinger.ping.emit(0)
     with pytest.raises(signal_slot.UnconnectedSignalError, match="pinger.actions_ready_w7"):
         pinger.named_signal("actions_ready_w7").emit(0)
+
+
+# --- a loop started anew on a fresh queue -------------------------------------------------------
+
+
+def wait_on_queue(loop):
+    loop.queue.get_many(timeout=60)
+
+
+def post_when_told(loop, go, posted):
+    """A process holding its own copy of `loop` (as a sender does) posts once told to."""
+    go.wait(30)
+    loop.post("anyone", "slot", ("after the restart",))
+    posted.set()
+
+
+def read_one(loop, got):
+    got.put(loop.queue.get(timeout=20))
+
+
+def test_a_reader_killed_while_waiting_leaves_its_loop_a_fresh_queue_every_copy_posts_to():
+    """faster-fifo's queue is left hung by a reader killed in its wait (the next reader and writers would
+    block forever); move_to_spare_queue sends every copy of the loop, in every process, to a new one."""
+    ctx = multiprocessing.get_context("spawn")
+    loop = EventLoop("restartable", spare_queues=1)
+    go, posted, got = ctx.Event(), ctx.Event(), ctx.Queue()
+    sender = ctx.Process(target=post_when_told, args=(loop, go, posted))
+    sender.start()
+    reader = ctx.Process(target=wait_on_queue, args=(loop,))
+    reader.start()
+    time.sleep(2.0)  # the reader waits in get
+    os.kill(reader.pid, os_signal.SIGKILL)
+    reader.join()
+
+    assert loop.generation == 0 and loop.move_to_spare_queue() and loop.generation == 1
+    assert not loop.move_to_spare_queue(), "one spare, used"
+    new_reader = ctx.Process(target=read_one, args=(loop, got))
+    new_reader.start()
+    go.set()
+    assert posted.wait(DEADLINE_SEC), "the sender's post did not block"
+    assert got.get(timeout=DEADLINE_SEC) == ("anyone", "slot", ("after the restart",))
+    for p in (sender, new_reader):
+        p.join(DEADLINE_SEC)
+        assert p.exitcode == 0

@@ -9,11 +9,12 @@ Policy ids count the learning policies first, then the frozen league opponents (
 which have inference workers but no learner.
 
   inference_requested(policy_id)   rollout worker -> inference worker of that policy
-      (worker_idx, split_idx, t, slots, epoch): observations of step t of these trajectory slots are
-      in the shared buffers; compute the actions. `epoch` counts the worker's restarts.
+      (worker_idx, split_idx, t, slots, epoch, request_seq): observations of step t of these trajectory
+      slots are in the shared buffers; compute the actions. `epoch` counts the worker's restarts,
+      `request_seq` the split's requests (one asked again after an inference restart is answered once).
   actions_ready(worker_idx)        inference worker -> that rollout worker
-      (split_idx, epoch): the actions of the split's last request are in the shared buffers (an
-      epoch not the worker's own answers a process that was replaced: ignored).
+      (split_idx, epoch, policy_id): that policy's actions for the split's last request are in the
+      shared buffers (an epoch not the worker's own answers a process that was replaced: ignored).
   trajectory_ready(policy_id)      rollout worker -> learner of that policy
       (policy_id, slots): these trajectory slots are complete; the learner frees them when done
       (a frozen opponent's slots the rollout worker frees itself).
@@ -40,6 +41,8 @@ Signals declared on the component classes (`signal()` attributes):
   LearnerWorker.weights_exported   -> population-based training (policy_id, target_policy, path)
   PopulationBasedTraining.reward_shaping_changed -> rollout workers (policy_id, shaping: dict)
   Runner.stop_requested            -> every component (): stop; samplers first, learners last
+  Runner.inference_restarted       -> rollout workers (policy_id, inference_idx) that inference worker
+                                      died and was started anew: ask again for the actions still awaited
 """
 
 from __future__ import annotations

@@ -343,9 +343,9 @@ def add_rl_args(p: argparse.ArgumentParser):
         type=int,
         default=3,
         help="A rollout worker whose process dies, or that steps no env for --heartbeat_interval seconds while the "
-        "others do, is killed and started anew with fresh envs (its unfinished episodes dropped), up to this many "
-        "times per run (all workers together). Past that a dead worker stops the run and a stalled one is reported "
-        "while the others sample on. 0: never restart",
+        "others do, is killed and started anew with fresh envs (its unfinished episodes dropped); a dead inference "
+        "worker is started anew too. Up to this many times per run (all workers together). Past that a dead worker "
+        "stops the run and a stalled one is reported while the others sample on. 0: never restart",
     )
     g.add_argument("--report_interval_sec", type=float, default=5.0, help="Seconds between console reports")
     g.add_argument("--with_wandb", type=str2bool, default=False, help="Log to Weights & Biases")

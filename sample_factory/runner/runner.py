@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal as os_signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -59,6 +61,7 @@ from sample_factory.runner.leak_watch import LeakWatch
 from sample_factory.runner.observer import AlgoObserver
 from sample_factory.runner.stats import RunStats
 from sample_factory.signal_slot import forkserver_guard
+from sample_factory.signal_slot.queue_repair import free_lock_of_dead
 from sample_factory.signal_slot.signal_slot import (
     DEFAULT_QUEUE_BYTES,
     EventLoop,
@@ -82,6 +85,8 @@ from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SEC = 30.0
+# Spare queues of a restartable process (1 MiB each, touched): its restarts beyond this reuse the last one.
+MAX_FRESH_QUEUES = 4
 SILENT_STOP_INTERVALS = 3  # an inference or learner process silent this many --heartbeat_interval stops the run
 NON_FINITE_LOG_INTERVAL_SEC = 60.0  # a NaN-returning env is named at once, then once a minute
 
@@ -158,6 +163,7 @@ def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
 
 class Runner(EventLoopObject):
     stop_requested = signal()
+    inference_restarted = signal()
     # save_best_p{policy_id}(policy_id, metric, value) -> learner: named signals, one per policy
 
     def __init__(self, cfg, env_info: EnvInfo, experiment_dir: Path):
@@ -181,6 +187,7 @@ class Runner(EventLoopObject):
         self._best_metric = [self._saved_best_metric(p) for p in range(cfg.num_policies)]
         self.status = ExitStatus.SUCCESS
         self._stopping = False
+        self._shutting_down = threading.Event()
         self._signals_received = 0
         self._pending_signal: int | None = None
         self._stop_started = 0.0
@@ -310,7 +317,7 @@ class Runner(EventLoopObject):
         """The learner runs on the runner's loop, in this process (see the module docstring)."""
         return self.cfg.serial_mode or self.cfg.num_policies == 1
 
-    def _loop_for(self, name: str) -> EventLoop:
+    def _loop_for(self, name: str, restartable: bool = False) -> EventLoop:
         if self.cfg.serial_mode:
             return self.event_loop
         if self._stack_dir is None:
@@ -320,6 +327,7 @@ class Runner(EventLoopObject):
             self.mp_ctx,
             queue_max_bytes=self._queue_bytes,
             stack_path=str(Path(self._stack_dir) / f"{name}.txt"),
+            restarts=min(self.cfg.max_worker_restarts, MAX_FRESH_QUEUES) if restartable else 0,
             init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE if self.cfg.log_to_file else None),
         )
         self.processes.append(process)
@@ -335,7 +343,7 @@ class Runner(EventLoopObject):
             )
         for policy_id in range(acting_policies(cfg)):
             for i in range(cfg.policy_workers_per_policy):
-                loop = self._loop_for(f"inference_p{policy_id}_{i}")
+                loop = self._loop_for(f"inference_p{policy_id}_{i}", restartable=True)
                 self.inference_workers.append(InferenceWorker(loop, policy_id, i, cfg, env_info, shared, model_factory))
         if cfg.league_opponents > 0:
             self.league_opponents = LeagueOpponents(
@@ -344,7 +352,7 @@ class Runner(EventLoopObject):
         registry = env_registry_snapshot([cfg.env])
         mapping_cls = agent_policy_mapping_class()
         for worker_idx in range(cfg.num_workers):
-            loop = self._loop_for(f"rollout_worker_{worker_idx}")
+            loop = self._loop_for(f"rollout_worker_{worker_idx}", restartable=True)
             self.rollout_workers.append(
                 RolloutWorker(loop, worker_idx, cfg, env_info, shared, registry, mapping_cls, str(self.experiment_dir))
             )
@@ -364,6 +372,7 @@ class Runner(EventLoopObject):
             worker.env_failed.connect(self.on_env_failed)
             worker.non_finite_dropped.connect(self.on_non_finite_dropped)
             worker.failed.connect(self.on_rollout_worker_failed)
+            self.inference_restarted.connect(worker.on_inference_restarted)
             for learner in self.learners:
                 learner.slots_released.connect(worker.on_slots_released)
             for policy_id in range(acting_policies(cfg)):
@@ -415,6 +424,8 @@ class Runner(EventLoopObject):
             self.layout.slots_per_policy,
         )
         self._notify("on_start")
+        self._death_watch = threading.Thread(target=self._free_queues_of_the_dead, name="death_watch", daemon=True)
+        self._death_watch.start()
         Timer(self.event_loop, self.cfg.report_interval_sec, self._report)
         Timer(self.event_loop, 0.5, self._check_health)
         Timer(self.event_loop, max(1.0, float(self.cfg.save_best_every_sec)), self._save_best_if_improved)
@@ -656,33 +667,52 @@ class Runner(EventLoopObject):
     def _restart_rollout_worker(self, worker_idx: int, what_happened: str) -> bool:
         """Kills the worker's process and what its envs started, puts back the slots it held and starts
         it anew with fresh envs. False when --max_worker_restarts are spent (nothing done)."""
-        if self._stopping or self.stats.worker_restarts >= self.cfg.max_worker_restarts:
-            return False
-        self.stats.worker_restarts += 1
         process = self._process_named(f"rollout_worker_{worker_idx}")
-        if process.pid:
-            kill_process_tree(process.pid)
-        process.join(timeout_sec=5.0)
-        # Its last requests were answered long ago (it died at least a health check ago, or stalled
-        # --heartbeat_interval ago): no inference worker still writes into the slots put back here.
-        reclaimed = reclaim_slots(
-            self.shared.slot_pools, worker_idx, self.layout.slots_per_policy, self.layout.group_size
-        )
-        self.rollout_workers[worker_idx].epoch += 1
-        process.start()
+
+        def before_start():
+            # Its last requests were answered long ago (it died at least a health check ago, or stalled
+            # --heartbeat_interval ago): no inference worker still writes into the slots put back here.
+            reclaimed = reclaim_slots(
+                self.shared.slot_pools, worker_idx, self.layout.slots_per_policy, self.layout.group_size
+            )
+            self.rollout_workers[worker_idx].epoch += 1
+            return f"started it anew with fresh envs, its unfinished episodes dropped and {reclaimed} slots put back"
+
+        if not self._restart_process(process, what_happened, before_start):
+            return False
         if self._last_progress:
             self._last_progress[worker_idx] = time.monotonic()  # a fresh start, not a stall
             self._stall_reported[worker_idx] = 0.0
+        return True
+
+    def _restart_inference_worker(self, process: EventLoopProcess, what_happened: str) -> bool:
+        """Starts a dead inference worker anew; its rollout workers ask again for the actions they wait for
+        (the new process answers each request once, see InferenceWorker.on_inference_requested)."""
+        worker = next(w for w in self.inference_workers if w.event_loop is process.event_loop)
+        if not self._restart_process(
+            process, what_happened, lambda: "started it anew, its rollout workers asking again for their actions"
+        ):
+            return False
+        self._loop_turns.pop(process.name, None)  # its start-up (loading the model) is no silence
+        self.inference_restarted.emit(worker.policy_id, worker.worker_idx)
+        return True
+
+    def _restart_process(self, process: EventLoopProcess, what_happened: str, before_start) -> bool:
+        """The part of a restart common to every component: within --max_worker_restarts, kill the process
+        tree, move its loop to a fresh queue, start it again, and say so in one line and a counter."""
+        if self._stopping or self.stats.worker_restarts >= self.cfg.max_worker_restarts:
+            return False
+        self.stats.worker_restarts += 1
+        if process.pid:
+            kill_process_tree(process.pid)
+        process.join(timeout_sec=5.0)
+        # With none left (more restarts than MAX_FRESH_QUEUES), the old queue serves again: safe unless the
+        # process was killed while it waited on it.
+        process.event_loop.move_to_spare_queue()
+        done = before_start()
+        process.start()
         count, budget = self.stats.worker_restarts, self.cfg.max_worker_restarts
-        log.warning(
-            "rollout_worker_%d %s: started it anew with fresh envs, its unfinished episodes dropped and %d slots"
-            " put back (%d of --max_worker_restarts=%d)",
-            worker_idx,
-            what_happened,
-            reclaimed,
-            count,
-            budget,
-        )
+        log.warning("%s %s: %s (%d of --max_worker_restarts=%d)", process.name, what_happened, done, count, budget)
         self.stats.write_scalars(0, "stats", {"worker_restarts": count})
         return True
 
@@ -733,9 +763,11 @@ class Runner(EventLoopObject):
             if not process.is_alive() and process.process is not None:
                 if (self._stopping and process.exitcode == 0) or process.event_loop.receiver_gone:
                     continue  # a clean exit at the end, or a death already reported
-                if process.name.startswith("rollout_worker_") and self._restart_rollout_worker(
-                    int(process.name.rsplit("_", 1)[1]), f"(pid {process.pid}) died with exit code {process.exitcode}"
-                ):
+                died = f"(pid {process.pid}) died with exit code {process.exitcode}"
+                if process.name.startswith("rollout_worker_"):
+                    if self._restart_rollout_worker(int(process.name.rsplit("_", 1)[1]), died):
+                        continue
+                elif process.name.startswith("inference_") and self._restart_inference_worker(process, died):
                     continue
                 log.error(
                     "%s (pid %s) died with exit code %s: stopping the run", process.name, process.pid, process.exitcode
@@ -751,7 +783,31 @@ class Runner(EventLoopObject):
 
     # --- shutdown ----------------------------------------------------------------------------
 
+    def _free_queues_of_the_dead(self):
+        """A thread: the moment a process dies, frees any queue lock it held (see queue_repair): such a
+        lock would block the runner's own loop, so the health check could not do it. The rest of
+        the handling (restart or stop) is the health check's."""
+        handled: set[tuple[int, int]] = set()  # (sentinel, pid): a restarted process has new ones
+        while not self._shutting_down.is_set():
+            watched = {
+                (p.process.sentinel, p.pid): p
+                for p in self.processes
+                if p.process is not None and p.pid and (p.process.sentinel, p.pid) not in handled
+            }
+            try:
+                ready = multiprocessing.connection.wait([sentinel for sentinel, _ in watched], timeout=0.5)
+            except (OSError, ValueError):  # a sentinel closed meanwhile (a restart): look again
+                time.sleep(0.1)
+                continue
+            for key in [key for key in watched if key[0] in ready]:
+                handled.add(key)
+                loops = [self.event_loop] + [p.event_loop for p in self.processes]
+                held = [loop.name for loop in loops if free_lock_of_dead(loop.queue, key[1])]
+                if held:
+                    log.warning("%s died holding the queue lock of %s: freed it", watched[key].name, held)
+
     def _shutdown(self):
+        self._shutting_down.set()
         self.shared.stop_event.set()
         if self.cfg.serial_mode:
             for worker in self.rollout_workers:

@@ -58,7 +58,7 @@ class RunStats:
         self.lag = [{"min": 0.0, "avg": 0.0, "max": 0.0} for _ in range(cfg.num_policies)]
         self.num_episodes = [0] * cfg.num_policies
         self.env_failures = 0  # envs that raised and were made anew
-        self.worker_restarts = 0  # rollout worker processes that died or stalled and were started anew
+        self.worker_restarts = 0  # rollout and inference worker processes that died or stalled and were started anew
         self.non_finite_steps = 0  # steps not trained on: an env returned NaN or inf (made 0)
         self._fps_history: deque = deque()
         self._writers = None
@@ -210,7 +210,7 @@ class RunStats:
             summary["fps"],
             ", ".join(f"p{p}: {self.mean_reward(p):.2f}" for p in range(self.cfg.num_policies)),
             f"; {self.env_failures} env failure(s) recovered" if self.env_failures else "",
-            f"; {self.worker_restarts} rollout worker restart(s)" if self.worker_restarts else "",
+            f"; {self.worker_restarts} worker restart(s)" if self.worker_restarts else "",
             f"; {self.non_finite_steps} step(s) with NaN/inf dropped" if self.non_finite_steps else "",
         )
         self._append_progress(elapsed_sec, summary["fps"])  # the curve ends where the run ended

@@ -60,11 +60,22 @@ def current_loop() -> EventLoop | None:
 class EventLoop:
     """Dispatches messages and timers to the objects that live in it."""
 
-    def __init__(self, name: str, queue_max_bytes: int = DEFAULT_QUEUE_BYTES, owned_by_process: bool = False):
+    def __init__(
+        self,
+        name: str,
+        queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
+        owned_by_process: bool = False,
+        spare_queues: int = 0,
+    ):
         self.name = name
         # The loop of an EventLoopProcess: its objects stop it when they stop (see stop_own_loop).
         self.owned_by_process = owned_by_process
-        self.queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
+        # A process killed while it waits on its queue leaves the queue's condition variable waiting
+        # for it forever (faster-fifo's pthread objects are not robust): the next reader's wait and
+        # its senders' puts would hang. A process started anew reads a spare queue instead, and
+        # every copy of the loop, in every process, posts to the queue the shared generation names.
+        self._queues = [faster_fifo.Queue(max_size_bytes=queue_max_bytes) for _ in range(1 + spare_queues)]
+        self._generation = multiprocessing.RawValue(ctypes.c_uint32, 0)
         # Messages taken off the queue, readable from every process (the benchmark counts them).
         self._received = multiprocessing.RawValue(ctypes.c_uint64, 0)
         # Turns of the loop (at least one a second while it runs): one that stands still is stuck in a callback.
@@ -87,7 +98,8 @@ class EventLoop:
     def __getstate__(self):
         return {
             "name": self.name,
-            "queue": self.queue,
+            "queues": self._queues,
+            "generation": self._generation,
             "received": self._received,
             "turns": self._turns,
             "owned": self.owned_by_process,
@@ -95,11 +107,35 @@ class EventLoop:
 
     def __setstate__(self, state):
         self.name = state["name"]
-        self.queue = state["queue"]
+        self._queues = state["queues"]
+        self._generation = state["generation"]
         self._received = state["received"]
         self._turns = state["turns"]
         self.owned_by_process = state["owned"]
         self._init_local_state()
+
+    @property
+    def queue(self) -> faster_fifo.Queue:
+        return self._queues[self._generation.value]
+
+    @queue.setter
+    def queue(self, replacement):
+        """Replaces the queue in use (tests wrap it to count what goes through)."""
+        self._queues[self._generation.value] = replacement
+
+    @property
+    def generation(self) -> int:
+        """How many times the loop has moved to a fresh queue (see `move_to_spare_queue`)."""
+        return self._generation.value
+
+    def move_to_spare_queue(self) -> bool:
+        """Called with the loop's process dead, before it is started anew: from now on every copy of
+        this loop posts to, and the new process reads, an unused queue. False when none is left.
+        Messages left in the old queue are lost: the restart protocol asks for them again."""
+        if self._generation.value + 1 >= len(self._queues):
+            return False
+        self._generation.value += 1
+        return True
 
     @property
     def messages_received(self) -> int:
@@ -349,10 +385,12 @@ class EventLoopProcess:
         init_fn: Callable | None = None,
         queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
         stack_path: str | None = None,
+        restarts: int = 0,
     ):
+        """`restarts`: how many times the process may be started anew (each takes a spare queue)."""
         self.name = name
         self.stack_path = stack_path  # where the child writes its stack on stack()
-        self.event_loop = EventLoop(name, queue_max_bytes=queue_max_bytes, owned_by_process=True)
+        self.event_loop = EventLoop(name, queue_max_bytes=queue_max_bytes, owned_by_process=True, spare_queues=restarts)
         self._mp_ctx = mp_ctx
         self._init_fn = init_fn
         self.process = None

@@ -31,6 +31,7 @@ class InferenceWorker(EventLoopObject):
     def __init__(self, event_loop, policy_id: int, worker_idx: int, cfg, env_info, shared, model_factory):
         super().__init__(event_loop, f"inference_worker_p{policy_id}_{worker_idx}")
         self.policy_id = policy_id
+        self.worker_idx = worker_idx  # among the policy's --policy_workers_per_policy
         self.cfg = cfg
         self.env_info = env_info
         self.shared = shared
@@ -41,6 +42,7 @@ class InferenceWorker(EventLoopObject):
         self._weights_seq = 0
         self._retry_timer = None
         self._requests: list[tuple[int, int, int, list[int], int]] = []
+        self._last_request: dict[tuple[int, int], tuple[int, int]] = {}  # (worker, split) -> (epoch, seq)
         self.num_batches = 0
         self.num_samples = 0
 
@@ -65,7 +67,15 @@ class InferenceWorker(EventLoopObject):
         self._retry_timer.cancel()
         self._infer_pending()
 
-    def on_inference_requested(self, worker_idx: int, split_idx: int, t: int, slots: list[int], epoch: int):
+    def on_inference_requested(
+        self, worker_idx: int, split_idx: int, t: int, slots: list[int], epoch: int, request_seq: int
+    ):
+        # After this process was started anew, a rollout worker asks again what it may have lost in
+        # the dead process's queue; a request that did reach this one is answered once.
+        request_id = (epoch, request_seq)
+        if self._last_request.get((worker_idx, split_idx), (-1, -1)) >= request_id:
+            return
+        self._last_request[(worker_idx, split_idx)] = request_id
         self._requests.append((worker_idx, split_idx, t, slots, epoch))
 
     def _infer_pending(self):
@@ -89,7 +99,7 @@ class InferenceWorker(EventLoopObject):
         self._forward_and_write(torch.tensor(rows, dtype=torch.int64))
 
         for worker_idx, split_idx, _, _, epoch in requests:
-            self.named_signal(protocol.actions_ready(worker_idx)).emit(split_idx, epoch)
+            self.named_signal(protocol.actions_ready(worker_idx)).emit(split_idx, epoch, self.policy_id)
         self.num_batches += 1
         self.num_samples += len(rows)
 

@@ -58,7 +58,8 @@ class SplitState:
         self.policy_of_agent = np.zeros(n, np.int64)
         self.next_policy_of_agent = np.zeros(n, np.int64)
         self.policy_groups: list[tuple[int, np.ndarray, list[int]]] = []  # (policy, agent indices, slots)
-        self.pending_responses = 0
+        self.awaiting: set[int] = set()  # policies whose actions for step t have not come yet
+        self.request_seq = 0  # numbers the split's requests: a request asked again is answered once
         self.episode_return = np.zeros(n, np.float64)
         self.episode_len = np.zeros(n, np.int64)
         self.waiting_for_slots = False
@@ -234,18 +235,31 @@ class RolloutWorker(EventLoopObject):
     # --- the sampling loop -------------------------------------------------------------------
 
     def _request_actions(self, split_idx: int, split: SplitState):
-        split.pending_responses = len(split.policy_groups)
+        split.request_seq += 1
+        split.awaiting = {policy_id for policy_id, _, _ in split.policy_groups}
         for policy_id, _, slots in split.policy_groups:
-            self.named_signal(protocol.inference_requested(policy_id)).emit(
-                self.worker_idx, split_idx, split.t, slots, self.epoch
-            )
+            self._ask_policy(split_idx, split, policy_id, slots)
 
-    def on_actions_ready(self, split_idx: int, epoch: int):
+    def _ask_policy(self, split_idx: int, split: SplitState, policy_id: int, slots: list[int]):
+        self.named_signal(protocol.inference_requested(policy_id)).emit(
+            self.worker_idx, split_idx, split.t, slots, self.epoch, split.request_seq
+        )
+
+    def on_inference_restarted(self, policy_id: int, inference_idx: int):
+        """An inference worker died and was started anew: what was asked of it may be lost, ask again."""
+        if inference_idx != self.worker_idx % self.cfg.policy_workers_per_policy:
+            return  # not the one this worker talks to
+        for split_idx, split in enumerate(self.splits):
+            if policy_id in split.awaiting:
+                slots = next(slots for policy, _, slots in split.policy_groups if policy == policy_id)
+                self._ask_policy(split_idx, split, policy_id, slots)
+
+    def on_actions_ready(self, split_idx: int, epoch: int, policy_id: int):
         if not self.splits or epoch != self.epoch:
             return  # stopped while a response was in flight, or an answer to the process this one replaced
         split = self.splits[split_idx]
-        split.pending_responses -= 1
-        if split.pending_responses > 0:
+        split.awaiting.discard(policy_id)
+        if split.awaiting:
             return
         if self.shared.stop_event.is_set():
             return
