@@ -547,6 +547,7 @@ class Runner(EventLoopObject):
 
     def on_learner_failed(self, policy_id: int, message: str):
         log.error("Policy %d cannot go on (%s): stopping the run", policy_id, message)
+        self.status = ExitStatus.FAILURE  # also when it failed while stopping (its last save)
         self.request_stop(ExitStatus.FAILURE)
 
     def on_learner_stopped(self, policy_id: int):

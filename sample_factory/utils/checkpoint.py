@@ -66,7 +66,8 @@ def save_atomically(state: dict, path: str | Path):
             os.unlink(tmp_name)
         if isinstance(e, (OSError, RuntimeError)):  # torch reports a full disk as a RuntimeError
             reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise CheckpointWriteError(f"could not write {path} ({type(e).__name__}: {reason})") from e
+            errno = f" errno {e.errno}" if getattr(e, "errno", None) else ""
+            raise CheckpointWriteError(f"could not write {path} ({type(e).__name__}{errno}: {reason})") from e
         raise
 
 

@@ -196,7 +196,9 @@ class LearnerWorker(EventLoopObject):
             )
         return not poisoned
 
-    def _save_checkpoint(self) -> Path | None:
+    def _save_checkpoint(self, final: bool = False) -> Path | None:
+        """A failed write (a full disk) keeps the previous checkpoint; the run goes on and the next
+        save tries again, unless this was the last save, which fails the run."""
         if self.learner is None or self.cfg.sampler_only or not self._model_is_finite():
             return None
         state = self._checkpoint_state()
@@ -210,8 +212,16 @@ class LearnerWorker(EventLoopObject):
                 self.cfg.keep_checkpoints,
             )
         except CheckpointWriteError as e:
-            log.error("Policy %d: %s; the previous checkpoint is kept", self.policy_id, e)
-            self._fail(str(e))
+            if final:
+                log.error("Policy %d: %s; the previous checkpoint is kept", self.policy_id, e)
+                self._fail(str(e))
+            else:
+                log.error(
+                    "Policy %d: %s; the previous checkpoint is kept, trying again in --save_every_sec=%d",
+                    self.policy_id,
+                    e,
+                    self.cfg.save_every_sec,
+                )
             return None
         log.debug("Saved %s", path)
         return path
@@ -247,14 +257,18 @@ class LearnerWorker(EventLoopObject):
         if self.learner is None or not self._model_is_finite():
             return
         st = self.learner.state
-        path = save_best_checkpoint(
-            self._checkpoint_state(),
-            checkpoint_dir(self.experiment_dir, self.policy_id),
-            st.train_step,
-            st.env_steps,
-            metric,
-            value,
-        )
+        try:
+            path = save_best_checkpoint(
+                self._checkpoint_state(),
+                checkpoint_dir(self.experiment_dir, self.policy_id),
+                st.train_step,
+                st.env_steps,
+                metric,
+                value,
+            )
+        except CheckpointWriteError as e:
+            log.error("Policy %d: %s; the previous best checkpoint is kept", self.policy_id, e)
+            return
         log.info("Policy %d: new best %s %.3f, saved %s", self.policy_id, metric, value, path.name)
 
     # --- population-based training (algo/protocol.py) ------------------------------------------
@@ -299,7 +313,7 @@ class LearnerWorker(EventLoopObject):
         log.info("Policy %d: now trains from the weights of policy %d", self.policy_id, source_policy)
 
     def on_stop(self):
-        self._save_checkpoint()
+        self._save_checkpoint(final=True)
         self.learner = None
         self.stopped.emit(self.policy_id)
         self.stop_own_loop()
