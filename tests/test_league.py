@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sample_factory.league import Player, format_table, league_elo, pair_key, pairs_to_play, win_rate
@@ -72,3 +73,26 @@ def test_players_never_linked_by_games_are_rated_each_against_their_own_first():
     elo = league_elo([a0, a1, b0, b1], results)
     assert elo[a0.name] == pytest.approx(1000.0) and elo[b0.name] == pytest.approx(1000.0)
     assert elo[a1.name] == pytest.approx(elo[b1.name]) and elo[a1.name] > 1000.0
+
+
+def test_league_games_score_every_learner_against_every_frozen_seat_of_an_env_that_ended():
+    from sample_factory.algo.sampling.rollout_worker import score_league_games
+
+    # Two 4-seat envs: seats 0-3 (learners 0 and 1, frozen 2 and 3), seats 4-7 (one learner, three frozen).
+    policy_of_agent = np.array([0, 1, 2, 3, 0, 2, 2, 3])
+    scores = {0: 5.0, 1: 1.0, 2: 3.0, 3: 1.0, 4: 2.0, 5: 2.0, 6: 9.0, 7: 0.0}
+    games = score_league_games(policy_of_agent, scores, agents_per_env=4, num_learning=2)
+    assert games == [
+        (0, 2, 1.0),
+        (0, 3, 1.0),
+        (1, 2, 0.0),
+        (1, 3, 0.5),  # fmt: skip
+        (0, 2, 0.5),
+        (0, 2, 0.0),
+        (0, 3, 1.0),
+    ]
+    duel = score_league_games(np.array([0, 1, 1, 0]), {0: 1.0, 1: 0.0, 2: 4.0, 3: 4.0}, 2, num_learning=1)
+    assert duel == [(0, 1, 1.0), (0, 1, 0.5)], "a duel is one game per env"
+    assert score_league_games(np.array([0, 0]), {0: 1.0, 1: 2.0}, 2, num_learning=1) == [], (
+        "self-play is no league game"
+    )

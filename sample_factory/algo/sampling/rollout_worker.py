@@ -43,6 +43,23 @@ from sample_factory.utils.gpu_utils import set_gpus_for_process
 log = logging.getLogger(__name__)
 
 
+def score_league_games(
+    policy_of_agent: np.ndarray, scores: dict[int, float], agents_per_env: int, num_learning: int
+) -> list[tuple[int, int, float]]:
+    """(learning policy, frozen opponent, points) for each pair of a learning seat and a frozen seat in an env
+    whose game just ended (every seat of the env in `scores`): 1 when the learning seat scored more, 0.5 for
+    the same, 0 for less. A duel is one game; a free-for-all of N seats one per such pair."""
+    games = []
+    for env_first in sorted({a - a % agents_per_env for a in scores}):
+        seats = range(env_first, env_first + agents_per_env)
+        policies = {a: int(policy_of_agent[a]) for a in seats}
+        for mine in (a for a in seats if policies[a] < num_learning):
+            for theirs in (a for a in seats if policies[a] >= num_learning):
+                points = 1.0 if scores[mine] > scores[theirs] else 0.5 if scores[mine] == scores[theirs] else 0.0
+                games.append((policies[mine], policies[theirs], points))
+    return games
+
+
 class SplitState:
     """Bookkeeping of one split: its envs, its slots, and per-agent episode accumulators."""
 
@@ -379,29 +396,26 @@ class RolloutWorker(EventLoopObject):
         return finished, games
 
     def _league_games(self, split: SplitState, result, ended: np.ndarray) -> list:
-        """Two-player games that ended between a learning policy and a frozen opponent: the learning
-        side's points (1 win, 0.5 draw, 0 loss) by `true_objective` where both report it, else the return."""
-        if self.env_info.num_agents != 2:
+        """Games against frozen opponents that ended, scored pairwise (see `score_league_games`) by
+        `true_objective` where every seat of the env reports it, else by the return."""
+        n = self.env_info.num_agents
+        if n < 2 or not len(ended):
             return []
-        games = []
         ended_set = set(int(a) for a in ended)
-        for first in sorted(a for a in ended_set if a % 2 == 0 and a + 1 in ended_set):
-            seats = (first, first + 1)
-            policies = [int(split.policy_of_agent[a]) for a in seats]
-            frozen = [i for i, p in enumerate(policies) if p >= self.cfg.num_policies]
-            if len(frozen) != 1:
+        scores = {}
+        for env_first in sorted({a - a % n for a in ended_set}):
+            seats = range(env_first, env_first + n)
+            if not all(a in ended_set for a in seats):
                 continue
-            learner_seat, frozen_seat = 1 - frozen[0], frozen[0]
             infos = [result.episode_infos.get(a) or {} for a in seats]
             if all("true_objective" in info for info in infos):
-                scores = [float(info["true_objective"]) for info in infos]
+                scores.update({a: float(info["true_objective"]) for a, info in zip(seats, infos)})
             else:
-                scores = [float(split.episode_return[a]) for a in seats]
-            mine, theirs = scores[learner_seat], scores[frozen_seat]
-            points = 1.0 if mine > theirs else 0.5 if mine == theirs else 0.0
-            opponent = policies[frozen_seat]
-            games.append((policies[learner_seat], opponent, self.shared.policy_states[opponent].version, points))
-        return games
+                scores.update({a: float(split.episode_return[a]) for a in seats})
+        games = score_league_games(split.policy_of_agent, scores, n, self.cfg.num_policies)
+        return [
+            (mine, opponent, self.shared.policy_states[opponent].version, points) for mine, opponent, points in games
+        ]
 
     def _complete_trajectories(self, split: SplitState):
         """Hands the full slots to the learners, keeping a copy of what the next trajectory starts from.
