@@ -266,3 +266,19 @@ def test_training_against_frozen_snapshots_keeps_their_score_and_trains_only_the
     assert (wins + 0.5 * draws) / (wins + draws + losses) > 0.6, record["games"][first]
     assert record["elo"][first] < record["elo"]["policy_0"]
     assert runner.stats.summary["policies"][0]["num_episodes"] > 0 and len(runner.stats.summary["policies"]) == 1
+
+
+def test_a_frozen_opponent_gets_one_slot_per_agent_not_a_learners_share(tmp_path):
+    """Its trajectories go back to its pool as soon as they end: it never needs the learner's queue of batches."""
+    cfg = parse_coin_race_args(
+        [f"--train_dir={tmp_path}", "--experiment=slots", "--league_snapshot_every_env_steps=25000",
+         "--league_opponents=2", "--num_workers=2", "--num_envs_per_worker=4"]
+    )  # fmt: skip
+    _, runner = make_runner(cfg)
+    try:
+        layout = runner.layout
+        assert layout.slots_per_opponent == layout.total_agents < layout.slots_per_policy
+        assert layout.pool_sizes(runner.cfg) == [layout.slots_per_policy, layout.total_agents, layout.total_agents]
+        assert runner.shared.buffers.num_slots == layout.slots_per_policy + 2 * layout.total_agents
+    finally:
+        runner._shutdown()

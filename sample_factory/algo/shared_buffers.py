@@ -206,6 +206,11 @@ class SlotPool:
         self._spare: list[int] = []
         self.holders = holders
 
+    @property
+    def queue(self) -> faster_fifo.Queue:
+        """The queue of free slot groups (the runner frees its lock if a process dies holding it)."""
+        return self._queue
+
     def __getstate__(self):
         return {"name": self.name, "_queue": self._queue, "holders": self.holders}
 
@@ -251,9 +256,10 @@ class SlotPool:
         self._queue.close()
 
 
-def reclaim_slots(pools: list[SlotPool], holder: int, slots_per_policy: int, group_size: int) -> int:
+def reclaim_slots(pools: list[SlotPool], holder: int, pool_starts: list[int], group_size: int) -> int:
     """Puts the slots `holder` took and never handed on (it died) back into their pools, in groups
-    of `group_size`; returns how many. The pools share one `holders` tensor, slot s of policy s // slots_per_policy.
+    of `group_size`; returns how many. The pools share one `holders` tensor; pool p's slots begin at
+    pool_starts[p] and end where the next pool's begin.
     """
     holders = pools[0].holders
     slots = torch.nonzero(holders == holder).flatten().tolist()
@@ -261,7 +267,8 @@ def reclaim_slots(pools: list[SlotPool], holder: int, slots_per_policy: int, gro
         return 0
     holders[slots] = -1
     for policy_id, pool in enumerate(pools):
-        mine = [s for s in slots if s // slots_per_policy == policy_id]
+        end = pool_starts[policy_id + 1] if policy_id + 1 < len(pool_starts) else len(holders)
+        mine = [s for s in slots if pool_starts[policy_id] <= s < end]
         for start in range(0, len(mine), group_size):
             pool.release(mine[start : start + group_size])
     return len(slots)

@@ -136,8 +136,15 @@ class SharedResources:
 class SlotLayout:
     agents_per_split: int
     total_agents: int
-    slots_per_policy: int
+    slots_per_policy: int  # of a learning policy
     group_size: int
+    slots_per_opponent: int = 0  # of a frozen league opponent (--league_opponents)
+
+    def pool_sizes(self, cfg) -> list[int]:
+        """Slots of each acting policy, learning ones first; a policy's slots follow the previous one's."""
+        return [self.slots_per_policy] * cfg.num_policies + [self.slots_per_opponent] * (
+            acting_policies(cfg) - cfg.num_policies
+        )
 
 
 def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
@@ -147,7 +154,8 @@ def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
     training iterations waiting for the learner. When the learner falls that far behind, splits
     park until it catches up: a deeper queue would only age the experience (policy lag) without
     raising the training rate. Sync: exactly one training batch, handed out in whole splits so
-    that no split ever holds part of what it needs.
+    that no split ever holds part of what it needs. A frozen league opponent's slots come back as
+    soon as its trajectory ends: it needs at most one per agent.
     """
     per_split = agents_per_split(cfg, env_info.num_agents)
     total_agents = cfg.num_workers * cfg.num_envs_per_worker * env_info.num_agents
@@ -158,7 +166,7 @@ def slot_layout(cfg, env_info: EnvInfo) -> SlotLayout:
     else:
         slots = per_iteration
     slots = int(math.ceil(slots / group) * group)
-    return SlotLayout(per_split, total_agents, slots, group)
+    return SlotLayout(per_split, total_agents, slots, group, slots_per_opponent=total_agents)
 
 
 class Runner(EventLoopObject):
@@ -239,7 +247,8 @@ class Runner(EventLoopObject):
 
     def _make_shared_resources(self) -> SharedResources:
         cfg, env_info, layout = self.cfg, self.env_info, self.layout
-        num_slots = layout.slots_per_policy * acting_policies(cfg)
+        pool_sizes = layout.pool_sizes(cfg)
+        num_slots = sum(pool_sizes)
         buffer_args = (num_slots, cfg.rollout, env_info.obs_space, env_info.action_space, rnn_state_size_for(cfg))
         obs_shapes = ", ".join(f"{k} {tuple(space.shape)}" for k, space in env_info.obs_space.spaces.items())
         check_buffers_fit(
@@ -247,16 +256,17 @@ class Runner(EventLoopObject):
             f"{num_slots} trajectory slots (--num_workers={cfg.num_workers} x --num_envs_per_worker="
             f"{cfg.num_envs_per_worker}{f' x {env_info.num_agents} agents' if env_info.num_agents > 1 else ''}"
             f"{f' + --num_batches_to_accumulate={cfg.num_batches_to_accumulate} batches' if cfg.async_rl else ''}"
-            f", x --num_policies={cfg.num_policies}{f' + --league_opponents={cfg.league_opponents}' if cfg.league_opponents else ''})"
+            f", x --num_policies={cfg.num_policies}"
+            f"{f' + {layout.slots_per_opponent} x --league_opponents={cfg.league_opponents}' if cfg.league_opponents else ''})"
             f" of --rollout={cfg.rollout} steps of observations {obs_shapes}",
         )
         buffers = TrajectoryBuffers(*buffer_args)
         pools = []
         holders = torch.full((num_slots,), -1, dtype=torch.int32).share_memory_()  # which worker has each slot
-        for policy_id in range(acting_policies(cfg)):
-            pool = SlotPool(f"slots_p{policy_id}", layout.slots_per_policy, holders)
-            first = policy_id * layout.slots_per_policy
-            for start in range(first, first + layout.slots_per_policy, layout.group_size):
+        self._pool_starts = [sum(pool_sizes[:p]) for p in range(len(pool_sizes))]
+        for policy_id, (first, size) in enumerate(zip(self._pool_starts, pool_sizes)):
+            pool = SlotPool(f"slots_p{policy_id}", size, holders)
+            for start in range(first, first + size, layout.group_size):
                 pool.release(list(range(start, start + layout.group_size)))
             pools.append(pool)
         template = create_actor_critic(cfg, env_info.obs_space, env_info.action_space)
@@ -673,9 +683,7 @@ class Runner(EventLoopObject):
         def before_start():
             # Its last requests were answered long ago (it died at least a health check ago, or stalled
             # --heartbeat_interval ago): no inference worker still writes into the slots put back here.
-            reclaimed = reclaim_slots(
-                self.shared.slot_pools, worker_idx, self.layout.slots_per_policy, self.layout.group_size
-            )
+            reclaimed = reclaim_slots(self.shared.slot_pools, worker_idx, self._pool_starts, self.layout.group_size)
             self.rollout_workers[worker_idx].epoch += 1
             return f"started it anew with fresh envs, its unfinished episodes dropped and {reclaimed} slots put back"
 
@@ -802,8 +810,9 @@ class Runner(EventLoopObject):
                 continue
             for key in [key for key in watched if key[0] in ready]:
                 handled.add(key)
-                loops = [self.event_loop] + [p.event_loop for p in self.processes]
-                held = [loop.name for loop in loops if free_lock_of_dead(loop.queue, key[1])]
+                queues = {loop.name: loop.queue for loop in [self.event_loop] + [p.event_loop for p in self.processes]}
+                queues.update({pool.name: pool.queue for pool in self.shared.slot_pools})
+                held = [name for name, queue in queues.items() if free_lock_of_dead(queue, key[1])]
                 if held:
                     log.warning("%s died holding the queue lock of %s: freed it", watched[key].name, held)
 
