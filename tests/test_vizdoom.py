@@ -722,3 +722,32 @@ def test_each_agent_of_a_match_has_its_own_reward_shaping():
         assert env.get_coefficients(1)["death"] == -5.0
     finally:
         env.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_duel_against_frozen_league_snapshots_records_its_games_and_stops_cleanly(tmp_path):
+    """--league_opponents in Doom: a frozen opponent plays the learner in duels, those games are the
+    run's record (W/D/L per snapshot), only the learner trains, and no engine is left."""
+    import json
+
+    from training import train_until
+
+    cfg = doom_cfg(
+        "doom_duel",
+        *small_serial_training_flags(tmp_path, "duel_league"),
+        "--timelimit=0.05",
+        "--league_snapshot_every_env_steps=1000",
+        "--league_opponents=1",
+        "--league_opponent_prob=1.0",
+        "--train_for_env_steps=6000",
+    )
+    result = train_until(cfg)
+    assert result["status"] == 0
+    runner = result.pop("runner")
+    assert len(runner.learners) == 1 and len(runner.inference_workers) == 2, "the opponent only acts"
+    assert_no_engines_left()
+    record = json.loads((tmp_path / "duel_league" / "league" / "training_games.json").read_text())
+    played = {snapshot: sum(by_policy["0"]) for snapshot, by_policy in record["games"].items()}
+    assert played and sum(played.values()) >= 2, record
+    assert all(name.startswith("policy_00_") for name in played), "it plays the learner's own snapshots"
+    assert "policy_0" in record["elo"]
