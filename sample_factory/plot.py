@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sample_factory.runner.stats import PROGRESS_COLUMNS, PROGRESS_FILE
+from sample_factory.runner.stats import OBJECTIVE_COLUMN, PROGRESS_COLUMNS, PROGRESS_FILE
 
 BAD_INPUT_STATUS = 2
 
@@ -37,6 +37,8 @@ def read_progress(exp_dir: Path) -> dict[int, dict[str, np.ndarray]]:
         for row in reader:
             try:
                 rows.append({c: float(row[c]) for c in PROGRESS_COLUMNS})
+                if row.get(OBJECTIVE_COLUMN):
+                    rows[-1][OBJECTIVE_COLUMN] = float(row[OBJECTIVE_COLUMN])
             except (TypeError, ValueError):
                 continue  # a row cut short by a killed run
     if not rows:
@@ -45,6 +47,8 @@ def read_progress(exp_dir: Path) -> dict[int, dict[str, np.ndarray]]:
     for policy_id in sorted({int(r["policy_id"]) for r in rows}):
         mine = [r for r in rows if int(r["policy_id"]) == policy_id]
         per_policy[policy_id] = {c: np.array([r[c] for r in mine]) for c in PROGRESS_COLUMNS}
+        if all(OBJECTIVE_COLUMN in r for r in mine):
+            per_policy[policy_id][OBJECTIVE_COLUMN] = np.array([r[OBJECTIVE_COLUMN] for r in mine])
     return per_policy
 
 
@@ -58,7 +62,15 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (cumsum[end] - cumsum[start]) / (end - start)
 
 
-def plot_experiments(dirs, out_path, smooth: int = 1, groups: dict | None = None, title: str = "") -> Path:
+METRICS = {  # --metric: (progress column, what the axis says)
+    "return": ("reward_mean", "mean episode return"),
+    "objective": (OBJECTIVE_COLUMN, "mean true objective (Doom: frags)"),
+}
+
+
+def plot_experiments(
+    dirs, out_path, smooth: int = 1, groups: dict | None = None, title: str = "", metric: str = "return"
+) -> Path:
     """Writes the learning curves of the experiment folders `dirs` to the PNG `out_path`.
 
     `groups` maps a folder to a label: the folders of one label share a colour and one legend entry
@@ -66,6 +78,12 @@ def plot_experiments(dirs, out_path, smooth: int = 1, groups: dict | None = None
     plottable progress (before drawing anything).
     """
     curves = [(Path(d), read_progress(Path(d))) for d in dirs]
+    column, what = METRICS[metric]
+    for exp_dir, per_policy in curves:
+        if any(column not in cols for cols in per_policy.values()):
+            raise ProgressFileError(
+                f"{exp_dir}: {PROGRESS_FILE} has no {column} column (written by runs since it exists)"
+            )
 
     # The object API with an explicit Agg canvas: no display needed and pyplot's global state untouched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -83,7 +101,7 @@ def plot_experiments(dirs, out_path, smooth: int = 1, groups: dict | None = None
             color = None
             if group is not None:
                 label, color = (None, group_colors[group]) if group in group_colors else (group, None)
-            reward = moving_average(cols["reward_mean"], smooth)
+            reward = moving_average(cols[column], smooth)
             (line,) = ax_frames.plot(cols["env_steps"], reward, label=label, color=color)
             ax_time.plot(cols["train_seconds"] / 60.0, reward, color=line.get_color())
             if group is not None:
@@ -92,10 +110,10 @@ def plot_experiments(dirs, out_path, smooth: int = 1, groups: dict | None = None
     suptitle = "; ".join(t for t in (title, f"moving average over {smooth} reports" if smooth > 1 else "") if t)
     if suptitle:
         fig.suptitle(suptitle)
-    ax_frames.set_title("Mean episode return vs env frames")
+    ax_frames.set_title(f"{what.capitalize()} vs env frames")
     ax_frames.set_xlabel("env frames")
-    ax_frames.set_ylabel("mean episode return")
-    ax_time.set_title("Mean episode return vs training time")
+    ax_frames.set_ylabel(what)
+    ax_time.set_title(f"{what.capitalize()} vs training time")
     ax_time.set_xlabel("training time (minutes)")
     for ax in (ax_frames, ax_time):
         ax.grid(alpha=0.3)
@@ -116,11 +134,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("learning_curves.png"), help="PNG to write")
     parser.add_argument("--smooth", type=int, default=1, help="Moving average over this many reports (1: none)")
+    parser.add_argument(
+        "--metric",
+        choices=sorted(METRICS),
+        default="return",
+        help="return: the (shaped) episode return; objective: the env's true_objective, e.g. frags in Doom",
+    )
     args = parser.parse_args(argv)
     if args.smooth < 1:
         parser.error(f"--smooth={args.smooth}: use 1 (no smoothing) or more")
     try:
-        out = plot_experiments(args.dirs, args.out, smooth=args.smooth)
+        out = plot_experiments(args.dirs, args.out, smooth=args.smooth, metric=args.metric)
     except ProgressFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT_STATUS

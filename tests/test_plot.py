@@ -14,7 +14,7 @@ from training import train_until
 from sample_factory.cfg.arguments import default_cfg
 from sample_factory.cfg.experiment import experiment_dir
 from sample_factory.plot import moving_average
-from sample_factory.runner.stats import PROGRESS_COLUMNS, PROGRESS_FILE, RunStats
+from sample_factory.runner.stats import OBJECTIVE_COLUMN, PROGRESS_COLUMNS, PROGRESS_FILE, RunStats
 from sf_examples.train_gym_env import parse_gym_args
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,7 +58,7 @@ def test_progress_rows_and_resume(tmp_path):
     stats.close()
 
     rows = read_rows(progress)
-    assert tuple(rows[0].keys()) == PROGRESS_COLUMNS
+    assert tuple(rows[0].keys()) == PROGRESS_COLUMNS + (OBJECTIVE_COLUMN,)
     assert [(r["policy_id"], int(r["env_steps"]), float(r["train_seconds"])) for r in rows] == [
         ("0", 1000, 2.0),  # policy 1 had no episode at 2s: skipped, not NaN
         ("0", 2000, 4.0),
@@ -68,6 +68,7 @@ def test_progress_rows_and_resume(tmp_path):
     assert float(rows[0]["len_mean"]) == pytest.approx(20.0)
     assert float(rows[2]["reward_mean"]) == pytest.approx(-5.0)
     assert float(rows[2]["len_mean"]) == pytest.approx(7.0)
+    assert float(rows[0][OBJECTIVE_COLUMN]) == pytest.approx(2.0), "no true_objective: the return"
 
     # A resumed run appends (no second header) and its time axis starts where the last run stopped.
     resumed = RunStats(cfg, exp_dir)
@@ -140,3 +141,33 @@ def test_plot_without_progress_fails_cleanly(tmp_path, make_dir):
     assert len(result.stderr.strip().splitlines()) == 1
     assert str(target) in result.stderr and PROGRESS_FILE in result.stderr
     assert not out.exists()
+
+
+def test_the_objective_column_holds_the_true_objective_and_plots_and_old_files_keep_their_header(tmp_path):
+    cfg = default_cfg(env="x", argv=[f"--train_dir={tmp_path}", "--experiment=e"])
+    exp_dir = experiment_dir(cfg)
+    stats = RunStats(cfg, exp_dir)
+    stats.on_learner_report(0, learner_stats(1000, 1))
+    stats.on_episodes([{"policy_id": 0, "reward": 40.0, "len": 10, "true_objective": 3.0}])
+    stats.report(1.0)
+    stats.close()
+    assert float(read_rows(exp_dir / PROGRESS_FILE)[0][OBJECTIVE_COLUMN]) == pytest.approx(3.0), "frags, not shaping"
+    out = tmp_path / "frags.png"
+    result = run_plot(str(exp_dir), "--out", str(out), "--metric=objective")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
+
+    # A run from before the column: a resume appends rows its header fits, and --metric=objective says why not.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / PROGRESS_FILE).write_text(",".join(PROGRESS_COLUMNS) + "\n0,500,1.0,2.0,10.0,100.0\n")
+    resumed = RunStats(default_cfg(env="x", argv=[f"--train_dir={tmp_path}", "--experiment=old"]), old)
+    resumed.on_learner_report(0, learner_stats(1000, 1))
+    resumed.on_episodes([{"policy_id": 0, "reward": 4.0, "len": 10}])
+    resumed.report(1.0)
+    resumed.close()
+    rows = read_rows(old / PROGRESS_FILE)
+    assert len(rows) == 2 and None not in rows[1], "no field beyond the header"
+    result = run_plot(str(old), "--out", str(tmp_path / "x.png"), "--metric=objective")
+    assert result.returncode == 2 and "has no objective_mean column" in result.stderr
+    assert run_plot(str(old), "--out", str(tmp_path / "y.png")).returncode == 0

@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 FPS_WINDOWS_SEC = (10, 60, 300)
 PROGRESS_FILE = "progress.csv"
 PROGRESS_COLUMNS = ("policy_id", "env_steps", "train_seconds", "reward_mean", "len_mean", "fps_10s")
+# Written after them: the mean `true_objective` (frags in Doom) where the env reports one, else the return.
+# Files of older runs lack it; a resumed run keeps their header.
+OBJECTIVE_COLUMN = "objective_mean"
 
 
 def last_train_seconds(progress_path: Path) -> float:
@@ -67,6 +70,7 @@ class RunStats:
             float("-inf")
         ] * cfg.num_policies  # train scalars: every --experiment_summaries_interval
         self.progress_path = self.experiment_dir / PROGRESS_FILE
+        self._progress_has_objective: bool | None = None  # known at the first row written
         # A resumed run continues the time axis of the runs before it (the checkpoint's clock when known).
         if resumed_train_seconds is None:
             resumed_train_seconds = last_train_seconds(self.progress_path)
@@ -169,17 +173,26 @@ class RunStats:
             if not self.episode_rewards[p]:
                 continue  # no episode finished yet: a NaN return would only break the curve
             reward, length = self.mean_reward(p), float(np.mean(self.episode_lens[p]))
+            objective = float(np.mean(self.true_objectives[p])) if self.true_objectives[p] else reward
             rows.append(
                 (p, self.env_steps[p], f"{train_seconds:.2f}", f"{reward:.4f}", f"{length:.1f}", f"{fps_10s:.1f}")
+                + (f"{objective:.4f}",)
             )
         if not rows:
             return
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         new_file = not self.progress_path.exists() or self.progress_path.stat().st_size == 0
+        if new_file:
+            self._progress_has_objective = True
+        elif self._progress_has_objective is None:
+            with open(self.progress_path) as f:
+                self._progress_has_objective = OBJECTIVE_COLUMN in f.readline()
+        if not self._progress_has_objective:
+            rows = [row[: len(PROGRESS_COLUMNS)] for row in rows]
         with open(self.progress_path, "a", newline="") as f:
             writer = csv.writer(f)
             if new_file:
-                writer.writerow(PROGRESS_COLUMNS)
+                writer.writerow(PROGRESS_COLUMNS + (OBJECTIVE_COLUMN,))
             writer.writerows(rows)  # closing the file flushes: a killed run keeps every report so far
 
     def final_report(self, elapsed_sec: float):
