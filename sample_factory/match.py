@@ -172,8 +172,20 @@ def play_games(
     return results[0], results[1], results[2]
 
 
+def add_match_args(parser):
+    g = parser.add_argument_group("match")
+    g.add_argument(
+        "--opponent",
+        type=str,
+        default="first",
+        help="The opponent: a league snapshot of --opponent_policy_index ('first': at the start of training,"
+        " 'latest': the newest) or a checkpoint file's path",
+    )
+    g.add_argument("--opponent_policy_index", type=int, default=0, help="Whose snapshots --opponent picks from")
+
+
 def main(argv=None) -> int:
-    cfg = parse_eval_cli(argv)
+    cfg = parse_eval_cli(argv, add_match_args)
     try:
         result = play_match(cfg)
     except (EvalError, UnknownEnvError, EnvCreationError, SavedConfigError) as e:

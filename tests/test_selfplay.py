@@ -282,3 +282,15 @@ def test_a_frozen_opponent_gets_one_slot_per_agent_not_a_learners_share(tmp_path
         assert runner.shared.buffers.num_slots == layout.slots_per_policy + 2 * layout.total_agents
     finally:
         runner._shutdown()
+
+
+def test_the_opponent_flags_belong_to_match_alone(tmp_path):
+    """enjoy and the league command would parse and ignore them: they refuse them instead."""
+    for module in ("sample_factory.enjoy", "sample_factory.league"):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--env=coin_race", f"--train_dir={tmp_path}", "--opponent=latest"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2 and "unrecognized arguments: --opponent=latest" in result.stderr, result.stderr

@@ -540,14 +540,6 @@ def add_eval_args(p: argparse.ArgumentParser):
     g.add_argument("--policy_index", type=int, default=0, help="Which policy to evaluate")
     g.add_argument("--eval_deterministic", type=str2bool, default=False, help="Take the most likely action")
     g.add_argument(
-        "--opponent",
-        type=str,
-        default="first",
-        help="sample_factory.match: the opponent, a league snapshot of --opponent_policy_index ('first': at the"
-        " start of training, 'latest': the newest) or a checkpoint file's path",
-    )
-    g.add_argument("--opponent_policy_index", type=int, default=0, help="sample_factory.match: whose snapshots")
-    g.add_argument(
         "--push_to_hub",
         type=str2bool,
         default=False,
