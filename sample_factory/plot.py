@@ -33,12 +33,12 @@ def read_progress(exp_dir: Path) -> dict[int, dict[str, np.ndarray]]:
         missing = [c for c in PROGRESS_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ProgressFileError(f"{path}: missing column(s) {', '.join(missing)}")
+        # Files of runs older than the objective column lack it (only the return can be drawn from them).
+        columns = PROGRESS_COLUMNS + ((OBJECTIVE_COLUMN,) if OBJECTIVE_COLUMN in reader.fieldnames else ())
         rows = []
         for row in reader:
             try:
-                rows.append({c: float(row[c]) for c in PROGRESS_COLUMNS})
-                if row.get(OBJECTIVE_COLUMN):
-                    rows[-1][OBJECTIVE_COLUMN] = float(row[OBJECTIVE_COLUMN])
+                rows.append({c: float(row[c]) for c in columns})
             except (TypeError, ValueError):
                 continue  # a row cut short by a killed run
     if not rows:
@@ -46,9 +46,7 @@ def read_progress(exp_dir: Path) -> dict[int, dict[str, np.ndarray]]:
     per_policy: dict[int, dict[str, np.ndarray]] = {}
     for policy_id in sorted({int(r["policy_id"]) for r in rows}):
         mine = [r for r in rows if int(r["policy_id"]) == policy_id]
-        per_policy[policy_id] = {c: np.array([r[c] for r in mine]) for c in PROGRESS_COLUMNS}
-        if all(OBJECTIVE_COLUMN in r for r in mine):
-            per_policy[policy_id][OBJECTIVE_COLUMN] = np.array([r[OBJECTIVE_COLUMN] for r in mine])
+        per_policy[policy_id] = {c: np.array([r[c] for r in mine]) for c in columns}
     return per_policy
 
 

@@ -231,6 +231,17 @@ def kill_inference_run(tmp_path, kill_after_steps: int, *flags):
     return status, runner, killed, time.monotonic() - started
 
 
+def processes_left_by_runs() -> list[int]:
+    """Live children of this test process other than the fork server and resource tracker (which serve
+    every run of the test process): what a finished run left behind."""
+    return [
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if p.status() != psutil.STATUS_ZOMBIE
+        and not any(k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker"))
+    ]
+
+
 @pytest.mark.parametrize("kill_after_steps", [3000, 7000, 11000])
 def test_kill_9_of_the_inference_worker_is_survived_and_the_run_trains_to_its_budget(
     tmp_path, caplog, kill_after_steps
@@ -248,6 +259,7 @@ def test_kill_9_of_the_inference_worker_is_survived_and_the_run_trains_to_its_bu
     ]
     assert runner.stats.worker_restarts == 1
     assert runner.stats.mean_reward(0) > 40, "it learned (a random policy scores about 22)"
+    assert not processes_left_by_runs(), "the killed inference worker's tree and the run's processes are gone"
 
 
 def test_kill_9_of_the_inference_worker_without_restarts_stops_the_run_cleanly(tmp_path, caplog):
@@ -255,6 +267,7 @@ def test_kill_9_of_the_inference_worker_without_restarts_stops_the_run_cleanly(t
     assert status != 0 and killed and seconds < 45
     died = [r.getMessage() for r in caplog.records if "died with exit code" in r.getMessage()]
     assert died == [f"inference_p0_0 (pid {killed[0]}) died with exit code -9: stopping the run"]
+    assert not processes_left_by_runs()
 
 
 def test_a_worker_that_keeps_dying_stops_the_run_past_the_restart_budget(tmp_path, caplog):
@@ -456,6 +469,24 @@ def test_a_full_disk_on_the_final_save_fails_the_run_and_keeps_the_previous_chec
     assert "Policy 0 cannot go on (could not write" in caplog.text
     folder = tmp_path / "crash" / "checkpoint_p0"
     assert len(list(folder.glob("checkpoint_*.pth"))) == 1 and not list(folder.glob(".*.tmp"))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) for a real ENOSPC")
+def test_reports_that_find_the_disk_full_cost_only_the_report(tmp_path, caplog):
+    """progress.csv and summary.json written to /dev/full (every write: ENOSPC, from the kernel): one line
+    each, not one per report, and the run trains to its budget and saves its checkpoint."""
+    exp_dir = tmp_path / "crash"
+    exp_dir.mkdir()
+    (exp_dir / "progress.csv").symlink_to("/dev/full")
+    (exp_dir / "summary.json.tmp").symlink_to("/dev/full")
+    cfg = crash_cfg(tmp_path, "CartPole-v1", "--serial_mode=True", "--train_for_env_steps=30000")
+    result = train_until(cfg)
+    assert result["status"] == 0 and result["env_steps"] >= 30000
+    full = [r.getMessage() for r in caplog.records if "could not write" in r.getMessage()]
+    assert len([m for m in full if "progress.csv" in m]) == 1, full
+    assert len([m for m in full if "summary.json" in m]) == 1, full
+    assert all("No space left on device" in m and "goes on" in m for m in full)
+    assert list((exp_dir / "checkpoint_p0").glob("checkpoint_*.pth")), "the checkpoint was saved"
 
 
 class HangingCartPole(gym.Wrapper):

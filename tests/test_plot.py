@@ -13,7 +13,7 @@ from training import train_until
 
 from sample_factory.cfg.arguments import default_cfg
 from sample_factory.cfg.experiment import experiment_dir
-from sample_factory.plot import moving_average
+from sample_factory.plot import moving_average, read_progress
 from sample_factory.runner.stats import OBJECTIVE_COLUMN, PROGRESS_COLUMNS, PROGRESS_FILE, RunStats
 from sf_examples.train_gym_env import parse_gym_args
 
@@ -156,6 +156,12 @@ def test_the_objective_column_holds_the_true_objective_and_plots_and_old_files_k
     result = run_plot(str(exp_dir), "--out", str(out), "--metric=objective")
     assert result.returncode == 0, result.stderr
     assert out.read_bytes().startswith(PNG_SIGNATURE)
+
+    # A killed run's last row, cut before its objective, is dropped like any cut row.
+    with open(exp_dir / PROGRESS_FILE, "a") as f:
+        f.write("0,2000,2.0,41.0,10.0,100.0\n")
+    assert read_progress(exp_dir)[0][OBJECTIVE_COLUMN].tolist() == [3.0]
+    assert run_plot(str(exp_dir), "--out", str(out), "--metric=objective").returncode == 0
 
     # A run from before the column: a resume appends rows its header fits, and --metric=objective says why not.
     old = tmp_path / "old"

@@ -15,6 +15,7 @@ from sample_factory.signal_slot.signal_slot import (
     EventLoop,
     EventLoopObject,
     EventLoopProcess,
+    SpareQueues,
     Timer,
     current_loop,
     signal,
@@ -439,7 +440,7 @@ def test_a_reader_killed_while_waiting_leaves_its_loop_a_fresh_queue_every_copy_
     """faster-fifo's queue is left hung by a reader killed in its wait (the next reader and writers would
     block forever); move_to_spare_queue sends every copy of the loop, in every process, to a new one."""
     ctx = multiprocessing.get_context("spawn")
-    loop = EventLoop("restartable", spare_queues=1)
+    loop = EventLoop("restartable", spares=SpareQueues(1))
     go, posted, got = ctx.Event(), ctx.Event(), ctx.Queue()
     sender = ctx.Process(target=post_when_told, args=(loop, go, posted))
     sender.start()
@@ -449,7 +450,8 @@ def test_a_reader_killed_while_waiting_leaves_its_loop_a_fresh_queue_every_copy_
     os.kill(reader.pid, os_signal.SIGKILL)
     reader.join()
 
-    assert loop.generation == 0 and loop.move_to_spare_queue() and loop.generation == 1
+    hung = loop.queue
+    assert loop.move_to_spare_queue() and loop.queue is not hung and loop.own_queue is hung
     assert not loop.move_to_spare_queue(), "one spare, used"
     new_reader = ctx.Process(target=read_one, args=(loop, got))
     new_reader.start()
@@ -459,3 +461,12 @@ def test_a_reader_killed_while_waiting_leaves_its_loop_a_fresh_queue_every_copy_
     for p in (sender, new_reader):
         p.join(DEADLINE_SEC)
         assert p.exitcode == 0
+
+
+def test_the_loops_of_a_run_share_its_spare_queues_one_per_restart():
+    spares = SpareQueues(2, queue_max_bytes=64 * 1024)
+    first, second = EventLoop("first", spares=spares), EventLoop("second", spares=spares)
+    assert first.move_to_spare_queue() and first.queue is spares.queues[0]
+    assert second.move_to_spare_queue() and second.queue is spares.queues[1]
+    assert not first.move_to_spare_queue() and first.queue is spares.queues[0], "none left: stays where it is"
+    assert not EventLoop("alone").move_to_spare_queue(), "a loop without spares cannot move"

@@ -344,8 +344,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         default=3,
         help="A rollout worker whose process dies, or that steps no env for --heartbeat_interval seconds while the "
         "others do, is killed and started anew with fresh envs (its unfinished episodes dropped); a dead inference "
-        "worker is started anew too. Up to this many times per run (all workers together). Past that a dead worker "
-        "stops the run and a stalled one is reported while the others sample on. 0: never restart",
+        "worker is started anew too. Up to this many times per run (all workers together; 8 at most). Past that a "
+        "dead worker stops the run and a stalled one is reported while the others sample on. 0: never restart",
     )
     g.add_argument("--report_interval_sec", type=float, default=5.0, help="Seconds between console reports")
     g.add_argument("--with_wandb", type=str2bool, default=False, help="Log to Weights & Biases")

@@ -67,6 +67,7 @@ from sample_factory.signal_slot.signal_slot import (
     EventLoop,
     EventLoopObject,
     EventLoopProcess,
+    SpareQueues,
     Timer,
     kill_process_tree,
     signal,
@@ -85,8 +86,9 @@ from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SEC = 30.0
-# Spare queues of a restartable process (1 MiB each, touched): its restarts beyond this reuse the last one.
-MAX_FRESH_QUEUES = 4
+# Spare queues of a run (1 MiB each, touched), shared by its restartable processes: one per restart, so
+# a dead worker is started anew at most this many times in a run, whatever --max_worker_restarts says.
+MAX_SPARE_QUEUES = 8
 SILENT_STOP_INTERVALS = 3  # an inference or learner process silent this many --heartbeat_interval stops the run
 NON_FINITE_LOG_INTERVAL_SEC = 60.0  # a NaN-returning env is named at once, then once a minute
 
@@ -187,6 +189,8 @@ class Runner(EventLoopObject):
         self._write_policy_files()
 
         self.processes: list[EventLoopProcess] = []
+        self._spare_queues: SpareQueues | None = None  # made with the first restartable process
+        self._queue_repair_lock = threading.Lock()  # the death watch and a restart may both repair
         self.learners: list[LearnerWorker] = []
         self.inference_workers: list[InferenceWorker] = []
         self.rollout_workers: list[RolloutWorker] = []
@@ -327,6 +331,12 @@ class Runner(EventLoopObject):
         """The learner runs on the runner's loop, in this process (see the module docstring)."""
         return self.cfg.serial_mode or self.cfg.num_policies == 1
 
+    def _spares_for_restarts(self) -> SpareQueues | None:
+        if self._spare_queues is None and self.cfg.max_worker_restarts > 0:
+            count = min(self.cfg.max_worker_restarts, MAX_SPARE_QUEUES)
+            self._spare_queues = SpareQueues(count, queue_max_bytes=self._queue_bytes)
+        return self._spare_queues
+
     def _loop_for(self, name: str, restartable: bool = False) -> EventLoop:
         if self.cfg.serial_mode:
             return self.event_loop
@@ -337,7 +347,7 @@ class Runner(EventLoopObject):
             self.mp_ctx,
             queue_max_bytes=self._queue_bytes,
             stack_path=str(Path(self._stack_dir) / f"{name}.txt"),
-            restarts=min(self.cfg.max_worker_restarts, MAX_FRESH_QUEUES) if restartable else 0,
+            spares=self._spares_for_restarts() if restartable else None,
             init_fn=partial(setup_logging, log_file=self.experiment_dir / LOG_FILE if self.cfg.log_to_file else None),
         )
         self.processes.append(process)
@@ -712,12 +722,15 @@ class Runner(EventLoopObject):
         if self._stopping or self.stats.worker_restarts >= self.cfg.max_worker_restarts:
             return False
         self.stats.worker_restarts += 1
-        if process.pid:
-            kill_process_tree(process.pid)
+        dead_pid = process.pid
+        if dead_pid:
+            kill_process_tree(dead_pid)
         process.join(timeout_sec=5.0)
-        # With none left (more restarts than MAX_FRESH_QUEUES), the old queue serves again: safe unless the
-        # process was killed while it waited on it.
-        process.event_loop.move_to_spare_queue()
+        if dead_pid:
+            self._free_queue_locks_of(dead_pid, process.name)  # the death watch may not have seen it yet
+        if not process.event_loop.move_to_spare_queue():
+            log.error("%s: no spare queue left to start it on (%d in a run)", process.name, MAX_SPARE_QUEUES)
+            return False
         done = before_start()
         process.start()
         count, budget = self.stats.worker_restarts, self.cfg.max_worker_restarts
@@ -810,11 +823,18 @@ class Runner(EventLoopObject):
                 continue
             for key in [key for key in watched if key[0] in ready]:
                 handled.add(key)
-                queues = {loop.name: loop.queue for loop in [self.event_loop] + [p.event_loop for p in self.processes]}
-                queues.update({pool.name: pool.queue for pool in self.shared.slot_pools})
-                held = [name for name, queue in queues.items() if free_lock_of_dead(queue, key[1])]
-                if held:
-                    log.warning("%s died holding the queue lock of %s: freed it", watched[key].name, held)
+                self._free_queue_locks_of(key[1], watched[key].name)
+
+    def _free_queue_locks_of(self, dead_pid: int, name: str):
+        """Frees every queue lock the dead process held: its death watch and its restart both ask, first wins."""
+        queues = {loop.name: loop.own_queue for loop in [self.event_loop] + [p.event_loop for p in self.processes]}
+        if self._spare_queues is not None:
+            queues.update({f"spare_queue_{i}": q for i, q in enumerate(self._spare_queues.queues)})
+        queues.update({pool.name: pool.queue for pool in self.shared.slot_pools})
+        with self._queue_repair_lock:
+            held = [queue_name for queue_name, queue in queues.items() if free_lock_of_dead(queue, dead_pid)]
+        if held:
+            log.warning("%s died holding the queue lock of %s: freed it", name, held)
 
     def _shutdown(self):
         self._shutting_down.set()

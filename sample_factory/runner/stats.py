@@ -20,6 +20,7 @@ PROGRESS_COLUMNS = ("policy_id", "env_steps", "train_seconds", "reward_mean", "l
 # Written after them: the mean `true_objective` (frags in Doom) where the env reports one, else the return.
 # Files of older runs lack it; a resumed run keeps their header.
 OBJECTIVE_COLUMN = "objective_mean"
+WRITE_FAILURE_LOG_INTERVAL_SEC = 60.0  # a file that cannot be written (a full disk) is named at most this often
 
 
 def last_train_seconds(progress_path: Path) -> float:
@@ -76,6 +77,7 @@ class RunStats:
             resumed_train_seconds = last_train_seconds(self.progress_path)
         self._train_seconds_before = resumed_train_seconds
         self._wandb = None
+        self._write_failure_logged: dict[Path, float] = {}
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -165,6 +167,14 @@ class RunStats:
         self._append_progress(elapsed_sec, fps[10])
         self._flush_if_due()
 
+    def _write_failed(self, path: Path, error: OSError):
+        """A report that cannot be written (a full disk) costs the run nothing but the report: one line,
+        repeated at most once a minute per file."""
+        now = time.monotonic()
+        if now - self._write_failure_logged.get(path, float("-inf")) >= WRITE_FAILURE_LOG_INTERVAL_SEC:
+            self._write_failure_logged[path] = now
+            log.error("%s: could not write (%s); the run goes on without it", path, error.strerror or error)
+
     def _append_progress(self, elapsed_sec: float, fps_10s: float):
         """Appends one row per policy that has finished episodes (for `python -m sample_factory.plot`)."""
         train_seconds = self._train_seconds_before + elapsed_sec
@@ -180,20 +190,23 @@ class RunStats:
             )
         if not rows:
             return
-        self.experiment_dir.mkdir(parents=True, exist_ok=True)
-        new_file = not self.progress_path.exists() or self.progress_path.stat().st_size == 0
-        if new_file:
-            self._progress_has_objective = True
-        elif self._progress_has_objective is None:
-            with open(self.progress_path) as f:
-                self._progress_has_objective = OBJECTIVE_COLUMN in f.readline()
-        if not self._progress_has_objective:
-            rows = [row[: len(PROGRESS_COLUMNS)] for row in rows]
-        with open(self.progress_path, "a", newline="") as f:
-            writer = csv.writer(f)
+        try:
+            self.experiment_dir.mkdir(parents=True, exist_ok=True)
+            new_file = not self.progress_path.exists() or self.progress_path.stat().st_size == 0
             if new_file:
-                writer.writerow(PROGRESS_COLUMNS + (OBJECTIVE_COLUMN,))
-            writer.writerows(rows)  # closing the file flushes: a killed run keeps every report so far
+                self._progress_has_objective = True
+            elif self._progress_has_objective is None:
+                with open(self.progress_path) as f:
+                    self._progress_has_objective = OBJECTIVE_COLUMN in f.readline()
+            if not self._progress_has_objective:
+                rows = [row[: len(PROGRESS_COLUMNS)] for row in rows]
+            with open(self.progress_path, "a", newline="") as f:
+                writer = csv.writer(f)
+                if new_file:
+                    writer.writerow(PROGRESS_COLUMNS + (OBJECTIVE_COLUMN,))
+                writer.writerows(rows)  # closing the file flushes: a killed run keeps every report so far
+        except OSError as e:
+            self._write_failed(self.progress_path, e)
 
     def final_report(self, elapsed_sec: float):
         summary = {
@@ -227,11 +240,14 @@ class RunStats:
             f"; {self.non_finite_steps} step(s) with NaN/inf dropped" if self.non_finite_steps else "",
         )
         self._append_progress(elapsed_sec, summary["fps"])  # the curve ends where the run ended
-        self.experiment_dir.mkdir(parents=True, exist_ok=True)
         path = self.experiment_dir / "summary.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(summary, indent=2))
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            self._write_failed(path, e)
         self.summary = summary
 
     # --- TensorBoard -------------------------------------------------------------------------
@@ -299,7 +315,10 @@ class RunStats:
         now = time.monotonic()
         if self._writers and now - self._last_summary_time > self.cfg.flush_summaries_interval:
             for w in self._writers:
-                w.flush()
+                try:
+                    w.flush()
+                except OSError as e:
+                    self._write_failed(Path(w.logdir), e)
             self._last_summary_time = now
 
     def close(self):

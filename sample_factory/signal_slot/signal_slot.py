@@ -57,6 +57,22 @@ def current_loop() -> EventLoop | None:
     return getattr(_thread_state, "loop", None)
 
 
+class SpareQueues:
+    """Fresh queues for event loops whose process is started anew (EventLoop.move_to_spare_queue),
+    shared by the loops of a run: any restart takes the next one, whichever loop it is for."""
+
+    def __init__(self, count: int, queue_max_bytes: int = DEFAULT_QUEUE_BYTES):
+        self.queues = [faster_fifo.Queue(max_size_bytes=queue_max_bytes) for _ in range(count)]
+        self._taken = multiprocessing.RawValue(ctypes.c_uint32, 0)
+
+    def take(self) -> int | None:
+        """The index of an unused queue, None when all are taken. Only one process (the runner) takes."""
+        if self._taken.value >= len(self.queues):
+            return None
+        self._taken.value += 1
+        return self._taken.value - 1
+
+
 class EventLoop:
     """Dispatches messages and timers to the objects that live in it."""
 
@@ -65,7 +81,7 @@ class EventLoop:
         name: str,
         queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
         owned_by_process: bool = False,
-        spare_queues: int = 0,
+        spares: SpareQueues | None = None,
     ):
         self.name = name
         # The loop of an EventLoopProcess: its objects stop it when they stop (see stop_own_loop).
@@ -73,10 +89,10 @@ class EventLoop:
         # A process killed while it waits on its queue leaves the queue's condition variable waiting
         # for it forever (faster-fifo's pthread objects are not robust): the next reader's wait and
         # its senders' puts would hang. A process started anew reads a spare queue instead, and
-        # every copy of the loop, in every process, posts to the queue the shared generation names.
-        self._queues = [faster_fifo.Queue(max_size_bytes=queue_max_bytes) for _ in range(1 + spare_queues)]
-        self._generation = multiprocessing.RawValue(ctypes.c_uint32, 0)
-        # Messages taken off the queue, readable from every process (the benchmark counts them).
+        # every copy of the loop, in every process, posts to the queue the shared index names.
+        self._own_queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
+        self._spares = spares
+        self._spare_index = multiprocessing.RawValue(ctypes.c_int32, -1)  # -1: its own queue
         self._received = multiprocessing.RawValue(ctypes.c_uint64, 0)
         # Turns of the loop (at least one a second while it runs): one that stands still is stuck in a callback.
         self._turns = multiprocessing.RawValue(ctypes.c_uint64, 0)
@@ -98,8 +114,9 @@ class EventLoop:
     def __getstate__(self):
         return {
             "name": self.name,
-            "queues": self._queues,
-            "generation": self._generation,
+            "own_queue": self._own_queue,
+            "spares": self._spares,
+            "spare_index": self._spare_index,
             "received": self._received,
             "turns": self._turns,
             "owned": self.owned_by_process,
@@ -107,8 +124,9 @@ class EventLoop:
 
     def __setstate__(self, state):
         self.name = state["name"]
-        self._queues = state["queues"]
-        self._generation = state["generation"]
+        self._own_queue = state["own_queue"]
+        self._spares = state["spares"]
+        self._spare_index = state["spare_index"]
         self._received = state["received"]
         self._turns = state["turns"]
         self.owned_by_process = state["owned"]
@@ -116,25 +134,31 @@ class EventLoop:
 
     @property
     def queue(self) -> faster_fifo.Queue:
-        return self._queues[self._generation.value]
+        index = self._spare_index.value
+        return self._own_queue if index < 0 else self._spares.queues[index]
 
     @queue.setter
     def queue(self, replacement):
         """Replaces the queue in use (tests wrap it to count what goes through)."""
-        self._queues[self._generation.value] = replacement
+        index = self._spare_index.value
+        if index < 0:
+            self._own_queue = replacement
+        else:
+            self._spares.queues[index] = replacement
 
     @property
-    def generation(self) -> int:
-        """How many times the loop has moved to a fresh queue (see `move_to_spare_queue`)."""
-        return self._generation.value
+    def own_queue(self) -> faster_fifo.Queue:
+        """The queue the loop was made with (in use until its first move_to_spare_queue)."""
+        return self._own_queue
 
     def move_to_spare_queue(self) -> bool:
         """Called with the loop's process dead, before it is started anew: from now on every copy of
-        this loop posts to, and the new process reads, an unused queue. False when none is left.
+        this loop posts to, and the new process reads, an unused spare queue. False when none is left.
         Messages left in the old queue are lost: the restart protocol asks for them again."""
-        if self._generation.value + 1 >= len(self._queues):
+        index = self._spares.take() if self._spares is not None else None
+        if index is None:
             return False
-        self._generation.value += 1
+        self._spare_index.value = index
         return True
 
     @property
@@ -385,12 +409,12 @@ class EventLoopProcess:
         init_fn: Callable | None = None,
         queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
         stack_path: str | None = None,
-        restarts: int = 0,
+        spares: SpareQueues | None = None,
     ):
-        """`restarts`: how many times the process may be started anew (each takes a spare queue)."""
+        """`spares`: the queues the process may be started anew on, one per start (shared by the run's processes)."""
         self.name = name
         self.stack_path = stack_path  # where the child writes its stack on stack()
-        self.event_loop = EventLoop(name, queue_max_bytes=queue_max_bytes, owned_by_process=True, spare_queues=restarts)
+        self.event_loop = EventLoop(name, queue_max_bytes=queue_max_bytes, owned_by_process=True, spares=spares)
         self._mp_ctx = mp_ctx
         self._init_fn = init_fn
         self.process = None
