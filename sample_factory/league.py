@@ -229,7 +229,7 @@ def plot_league(ratings: dict, out_path: Path, title: str) -> Path:
     ax_elo.set_title("Elo of each snapshot")
     ax_win.set_title("Win rate against the policy's first snapshot")
     ax_win.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax_win.set_ylim(0, 1)
+    ax_win.set_ylim(-0.03, 1.03)  # markers at 0 and 1 drawn whole
     for ax in (ax_elo, ax_win):
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)

@@ -548,6 +548,28 @@ def test_a_hung_env_past_the_restart_budget_is_reported_while_the_other_workers_
     assert result["worker_restarts"] == 0
 
 
+def make_always_hanging_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    """Every env of every worker hangs after 200 steps (not the one auto_tune times in the main process)."""
+    return HangingCartPole(hang_after=200) if env_config.worker_index >= 0 else gym.make("CartPole-v1")
+
+
+def test_a_run_whose_every_env_hangs_is_stopped_not_left_to_its_time_budget(tmp_path, caplog):
+    """Every worker stands still at once: no worker lags behind the others, so no stall is seen per
+    worker; the run is stuck as a whole and stops after 3 x --heartbeat_interval, leaving nothing."""
+    register_env("always_hanging_cartpole", make_always_hanging_env)
+    cfg = crash_cfg(
+        tmp_path, "always_hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
+        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=90",
+    )  # fmt: skip
+    started = time.monotonic()
+    result = train_until(cfg)
+    assert result["status"] != 0 and time.monotonic() - started < 60, "stopped long before its time budget"
+    stuck = [r.getMessage() for r in caplog.records if "the run is stuck" in r.getMessage()]
+    assert len(stuck) == 1 and "No env stepped and no policy trained for" in stuck[0], stuck
+    assert "where rollout_worker_0 is:" in stuck[0] and "in step" in stuck[0], "its stack shows the hung env"
+    assert not processes_left_by_runs()
+
+
 class NaNObsCartPole(gym.ObservationWrapper):
     """CartPole whose every 37th observation is NaN (a sensor glitch)."""
 

@@ -217,6 +217,7 @@ class Runner(EventLoopObject):
         self._non_finite_logged = 0.0
         self._loop_turns: dict[str, tuple[int, float]] = {}  # process -> (its loop's turns, since when)
         self._silence_reported: set[str] = set()
+        self._run_progress: tuple[tuple[int, int], float] | None = None  # ((frames, train steps), since when)
         self.leak_watch = LeakWatch()
 
     # --- extension points (sample-factory 2.x's) ---------------------------------------------
@@ -777,10 +778,35 @@ class Runner(EventLoopObject):
                 self.request_stop(ExitStatus.FAILURE)
                 return
 
+    def _check_run_stuck(self):
+        """No worker steps an env and no policy trains: every env hung at once, or every worker waits on
+        a queue that will never move. Neither check above sees it (they compare a process with the
+        others, or look at loops that still turn); nothing would end the run short of its time budget."""
+        now = time.monotonic()
+        frames = int(sum(self.shared.frames_sampled.tolist()))
+        progress = (frames, sum(self.stats.train_steps))
+        if frames == 0 or self._run_progress is None or progress != self._run_progress[0]:
+            self._run_progress = (progress, now)  # frames == 0: envs still starting
+            return
+        stuck_for = now - self._run_progress[1]
+        if stuck_for >= SILENT_STOP_INTERVALS * self.cfg.heartbeat_interval:
+            worker = self._process_named("rollout_worker_0")
+            stack = worker.stack() if worker is not None and worker.is_alive() else ""
+            log.error(
+                "No env stepped and no policy trained for %.0fs (%d x --heartbeat_interval=%d): the run is stuck,"
+                " stopping it%s",
+                stuck_for,
+                SILENT_STOP_INTERVALS,
+                self.cfg.heartbeat_interval,
+                f"; where rollout_worker_0 is:\n{stack}" if stack else "",
+            )
+            self.request_stop(ExitStatus.FAILURE)
+
     def _check_health(self):
         if not self.cfg.serial_mode and not self._stopping:
             self._check_stalled_workers()
             self._check_silent_processes()
+            self._check_run_stuck()
         for process in self.processes:
             if not process.is_alive() and process.process is not None:
                 if (self._stopping and process.exitcode == 0) or process.event_loop.receiver_gone:
