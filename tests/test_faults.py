@@ -571,6 +571,25 @@ def test_a_run_whose_every_env_hangs_is_stopped_not_left_to_its_time_budget(tmp_
     assert not processes_left_by_runs()
 
 
+def make_hung_at_start_env(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return HangingCartPole(hang_after=1) if env_config.worker_index >= 0 else gym.make("CartPole-v1")
+
+
+def test_envs_that_never_step_are_named_once_and_left_to_the_time_budget(tmp_path, caplog):
+    """Not one frame: the envs may still be starting (a slow simulator), so the run is not stopped, but
+    after 3 x --heartbeat_interval it says so with where a worker is; the time budget then ends it."""
+    register_env("hung_at_start_cartpole", make_hung_at_start_env)
+    cfg = crash_cfg(
+        tmp_path, "hung_at_start_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
+        "--batched_sampling=False", "--heartbeat_interval=2", "--train_for_seconds=12",
+    )  # fmt: skip
+    result = train_until(cfg)
+    named = [r.getMessage() for r in caplog.records if "No env has stepped in the" in r.getMessage()]
+    assert len(named) == 1 and "where rollout_worker_0 is:" in named[0] and "in step" in named[0], named
+    assert "the run is stuck" not in caplog.text
+    assert result["env_steps"] == 0 and not processes_left_by_runs()
+
+
 class NaNObsCartPole(gym.ObservationWrapper):
     """CartPole whose every 37th observation is NaN (a sensor glitch)."""
 

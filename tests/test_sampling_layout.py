@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -301,3 +302,38 @@ def test_trajectory_slots_bound_how_far_sampling_runs_ahead_of_the_learner():
     assert slot_layout(cfg, env_info).slots_per_policy == 32 + 2 * 8
     assert slot_layout(AttrDict(cfg, num_batches_to_accumulate=1), env_info).slots_per_policy == 40  # 32 + 8
     assert slot_layout(AttrDict(cfg, async_rl=False), env_info).slots_per_policy == 8  # one batch exactly
+
+
+class SlowFirstStepCartPole(gym.Wrapper):
+    """CartPole whose first step takes 2.5 s (an env stuck at its start, for a while)."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+        self.stepped = False
+
+    def step(self, action):
+        if not self.stepped:
+            self.stepped = True
+            time.sleep(2.5)
+        return self.env.step(action)
+
+
+def make_slow_first_step_cartpole(full_env_name, cfg=None, env_config=None, render_mode=None):
+    return SlowFirstStepCartPole()
+
+
+def test_a_probe_that_hangs_is_named_with_where_it_is(monkeypatch, caplog):
+    register_env("slow_first_step_cartpole", make_slow_first_step_cartpole)
+    monkeypatch.setattr(auto_tune_module, "PROBE_HUNG_SEC", 1.0)
+    argv = ["--env=slow_first_step_cartpole"]
+    cfg = parse_full_cfg(parse_sf_args(argv)[0], argv)
+    assert auto_tune_module.measure_env_step_sec(cfg) > 0, "a slow env is timed all the same"
+    hung = [r.getMessage() for r in caplog.records if "has taken" in r.getMessage()]
+    assert len(hung) == 1 and "slow_first_step_cartpole" in hung[0], hung
+    assert "in step" in hung[0] and "time.sleep(2.5)" in hung[0], "the stack shows where the env is"
+
+    caplog.clear()
+    register_env("plain_cartpole", make_plain_cartpole)
+    auto_tune_module.measure_env_step_sec(AttrDict(cfg, env="plain_cartpole"))
+    time.sleep(1.5)
+    assert not [r for r in caplog.records if "has taken" in r.getMessage()], "a quick probe is not named"

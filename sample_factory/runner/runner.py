@@ -218,6 +218,7 @@ class Runner(EventLoopObject):
         self._loop_turns: dict[str, tuple[int, float]] = {}  # process -> (its loop's turns, since when)
         self._silence_reported: set[str] = set()
         self._run_progress: tuple[tuple[int, int], float] | None = None  # ((frames, train steps), since when)
+        self._no_frames_reported = False
         self.leak_watch = LeakWatch()
 
     # --- extension points (sample-factory 2.x's) ---------------------------------------------
@@ -785,22 +786,34 @@ class Runner(EventLoopObject):
         now = time.monotonic()
         frames = int(sum(self.shared.frames_sampled.tolist()))
         progress = (frames, sum(self.stats.train_steps))
+        patience = SILENT_STOP_INTERVALS * self.cfg.heartbeat_interval
+        if frames == 0 and not self._no_frames_reported and now - self._train_started >= patience:
+            # Envs may take long to start (some simulators do): named, not stopped.
+            self._no_frames_reported = True
+            log.warning(
+                "No env has stepped in the %.0fs since the start: still starting, or hung?%s",
+                now - self._train_started,
+                self._where_worker_0_is(),
+            )
         if frames == 0 or self._run_progress is None or progress != self._run_progress[0]:
-            self._run_progress = (progress, now)  # frames == 0: envs still starting
+            self._run_progress = (progress, now)
             return
         stuck_for = now - self._run_progress[1]
-        if stuck_for >= SILENT_STOP_INTERVALS * self.cfg.heartbeat_interval:
-            worker = self._process_named("rollout_worker_0")
-            stack = worker.stack() if worker is not None and worker.is_alive() else ""
+        if stuck_for >= patience:
             log.error(
                 "No env stepped and no policy trained for %.0fs (%d x --heartbeat_interval=%d): the run is stuck,"
                 " stopping it%s",
                 stuck_for,
                 SILENT_STOP_INTERVALS,
                 self.cfg.heartbeat_interval,
-                f"; where rollout_worker_0 is:\n{stack}" if stack else "",
+                self._where_worker_0_is(),
             )
             self.request_stop(ExitStatus.FAILURE)
+
+    def _where_worker_0_is(self) -> str:
+        worker = self._process_named("rollout_worker_0")
+        stack = worker.stack() if worker is not None and worker.is_alive() else ""
+        return f"; where rollout_worker_0 is:\n{stack}" if stack else ""
 
     def _check_health(self):
         if not self.cfg.serial_mode and not self._stopping:

@@ -23,7 +23,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, is_vector_env, make_env
@@ -39,6 +42,7 @@ MIN_ENVS_PER_SPLIT_FOR_BATCHING = 16
 IMAGE_ENVS_PER_SPLIT = 8
 PROBE_SEC = 0.3
 PROBE_MIN_STEPS = 10
+PROBE_HUNG_SEC = 60.0  # a probe still running after this is named in the log with its stack (a hung env?)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,35 @@ def available_cores() -> int:
 
 
 def measure_env_step_sec(cfg) -> float:
-    """Seconds per env step (one env, random actions, resets included), in this process."""
+    """Seconds per env step (one env, random actions, resets included), in this process (the user's
+    env may need the main thread). A probe that has not finished after PROBE_HUNG_SEC is named, with
+    where it is, so that an env hung at its start is not a silent hang of the command."""
+    done = threading.Event()
+    watchdog = threading.Thread(
+        target=_name_a_hung_probe, args=(cfg.env, threading.get_ident(), done), name="auto_tune_watchdog", daemon=True
+    )
+    watchdog.start()
+    try:
+        return _probe_env_step_sec(cfg)
+    finally:
+        done.set()
+
+
+def _name_a_hung_probe(env_name: str, probe_thread_id: int, done: threading.Event):
+    if done.wait(PROBE_HUNG_SEC):
+        return
+    frame = sys._current_frames().get(probe_thread_id)
+    stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+    log.error(
+        "auto_tune: timing a few steps of one %s env has taken %.0fs: a hung env? (Ctrl-C stops; --auto_tune=False"
+        " skips the timing) Where it is:\n%s",
+        env_name,
+        PROBE_HUNG_SEC,
+        stack,
+    )
+
+
+def _probe_env_step_sec(cfg) -> float:
     env = make_env(cfg, env_config_for(-1, 0, 0))
     try:
         if is_vector_env(env):
