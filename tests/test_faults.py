@@ -514,6 +514,14 @@ def make_hanging_env(full_env_name, cfg=None, env_config=None, render_mode=None)
     return gym.make("CartPole-v1")
 
 
+def two_workers_stepping_envs_one_by_one(tmp_path, env_name, *flags):
+    """A parallel run of 2 workers x 2 envs stepped one by one (a hung env blocks its worker)."""
+    return crash_cfg(
+        tmp_path, env_name, "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
+        "--batched_sampling=False", *flags,
+    )  # fmt: skip
+
+
 def stall_reports(caplog) -> list[str]:
     stalls = [r.getMessage() for r in caplog.records if "has stepped no env" in r.getMessage()]
     assert stalls and all(m.startswith("rollout_worker_1 ") for m in stalls), stalls
@@ -523,10 +531,9 @@ def stall_reports(caplog) -> list[str]:
 
 def test_a_hung_env_is_named_with_its_stack_and_its_worker_started_anew(tmp_path, caplog):
     register_env("hanging_cartpole", make_hanging_env)
-    cfg = crash_cfg(
-        tmp_path, "hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
-        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=15",
-    )  # fmt: skip
+    cfg = two_workers_stepping_envs_one_by_one(
+        tmp_path, "hanging_cartpole", "--heartbeat_interval=3", "--train_for_seconds=15"
+    )
     result = train_until(cfg)
     assert result["status"] == 0
     assert len(stall_reports(caplog)) == 1
@@ -538,10 +545,9 @@ def test_a_hung_env_is_named_with_its_stack_and_its_worker_started_anew(tmp_path
 
 def test_a_hung_env_past_the_restart_budget_is_reported_while_the_other_workers_train_on(tmp_path, caplog):
     register_env("hanging_cartpole", make_hanging_env)
-    cfg = crash_cfg(
-        tmp_path, "hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
-        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=12", "--max_worker_restarts=0",
-    )  # fmt: skip
+    cfg = two_workers_stepping_envs_one_by_one(
+        tmp_path, "hanging_cartpole", "--heartbeat_interval=3", "--train_for_seconds=12", "--max_worker_restarts=0"
+    )
     result = train_until(cfg)
     assert result["status"] == 0, "the other worker trained until the budget"
     assert result["policies"][0]["train_steps"] > 0
@@ -558,10 +564,9 @@ def test_a_run_whose_every_env_hangs_is_stopped_not_left_to_its_time_budget(tmp_
     """Every worker stands still at once: no worker lags behind the others, so no stall is seen per
     worker; the run is stuck as a whole and stops after 3 x --heartbeat_interval, leaving nothing."""
     register_env("always_hanging_cartpole", make_always_hanging_env)
-    cfg = crash_cfg(
-        tmp_path, "always_hanging_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
-        "--batched_sampling=False", "--heartbeat_interval=3", "--train_for_seconds=90",
-    )  # fmt: skip
+    cfg = two_workers_stepping_envs_one_by_one(
+        tmp_path, "always_hanging_cartpole", "--heartbeat_interval=3", "--train_for_seconds=90"
+    )
     started = time.monotonic()
     result = train_until(cfg)
     assert result["status"] != 0 and time.monotonic() - started < 60, "stopped long before its time budget"
@@ -579,10 +584,9 @@ def test_envs_that_never_step_are_named_once_and_left_to_the_time_budget(tmp_pat
     """Not one frame: the envs may still be starting (a slow simulator), so the run is not stopped, but
     after 3 x --heartbeat_interval it says so with where a worker is; the time budget then ends it."""
     register_env("hung_at_start_cartpole", make_hung_at_start_env)
-    cfg = crash_cfg(
-        tmp_path, "hung_at_start_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=2",
-        "--batched_sampling=False", "--heartbeat_interval=2", "--train_for_seconds=12",
-    )  # fmt: skip
+    cfg = two_workers_stepping_envs_one_by_one(
+        tmp_path, "hung_at_start_cartpole", "--heartbeat_interval=2", "--train_for_seconds=12"
+    )
     result = train_until(cfg)
     named = [r.getMessage() for r in caplog.records if "No env has stepped in the" in r.getMessage()]
     assert len(named) == 1 and "where rollout_worker_0 is:" in named[0] and "in step" in named[0], named
