@@ -93,6 +93,7 @@ class EventLoop:
         self._own_queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
         self._spares = spares
         self._spare_index = multiprocessing.RawValue(ctypes.c_int32, -1)  # -1: its own queue
+        # Messages taken off the queue, readable from every process (the benchmark counts them).
         self._received = multiprocessing.RawValue(ctypes.c_uint64, 0)
         # Turns of the loop (at least one a second while it runs): one that stands still is stuck in a callback.
         self._turns = multiprocessing.RawValue(ctypes.c_uint64, 0)
