@@ -662,9 +662,12 @@ class Runner(EventLoopObject):
             sum(frames) - f > sum(self._last_frames) - last for f, last in zip(frames, self._last_frames)
         ]
         for i, (f, last) in enumerate(zip(frames, self._last_frames)):
-            if f != last or not others_progressed[i]:
+            if f != last:
                 self._last_progress[i] = now
-                self._stall_reported[i] = 0.0
+                self._stall_reported[i] = 0.0  # it moves again: a new stall is reported anew
+                continue
+            if not others_progressed[i]:
+                self._last_progress[i] = now  # every worker waits (a slow learner): no stall, still not over
                 continue
             stalled_for = now - self._last_progress[i]
             due = (
