@@ -243,6 +243,7 @@ class RunStats:
         path = self.experiment_dir / "summary.json"
         tmp = path.with_suffix(".json.tmp")
         try:
+            self.experiment_dir.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(summary, indent=2))
             os.replace(tmp, path)
         except OSError as e:
