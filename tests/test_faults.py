@@ -15,6 +15,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from conftest import child_processes
 from training import train_until
 
 from sample_factory.envs.env_utils import register_env
@@ -231,17 +232,6 @@ def kill_inference_run(tmp_path, kill_after_steps: int, *flags):
     return status, runner, killed, time.monotonic() - started
 
 
-def processes_left_by_runs() -> list[int]:
-    """Live children of this test process other than the fork server and resource tracker (which serve
-    every run of the test process): what a finished run left behind."""
-    return [
-        p.pid
-        for p in psutil.Process().children(recursive=True)
-        if p.status() != psutil.STATUS_ZOMBIE
-        and not any(k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker"))
-    ]
-
-
 @pytest.mark.parametrize("kill_after_steps", [3000, 7000, 11000])
 def test_kill_9_of_the_inference_worker_is_survived_and_the_run_trains_to_its_budget(
     tmp_path, caplog, kill_after_steps
@@ -259,7 +249,7 @@ def test_kill_9_of_the_inference_worker_is_survived_and_the_run_trains_to_its_bu
     ]
     assert runner.stats.worker_restarts == 1
     assert runner.stats.mean_reward(0) > 40, "it learned (a random policy scores about 22)"
-    assert not processes_left_by_runs(), "the killed inference worker's tree and the run's processes are gone"
+    assert not child_processes(), "the killed inference worker's tree and the run's processes are gone"
 
 
 def test_kill_9_of_the_inference_worker_without_restarts_stops_the_run_cleanly(tmp_path, caplog):
@@ -267,7 +257,7 @@ def test_kill_9_of_the_inference_worker_without_restarts_stops_the_run_cleanly(t
     assert status != 0 and killed and seconds < 45
     died = [r.getMessage() for r in caplog.records if "died with exit code" in r.getMessage()]
     assert died == [f"inference_p0_0 (pid {killed[0]}) died with exit code -9: stopping the run"]
-    assert not processes_left_by_runs()
+    assert not child_processes()
 
 
 def test_a_worker_that_keeps_dying_stops_the_run_past_the_restart_budget(tmp_path, caplog):
@@ -573,7 +563,7 @@ def test_a_run_whose_every_env_hangs_is_stopped_not_left_to_its_time_budget(tmp_
     stuck = [r.getMessage() for r in caplog.records if "the run is stuck" in r.getMessage()]
     assert len(stuck) == 1 and "No env stepped and no policy trained for" in stuck[0], stuck
     assert "where rollout_worker_0 is:" in stuck[0] and "in step" in stuck[0], "its stack shows the hung env"
-    assert not processes_left_by_runs()
+    assert not child_processes()
 
 
 def make_hung_at_start_env(full_env_name, cfg=None, env_config=None, render_mode=None):
@@ -591,7 +581,7 @@ def test_envs_that_never_step_are_named_once_and_left_to_the_time_budget(tmp_pat
     named = [r.getMessage() for r in caplog.records if "No env has stepped in the" in r.getMessage()]
     assert len(named) == 1 and "where rollout_worker_0 is:" in named[0] and "in step" in named[0], named
     assert "the run is stuck" not in caplog.text
-    assert result["env_steps"] == 0 and not processes_left_by_runs()
+    assert result["env_steps"] == 0 and not child_processes()
 
 
 class NaNObsCartPole(gym.ObservationWrapper):
