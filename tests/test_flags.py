@@ -200,3 +200,56 @@ def test_league_opponent_flags_that_cannot_work_are_refused(tmp_path, flags, err
     )
     assert result.returncode == 2 and result.stderr.strip().startswith(error), result.stderr
     assert not (tmp_path / "x").exists()
+
+
+SNAPSHOT = ROOT / "tests" / "data" / "flags_snapshot.json"
+
+
+def _flags_snapshot() -> dict:
+    """Every flag of the full parser as `--help` shows it: groups in order, and per flag its dest,
+    default, type, choices, nargs, action and help. Regenerate with `python tests/test_flags.py`
+    only when a flag is meant to change."""
+    from sample_factory.cfg.arguments import parse_sf_args
+
+    snapshot = {}
+    for evaluation in (False, True):
+        parser, _ = parse_sf_args(["--env=CartPole-v1"], evaluation=evaluation)
+        groups = []
+        for group in parser._action_groups:
+            flags = []
+            for action in group._group_actions:
+                flags.append(
+                    {
+                        "flags": list(action.option_strings),
+                        "dest": action.dest,
+                        "default": action.default,
+                        "type": getattr(action.type, "__name__", None),
+                        "choices": list(action.choices) if action.choices is not None else None,
+                        "nargs": action.nargs,
+                        "action": type(action).__name__,
+                        "const": action.const,
+                        "required": action.required,
+                        "help": action.help,
+                    }
+                )
+            groups.append({"title": group.title, "flags": flags})
+        snapshot[f"evaluation={evaluation}"] = groups
+    return json.loads(json.dumps(snapshot))
+
+
+def test_every_flag_name_default_type_and_help_is_as_recorded():
+    recorded = json.loads(SNAPSHOT.read_text())
+    current = _flags_snapshot()
+    for mode in recorded:
+        want = {(g["title"], f["dest"]): f for g in recorded[mode] for f in g["flags"]}
+        have = {(g["title"], f["dest"]): f for g in current[mode] for f in g["flags"]}
+        assert sorted(want.keys() - have.keys()) == [], f"{mode}: flags gone or moved to another group"
+        assert sorted(have.keys() - want.keys()) == [], f"{mode}: new flags (update {SNAPSHOT.name})"
+        changed = [key for key in want if want[key] != have[key]]
+        assert changed == [], f"{mode}: changed: {[(k, want[k], have[k]) for k in changed]}"
+    assert current == recorded, "the order of groups or flags (as --help shows them) changed"
+
+
+if __name__ == "__main__":
+    SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SNAPSHOT.write_text(json.dumps(_flags_snapshot(), indent=1) + "\n")
