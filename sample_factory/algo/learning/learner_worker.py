@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from sample_factory.algo import roles
 from sample_factory.algo.learning.learner import Learner, NonFiniteTrainingError
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.cfg.derived import trajectories_per_iteration
@@ -53,7 +54,7 @@ class LearnerWorker(EventLoopObject):
     weights_exported = signal()
 
     def __init__(self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str):
-        super().__init__(event_loop, f"learner_p{policy_id}")
+        super().__init__(event_loop, roles.learner(policy_id).name)
         self.policy_id = policy_id
         self.cfg = cfg
         self.env_info = env_info

@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from sample_factory.algo import protocol
+from sample_factory.algo import protocol, roles
 from sample_factory.algo.shared_buffers import step_rows
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.model.actor_critic import create_actor_critic
@@ -29,7 +29,8 @@ WRITTEN_FIELDS = ("actions", "log_prob_actions", "values", "action_logits", "rnn
 
 class InferenceWorker(EventLoopObject):
     def __init__(self, event_loop, policy_id: int, worker_idx: int, cfg, env_info, shared, model_factory):
-        super().__init__(event_loop, f"inference_worker_p{policy_id}_{worker_idx}")
+        self.role = roles.inference_worker(policy_id, worker_idx)
+        super().__init__(event_loop, self.role.name)
         self.policy_id = policy_id
         self.worker_idx = worker_idx  # among the policy's --policy_workers_per_policy
         self.cfg = cfg

@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from sample_factory.algo import protocol
+from sample_factory.algo import protocol, roles
 from sample_factory.algo.sampling.env_checks import NonFiniteError, find_non_finite, zero_non_finite
 from sample_factory.algo.sampling.env_runners import EnvFailure, ObservationError, PerEnvRunner, VectorEnvRunner
 from sample_factory.algo.utils.agent_policy_mapping import AgentPolicyMapping
@@ -105,7 +105,7 @@ class RolloutWorker(EventLoopObject):
         mapping_cls: type[AgentPolicyMapping] = AgentPolicyMapping,
         experiment_dir: str | None = None,
     ):
-        super().__init__(event_loop, f"rollout_worker_{worker_idx}")
+        super().__init__(event_loop, roles.rollout_worker(worker_idx).name)
         self.worker_idx = worker_idx
         self.cfg = cfg
         self.env_info = env_info
