@@ -250,6 +250,19 @@ def test_every_flag_name_default_type_and_help_is_as_recorded():
     assert current == recorded, "the order of groups or flags (as --help shows them) changed"
 
 
+def test_no_function_of_the_config_is_over_80_lines():
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "sample_factory" / "cfg").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert long == [], f"split these by topic: {long}"
+
+
 if __name__ == "__main__":
     SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
     SNAPSHOT.write_text(json.dumps(_flags_snapshot(), indent=1) + "\n")

@@ -53,7 +53,22 @@ def add_basic_args(p: argparse.ArgumentParser):
 
 
 def add_rl_args(p: argparse.ArgumentParser):
+    """Every flag of sampling, learning, checkpoints, reporting and reliability (2.x's one call)."""
+    add_sampling_args(p)
+    add_learning_args(p)
+    add_normalization_args(p)
+    add_checkpoint_args(p)
+    add_reporting_args(p)
+
+
+def add_sampling_args(p):
     g = p.add_argument_group("sampling")
+    _add_sampling_layout_args(g)
+    _add_sampling_process_args(g)
+
+
+def _add_sampling_layout_args(g):
+    """How many policies, workers, envs and splits, and how far sampling may run ahead."""
     g.add_argument(
         "--num_policies", type=int, default=1, help="Number of policies trained side by side (self-play, PBT)"
     )
@@ -97,6 +112,10 @@ def add_rl_args(p: argparse.ArgumentParser):
         default=0,
         help="Each worker waits a random time up to this before sampling",
     )
+
+
+def _add_sampling_process_args(g):
+    """How the rollout worker processes start and run."""
     g.add_argument(
         "--actor_worker_gpus",
         type=int,
@@ -149,7 +168,15 @@ def add_rl_args(p: argparse.ArgumentParser):
         help="Benchmark the sampler: trajectories are dropped, nothing is learned",
     )
 
+
+def add_learning_args(p):
     g = p.add_argument_group("learning")
+    _add_batching_args(g)
+    _add_loss_args(g)
+    _add_optimizer_args(g)
+
+
+def _add_batching_args(g):
     g.add_argument("--batch_size", type=int, default=1024, help="Minibatch size for SGD (samples)")
     g.add_argument(
         "--num_batches_per_epoch",
@@ -170,6 +197,10 @@ def add_rl_args(p: argparse.ArgumentParser):
         default=False,
         help="Shuffle samples between minibatches (else contiguous chunks)",
     )
+
+
+def _add_loss_args(g):
+    """Returns, advantages and the PPO loss terms."""
     g.add_argument("--gamma", type=float, default=0.99, help="Discount factor")
     g.add_argument("--reward_scale", type=float, default=1.0, help="Rewards are multiplied by this before learning")
     g.add_argument(
@@ -224,6 +255,10 @@ def add_rl_args(p: argparse.ArgumentParser):
     )
     g.add_argument("--vtrace_rho", type=float, default=1.0, help="V-trace rho-bar (importance weight clip for targets)")
     g.add_argument("--vtrace_c", type=float, default=1.0, help="V-trace c-bar (trace cutting)")
+
+
+def _add_optimizer_args(g):
+    """The optimizer and the learning-rate schedule."""
     g.add_argument(
         "--optimizer",
         type=str,
@@ -253,6 +288,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         "--lr_adaptive_max", type=float, default=1e-2, help="Highest learning rate of the KL-adaptive schedules"
     )
 
+
+def add_normalization_args(p):
     g = p.add_argument_group("normalization")
     g.add_argument("--obs_subtract_mean", type=float, default=0.0, help="Subtracted from image observations")
     g.add_argument("--obs_scale", type=float, default=1.0, help="Image observations are divided by this")
@@ -267,6 +304,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         help="Observation keys to normalize (default: all non-image keys)",
     )
 
+
+def add_checkpoint_args(p):
     g = p.add_argument_group("stopping and checkpoints")
     g.add_argument(
         "--train_for_env_steps",
@@ -293,6 +332,8 @@ def add_rl_args(p: argparse.ArgumentParser):
         "--save_best_after", type=int, default=100000, help="Don't save best checkpoints before this many env steps"
     )
 
+
+def add_reporting_args(p):
     g = p.add_argument_group("logging")
     g.add_argument(
         "--experiment_summaries_interval",
@@ -308,7 +349,20 @@ def add_rl_args(p: argparse.ArgumentParser):
         default=True,
         help="Count env frames (after frameskip) in summaries (False is refused: always counted that way)",
     )
-    g.add_argument(
+    # --help has always listed the reliability flags here, between the summaries and the console.
+    add_reliability_args(g)
+    g.add_argument("--report_interval_sec", type=float, default=5.0, help="Seconds between console reports")
+    g.add_argument("--with_wandb", type=str2bool, default=False, help="Log to Weights & Biases")
+    g.add_argument("--wandb_user", type=str, default=None, help="W&B entity")
+    g.add_argument("--wandb_project", type=str, default="sample_factory", help="W&B project")
+    g.add_argument("--wandb_group", type=str, default=None, help="W&B group")
+    g.add_argument("--wandb_job_type", type=str, default="SF", help="W&B job type")
+    g.add_argument("--wandb_tags", type=str, nargs="*", default=[], help="W&B tags")
+
+
+def add_reliability_args(p):
+    """Stalled and dead workers, failing envs and non-finite values. `p` is a parser or a group."""
+    p.add_argument(
         "--heartbeat_interval",
         type=int,
         default=20,
@@ -316,14 +370,14 @@ def add_rl_args(p: argparse.ArgumentParser):
         "stack goes to the log and it is started anew (--max_worker_restarts). An inference worker or learner process "
         "whose event loop stands still this long is named with its stack; 3 times this long stops the run",
     )
-    g.add_argument(
+    p.add_argument(
         "--max_env_failures",
         type=int,
         default=100,
         help="Envs that raise in step() are made anew and their unfinished episode dropped, up to this many times "
         "per run (all workers together); one more stops the run. 0: the first failure stops it",
     )
-    g.add_argument(
+    p.add_argument(
         "--strict_env_checks",
         type=str2bool,
         default=False,
@@ -331,14 +385,14 @@ def add_rl_args(p: argparse.ArgumentParser):
         "and the key. False: the value becomes 0, the step is not trained on, and the steps dropped are counted "
         "(log, TensorBoard stats/non_finite_steps, summary.json)",
     )
-    g.add_argument(
+    p.add_argument(
         "--heartbeat_reporting_interval",
         type=int,
         default=180,
         help="Seconds between repeated reports of a stalled rollout worker once --max_worker_restarts are spent "
         "(the others sample on)",
     )
-    g.add_argument(
+    p.add_argument(
         "--max_worker_restarts",
         type=int,
         default=3,
@@ -347,13 +401,6 @@ def add_rl_args(p: argparse.ArgumentParser):
         "worker is started anew too. Up to this many times per run (all workers together; 8 at most). Past that a "
         "dead worker stops the run and a stalled one is reported while the others sample on. 0: never restart",
     )
-    g.add_argument("--report_interval_sec", type=float, default=5.0, help="Seconds between console reports")
-    g.add_argument("--with_wandb", type=str2bool, default=False, help="Log to Weights & Biases")
-    g.add_argument("--wandb_user", type=str, default=None, help="W&B entity")
-    g.add_argument("--wandb_project", type=str, default="sample_factory", help="W&B project")
-    g.add_argument("--wandb_group", type=str, default=None, help="W&B group")
-    g.add_argument("--wandb_job_type", type=str, default="SF", help="W&B job type")
-    g.add_argument("--wandb_tags", type=str, nargs="*", default=[], help="W&B tags")
 
 
 def add_model_args(p: argparse.ArgumentParser):
@@ -445,6 +492,12 @@ def add_env_args(p: argparse.ArgumentParser):
 
 
 def add_pbt_args(p: argparse.ArgumentParser):
+    """Populations: population-based training and the league (2.x's one call)."""
+    add_population_args(p)
+    add_league_args(p)
+
+
+def add_population_args(p):
     g = p.add_argument_group("population-based training")
     g.add_argument(
         "--with_pbt",
@@ -488,6 +541,9 @@ def add_pbt_args(p: argparse.ArgumentParser):
     )
     g.add_argument("--pbt_optimize_gamma", type=str2bool, default=False, help="Let PBT mutate gamma")
     g.add_argument("--pbt_target_objective", type=str, default="true_objective", help="info key PBT maximizes")
+
+
+def add_league_args(p):
     g = p.add_argument_group("league")
     g.add_argument(
         "--league_snapshot_every_env_steps",
