@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-# Before sample_factory is imported anywhere: an emit that reaches no slot raises (signal_slot.py).
+# Before sample_factory is imported anywhere: an emit that reaches no slot raises (signal_slot/loop.py).
 os.environ["SF_STRICT_SIGNALS"] = "1"
 
 SHM_DIR = "/dev/shm"

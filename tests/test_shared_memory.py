@@ -6,7 +6,6 @@ import math
 import multiprocessing
 import time
 
-import faster_fifo
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from torch import nn
 
 from sample_factory.algo.shared_buffers import SharedPolicyState, SlotPool, TrajectoryBuffers, step_rows
 from sample_factory.algo.utils.host_staging import HostStaging
+from sample_factory.signal_slot import transport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,7 +49,7 @@ def join_ok(process) -> bool:
     return process.exitcode == 0
 
 
-def get_result(results: faster_fifo.Queue, timeout_sec: float = JOIN_SEC):
+def get_result(results: transport.Queue, timeout_sec: float = JOIN_SEC):
     return results.get(block=True, timeout=timeout_sec)
 
 
@@ -94,7 +94,7 @@ def poll_acquire(pool: SlotPool, count: int, timeout_sec: float = JOIN_SEC) -> l
         time.sleep(0.005)
 
 
-def _slot_pool_worker(pool: SlotPool, results: faster_fifo.Queue):
+def _slot_pool_worker(pool: SlotPool, results: transport.Queue):
     # Released by the parent as [0, 1, 2] and [3, 4]: takes 4, keeps 4 as a spare.
     first = poll_acquire(pool, 4)
     spare = pool.try_acquire(1)  # served from the spare, queue untouched
@@ -104,7 +104,7 @@ def _slot_pool_worker(pool: SlotPool, results: faster_fifo.Queue):
     pool.release([7])  # the parent is (most likely) polling with try_acquire by now
 
 
-def _load_policy(state: SharedPolicyState, results: faster_fifo.Queue):
+def _load_policy(state: SharedPolicyState, results: transport.Queue):
     torch.manual_seed(12345)  # different weights than the parent's
     model = nn.Linear(4, 3)
     loaded = state.load_into(model, known_seq=0)
@@ -249,7 +249,7 @@ def test_staging_to_a_gpu_goes_through_pinned_memory():
 
 def test_slot_pool_across_processes():
     pool = SlotPool("policy_0")
-    results = faster_fifo.Queue(max_size_bytes=64 * 1024)
+    results = transport.make_queue(64 * 1024)
     pool.release([0, 1, 2])
     pool.release([3, 4])
     pool.release([])  # nothing to send
@@ -363,7 +363,7 @@ def test_shared_policy_state_publish_and_load_in_child():
     assert state.version == 3
     expected_checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
 
-    results = faster_fifo.Queue(max_size_bytes=64 * 1024)
+    results = transport.make_queue(64 * 1024)
     process = spawn(_load_policy, state, results)
     try:
         seq, version, state_version, published, again, checksum = get_result(results)

@@ -10,16 +10,10 @@ import time
 
 import pytest
 
-from sample_factory.signal_slot import signal_slot
-from sample_factory.signal_slot.signal_slot import (
-    EventLoop,
-    EventLoopObject,
-    EventLoopProcess,
-    SpareQueues,
-    Timer,
-    current_loop,
-    signal,
-)
+from sample_factory.signal_slot import loop as loop_module
+from sample_factory.signal_slot.loop import EventLoop, EventLoopObject, Timer, current_loop, signal
+from sample_factory.signal_slot.process import EventLoopProcess
+from sample_factory.signal_slot.transport import SpareQueues
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,7 +156,7 @@ def test_local_delivery_in_one_loop():
 
 
 def test_connections_and_named_signals(monkeypatch):
-    monkeypatch.setattr(signal_slot, "STRICT_SIGNALS", False)  # outside the tests an unconnected emit is a no-op
+    monkeypatch.setattr(loop_module, "STRICT_SIGNALS", False)  # outside the tests an unconnected emit is a no-op
     loop = EventLoop("local")
     sender = Recorder(loop, "sender")
     receiver = Recorder(loop, "receiver")
@@ -411,10 +405,10 @@ def test_an_emit_that_reaches_no_slot_raises_in_strict_mode():
     """The tests run with SF_STRICT_SIGNALS=1 (conftest): a misspelled or unwired name fails loudly."""
     loop = EventLoop("strict")
     pinger = Pinger(loop, "pinger", rounds=1)
-    assert signal_slot.STRICT_SIGNALS
-    with pytest.raises(signal_slot.UnconnectedSignalError, match="pinger.ping"):
+    assert loop_module.STRICT_SIGNALS
+    with pytest.raises(loop_module.UnconnectedSignalError, match="pinger.ping"):
         pinger.ping.emit(0)
-    with pytest.raises(signal_slot.UnconnectedSignalError, match="pinger.actions_ready_w7"):
+    with pytest.raises(loop_module.UnconnectedSignalError, match="pinger.actions_ready_w7"):
         pinger.named_signal("actions_ready_w7").emit(0)
 
 

@@ -4,7 +4,7 @@
   holds one agent's trajectory; step `rollout` holds only the observation and RNN state that
   the next trajectory starts from (and that the learner bootstraps from).
 * `SlotPool`: free slot indices of one policy, passed around as lists of ints through a
-  faster-fifo queue (torchbeast's free queue; the full queue is the `trajectory_ready` signal).
+  transport queue (torchbeast's free queue; the full queue is the `trajectory_ready` signal).
 * `SharedPolicyState`: a policy's weights in shared memory and a version counter, written by
   the learner and read by inference workers without a queue round trip (a seqlock).
 
@@ -19,7 +19,6 @@ import queue
 import time
 from pathlib import Path
 
-import faster_fifo
 import gymnasium as gym
 import numpy as np
 import psutil
@@ -28,6 +27,7 @@ import torch
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.algo.utils.torch_utils import to_torch_dtype
 from sample_factory.model.action_distributions import action_buffer_spec, calc_num_action_parameters
+from sample_factory.signal_slot import transport
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +202,12 @@ class SlotPool:
     def __init__(self, name: str, num_slots: int = 0, holders: torch.Tensor | None = None):
         self.name = name
         # Room for every slot at once (a pickled int takes at most 5 bytes, each message ~30 more).
-        self._queue = faster_fifo.Queue(max_size_bytes=max(1024 * 1024, 48 * num_slots))
+        self._queue = transport.make_queue(max(1024 * 1024, 48 * num_slots))
         self._spare: list[int] = []
         self.holders = holders
 
     @property
-    def queue(self) -> faster_fifo.Queue:
+    def queue(self) -> transport.Queue:
         """The queue of free slot groups (the runner frees its lock if a process dies holding it)."""
         return self._queue
 

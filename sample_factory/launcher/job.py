@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from sample_factory.launcher.status import FAILED, FINISHED, INTERRUPTED, RUNNING, TIMED_OUT, read_status, update_status
-from sample_factory.signal_slot.signal_slot import die_with_parent
+from sample_factory.signal_slot.process import die_with_parent
 
 EXIT_TIMED_OUT = 124
 EXIT_INTERRUPTED = 130

@@ -29,7 +29,7 @@ from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.cfg.derived import trajectories_per_iteration
 from sample_factory.cfg.policy_params import read_hyperparams, uses_policy_files, with_hyperparams
 from sample_factory.model.model_factory import set_global_model_factory
-from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer, signal
+from sample_factory.signal_slot.loop import EventLoopObject, Timer, signal
 from sample_factory.utils.checkpoint import (
     CheckpointWriteError,
     checkpoint_dir,

@@ -4,8 +4,8 @@ Requests name slots and a step; observations and RNN states are read from the tr
 buffers, and actions, log-probs, values, logits, the behaviour policy version and the next
 RNN state are written back into the same slots. Only `(split_idx,)` goes back to the worker.
 
-`cfg.benchmark_null_policy` (set by the benchmark's overhead phase, not a flag) replaces the
-model's forward pass with zeros, so that what remains is the framework's own cost.
+`null_policy=True` (the benchmark's overhead phase) replaces the model's forward pass with
+zeros, so that what remains is the framework's own cost.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sample_factory.algo.shared_buffers import step_rows
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.model.actor_critic import create_actor_critic
 from sample_factory.model.model_factory import set_global_model_factory
-from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer
+from sample_factory.signal_slot.loop import EventLoopObject, Timer
 from sample_factory.utils.device import policy_device
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,18 @@ WRITTEN_FIELDS = ("actions", "log_prob_actions", "values", "action_logits", "rnn
 
 
 class InferenceWorker(EventLoopObject):
-    def __init__(self, event_loop, policy_id: int, worker_idx: int, cfg, env_info, shared, model_factory):
+    def __init__(
+        self,
+        event_loop,
+        policy_id: int,
+        worker_idx: int,
+        cfg,
+        env_info,
+        shared,
+        model_factory,
+        *,
+        null_policy: bool = False,
+    ):
         self.role = roles.inference_worker(policy_id, worker_idx)
         super().__init__(event_loop, self.role.name)
         self.policy_id = policy_id
@@ -37,6 +48,7 @@ class InferenceWorker(EventLoopObject):
         self.env_info = env_info
         self.shared = shared
         self.model_factory = model_factory
+        self.null_policy = null_policy
         self.model = None
         self.staging: HostStaging | None = None
         self.version = 0
@@ -56,7 +68,7 @@ class InferenceWorker(EventLoopObject):
         self.model = create_actor_critic(self.cfg, self.env_info.obs_space, self.env_info.action_space).to(self.device)
         self.model.eval()
         self.staging = HostStaging(self.device)
-        self._outputs = self._null_outputs if self.cfg.get("benchmark_null_policy") else self._policy_outputs
+        self._outputs = self._null_outputs if self.null_policy else self._policy_outputs
         buffers = self.shared.buffers
         self._obs_rows = {key: step_rows(field) for key, field in buffers.obs.items()}
         self._field_rows = {name: step_rows(getattr(buffers, name)) for name in WRITTEN_FIELDS}

@@ -36,7 +36,7 @@ from sample_factory.algo.utils.agent_policy_mapping import AgentPolicyMapping
 from sample_factory.cfg.derived import acting_policies, envs_per_split, global_env_id, worker_rng_seed
 from sample_factory.cfg.policy_params import read_reward_shaping
 from sample_factory.envs.env_utils import restore_env_registry
-from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
+from sample_factory.signal_slot.loop import EventLoopObject, signal
 from sample_factory.utils.device import limit_env_threads, pin_rollout_worker, set_niceness
 from sample_factory.utils.gpu_utils import set_gpus_for_process
 

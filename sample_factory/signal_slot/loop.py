@@ -1,16 +1,16 @@
-"""Event loops, signals and slots, across threads and processes.
+"""The event loop: signals and slots, across threads and processes, and timers.
 
 An `EventLoopObject` lives in exactly one `EventLoop`. Its class declares signals
 (`trajectory_ready = signal()`), and any of its methods can be a slot. Connecting a signal
 to a slot of an object in another loop makes `emit(...)` post a small message
-`(object_id, slot_name, args)` to the receiving loop's `faster_fifo.Queue`; a loop in the
-same thread gets it through a local deque without touching the queue.
+`(object_id, slot_name, args)` to the receiving loop's queue (`transport.make_queue`); a loop in
+the same thread gets it through a local deque without touching the queue.
 
 Messages are pickled, so they must stay small: slot indices, versions, short lists of
 stats. Bulk data lives in shared-memory tensors (see `algo/shared_buffers.py`).
 
 A loop runs in the current thread (`run()`), in its own thread, or in its own process
-(`EventLoopProcess`). Objects and connections are set up in the parent, before the
+(`process.EventLoopProcess`). Objects and connections are set up in the parent, before the
 processes start; each process then receives its loop and its objects in one pickle, so
 that references between objects of the same loop stay identical after unpickling.
 """
@@ -18,30 +18,23 @@ that references between objects of the same loop stay identical after unpickling
 from __future__ import annotations
 
 import ctypes
-import faulthandler
 import heapq
 import itertools
 import logging
 import multiprocessing
 import os
 import queue
-import signal as os_signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import faster_fifo
+from sample_factory.signal_slot.transport import DEFAULT_QUEUE_BYTES, Queue, SpareQueues, make_queue
 
 log = logging.getLogger(__name__)
 
 _thread_state = threading.local()
-
-# Thousands of messages in flight (a message is typically < 200 bytes). A loop's ring buffer is
-# shared memory that gets fully touched as messages go round it: every MiB here is a MiB of PSS.
-DEFAULT_QUEUE_BYTES = 1024 * 1024
-
 
 # SF_STRICT_SIGNALS=1 (the tests set it): an emit that reaches no slot raises, so that a misspelled
 # or unwired signal name fails loudly instead of reaching nobody.
@@ -55,22 +48,6 @@ class UnconnectedSignalError(RuntimeError):
 def current_loop() -> EventLoop | None:
     """The loop running in this thread, if any."""
     return getattr(_thread_state, "loop", None)
-
-
-class SpareQueues:
-    """Fresh queues for event loops whose process is started anew (EventLoop.move_to_spare_queue),
-    shared by the loops of a run: any restart takes the next one, whichever loop it is for."""
-
-    def __init__(self, count: int, queue_max_bytes: int = DEFAULT_QUEUE_BYTES):
-        self.queues = [faster_fifo.Queue(max_size_bytes=queue_max_bytes) for _ in range(count)]
-        self._taken = multiprocessing.RawValue(ctypes.c_uint32, 0)
-
-    def take(self) -> int | None:
-        """The index of an unused queue, None when all are taken. Only one process (the runner) takes."""
-        if self._taken.value >= len(self.queues):
-            return None
-        self._taken.value += 1
-        return self._taken.value - 1
 
 
 class EventLoop:
@@ -90,7 +67,7 @@ class EventLoop:
         # for it forever (faster-fifo's pthread objects are not robust): the next reader's wait and
         # its senders' puts would hang. A process started anew reads a spare queue instead, and
         # every copy of the loop, in every process, posts to the queue the shared index names.
-        self._own_queue = faster_fifo.Queue(max_size_bytes=queue_max_bytes)
+        self._own_queue = make_queue(queue_max_bytes)
         self._spares = spares
         self._spare_index = multiprocessing.RawValue(ctypes.c_int32, -1)  # -1: its own queue
         # Messages taken off the queue, readable from every process (the benchmark counts them).
@@ -134,7 +111,7 @@ class EventLoop:
         self._init_local_state()
 
     @property
-    def queue(self) -> faster_fifo.Queue:
+    def queue(self) -> Queue:
         index = self._spare_index.value
         return self._own_queue if index < 0 else self._spares.queues[index]
 
@@ -148,7 +125,7 @@ class EventLoop:
             self._spares.queues[index] = replacement
 
     @property
-    def own_queue(self) -> faster_fifo.Queue:
+    def own_queue(self) -> Queue:
         """The queue the loop was made with (in use until its first move_to_spare_queue)."""
         return self._own_queue
 
@@ -360,132 +337,3 @@ class Timer:
 
     def cancel(self):
         self.cancelled = True
-
-
-def die_with_parent(sig: int = os_signal.SIGKILL):
-    """Linux: the kernel sends `sig` to this process if its parent dies, so no child outlives a crash."""
-    try:
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(sig))
-    except (OSError, AttributeError):
-        pass
-
-
-STACK_DUMP_SIGNAL = os_signal.SIGUSR1
-
-
-_stack_file = None  # kept open in the child: faulthandler writes to its descriptor
-
-
-def _process_main(loop: EventLoop, objects: list[EventLoopObject], init_fn: Callable | None, stack_path: str | None):
-    # Only the main process handles Ctrl-C and SIGTERM; children stop when the runner tells them to.
-    os_signal.signal(os_signal.SIGINT, os_signal.SIG_IGN)
-    os_signal.signal(os_signal.SIGTERM, os_signal.SIG_IGN)
-    # EventLoopProcess.stack(): where a stalled component is stuck, even inside C code.
-    if stack_path is not None:
-        global _stack_file
-        _stack_file = open(stack_path, "w")  # noqa: SIM115 (open for the process's lifetime)
-        faulthandler.register(STACK_DUMP_SIGNAL, file=_stack_file, all_threads=True)
-    die_with_parent()
-    if init_fn is not None:
-        init_fn()
-    for obj in objects:
-        loop.register(obj)
-    loop.run()
-
-
-class EventLoopProcess:
-    """A child process that runs one event loop with the objects created for it.
-
-    Create it, construct its objects with `event_loop=process.event_loop`, connect signals,
-    then `start()`. `init_fn` runs first in the child (thread counts, CPU affinity).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        mp_ctx,
-        init_fn: Callable | None = None,
-        queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
-        stack_path: str | None = None,
-        spares: SpareQueues | None = None,
-    ):
-        """`spares`: the queues the process may be started anew on, one per start (shared by the run's processes)."""
-        self.name = name
-        self.stack_path = stack_path  # where the child writes its stack on stack()
-        self.event_loop = EventLoop(name, queue_max_bytes=queue_max_bytes, owned_by_process=True, spares=spares)
-        self._mp_ctx = mp_ctx
-        self._init_fn = init_fn
-        self.process = None
-
-    def start(self):
-        # Not a daemon, so that envs may start processes of their own (engines, async vector envs);
-        # the runner joins or kills every process, and each dies with its parent (die_with_parent).
-        objects = list(self.event_loop.objects.values())
-        self.process = self._mp_ctx.Process(
-            target=_process_main,
-            args=(self.event_loop, objects, self._init_fn, self.stack_path),
-            name=self.name,
-            daemon=False,
-        )
-        self.process.start()
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def is_alive(self) -> bool:
-        return self.process is not None and self.process.is_alive()
-
-    @property
-    def exitcode(self):
-        return self.process.exitcode if self.process else None
-
-    def stack(self, wait_sec: float = 0.5) -> str:
-        """The Python stack of each thread of the process, as faulthandler writes it ('' if unknown)."""
-        if self.stack_path is None or not self.is_alive():
-            return ""
-        try:
-            os.kill(self.pid, STACK_DUMP_SIGNAL)
-        except ProcessLookupError:
-            return ""
-        time.sleep(wait_sec)
-        try:
-            with open(self.stack_path) as f:
-                f.seek(0)
-                text = f.read()
-            open(self.stack_path, "w").close()  # the next dump starts afresh
-        except OSError:
-            return ""
-        return text.strip()
-
-    def join(self, timeout_sec: float) -> bool:
-        """Waits for the process to exit; kills it if it does not. Returns True on a clean exit."""
-        if self.process is None:
-            return True
-        self.process.join(timeout_sec)
-        if self.process.is_alive():
-            log.warning("Process %s did not exit in %.1fs, killing it", self.name, timeout_sec)
-            self.process.kill()
-            self.process.join(5.0)
-            return False
-        return self.process.exitcode == 0
-
-
-def kill_process_tree(pid: int):
-    """Kills a process and everything it started (engine subprocesses of envs included)."""
-    import psutil
-
-    try:
-        parent = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    procs = parent.children(recursive=True) + [parent]
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5.0)
