@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from sample_factory.utils.checkpoint import CHECKPOINT_FORMAT_VERSION, save_atomically
+from sample_factory.utils.experiment_folder import CHECKPOINT_DIR_PREFIX
 from sample_factory.utils.sf2_checkpoint import from_sf2, is_sf2_checkpoint, to_sf2
 
 
@@ -31,7 +32,6 @@ def convert_file(src: Path, dst: Path, to: str) -> str:
         if not sf2:
             return "already this project's"
         state = from_sf2(state, CHECKPOINT_FORMAT_VERSION)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     save_atomically(state, dst)
     return "converted"
 
@@ -39,7 +39,7 @@ def convert_file(src: Path, dst: Path, to: str) -> str:
 def checkpoint_files(src: Path) -> list[Path]:
     if src.is_file():
         return [src]
-    return sorted(p for p in src.rglob("*.pth") if p.parent.name.startswith("checkpoint_p"))
+    return sorted(p for p in src.rglob("*.pth") if p.parent.name.startswith(CHECKPOINT_DIR_PREFIX))
 
 
 def main(argv: list[str] | None = None) -> int:

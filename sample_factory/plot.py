@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from sample_factory.runner.stats import OBJECTIVE_COLUMN, PROGRESS_COLUMNS, PROGRESS_FILE
+from sample_factory.runner.stats import OBJECTIVE_COLUMN, PROGRESS_COLUMNS
+from sample_factory.utils.experiment_folder import PROGRESS_FILE, ExperimentFolder, atomic_target
 
 BAD_INPUT_STATUS = 2
 
@@ -25,7 +25,7 @@ class ProgressFileError(ValueError):
 
 def read_progress(exp_dir: Path) -> dict[int, dict[str, np.ndarray]]:
     """The rows of `exp_dir/progress.csv` as one float array per column, per policy id."""
-    path = Path(exp_dir) / PROGRESS_FILE
+    path = ExperimentFolder(exp_dir).progress_file
     if not path.is_file():
         raise ProgressFileError(f"{exp_dir}: no {PROGRESS_FILE} (not an experiment folder, or no report written yet)")
     with open(path, newline="") as f:
@@ -118,10 +118,8 @@ def plot_experiments(
     ax_frames.legend(loc="best", fontsize="small")
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, out_path)
+    with atomic_target(out_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return out_path
 
 

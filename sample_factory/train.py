@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import random
 import shutil
@@ -26,7 +25,8 @@ from sample_factory.pbt.population_based_training import PopulationBasedTraining
 from sample_factory.runner.runner import ParallelRunner, Runner, SerialRunner
 from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.checkpoint import CheckpointError
-from sample_factory.utils.logging_setup import LOG_FILE, setup_logging
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_write
+from sample_factory.utils.logging_setup import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,10 @@ def _seed_everything(seed: int | None):
     torch.manual_seed(seed)
 
 
-ENV_INFO_CACHE = "env_info.pkl"
-
-
 def cached_env_info(cfg) -> EnvInfo:
     """--use_env_info_cache: the spaces saved in the experiment folder by an earlier start, else
     learned from a probe env and saved. A cache from other env flags is the user's to delete."""
-    path = experiment_dir(cfg) / ENV_INFO_CACHE
+    path = ExperimentFolder.from_cfg(cfg).env_info_cache
     if path.is_file():
         try:
             with open(path, "rb") as f:
@@ -57,11 +54,7 @@ def cached_env_info(cfg) -> EnvInfo:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
             log.warning("Ignoring the env info cache %s (%s)", path, e)
     info = obtain_env_info(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(info, f)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: pickle.dump(info, f))
     return info
 
 
@@ -124,5 +117,5 @@ def run_rl(cfg) -> int:
     except (CheckpointError, EnvCreationError, SavedConfigError, InsufficientMemoryError, PolicyParamsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    setup_logging(log_file=experiment_dir(cfg) / LOG_FILE if cfg.log_to_file else None)
+    setup_logging(log_file=ExperimentFolder.from_cfg(cfg).log_file if cfg.log_to_file else None)
     return runner.run()

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sample_factory.cfg.experiment import write_json_atomically
 from sample_factory.utils.attr_dict import AttrDict
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_write_json
 
 # What population-based training mutates (gamma only with --pbt_optimize_gamma) and what a
 # per-policy override may set.
@@ -36,11 +36,11 @@ class PolicyParamsError(ValueError):
 
 
 def policy_params_path(experiment_dir: str | Path, policy_id: int) -> Path:
-    return Path(experiment_dir) / f"policy_{policy_id:02d}_cfg.json"
+    return ExperimentFolder(experiment_dir).policy_params_file(policy_id)
 
 
 def reward_shaping_path(experiment_dir: str | Path, policy_id: int) -> Path:
-    return Path(experiment_dir) / f"policy_{policy_id:02d}_reward_shaping.json"
+    return ExperimentFolder(experiment_dir).reward_shaping_file(policy_id)
 
 
 def parse_policy_overrides(text: str | None, num_policies: int) -> dict[int, dict[str, float]]:
@@ -114,7 +114,7 @@ def read_hyperparams(experiment_dir: str | Path, policy_id: int) -> dict[str, fl
 
 
 def write_hyperparams(experiment_dir: str | Path, policy_id: int, params: dict[str, float]):
-    write_json_atomically(policy_params_path(experiment_dir, policy_id), params)
+    atomic_write_json(policy_params_path(experiment_dir, policy_id), params)
 
 
 def read_reward_shaping(experiment_dir: str | Path, policy_id: int) -> dict[str, float] | None:
@@ -122,7 +122,7 @@ def read_reward_shaping(experiment_dir: str | Path, policy_id: int) -> dict[str,
 
 
 def write_reward_shaping(experiment_dir: str | Path, policy_id: int, shaping: dict[str, float]):
-    write_json_atomically(reward_shaping_path(experiment_dir, policy_id), shaping)
+    atomic_write_json(reward_shaping_path(experiment_dir, policy_id), shaping)
 
 
 def with_hyperparams(cfg, params: dict[str, float] | None) -> AttrDict:

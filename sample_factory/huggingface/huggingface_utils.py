@@ -13,10 +13,11 @@ import logging
 import shutil
 from pathlib import Path
 
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_write_text
+
 log = logging.getLogger(__name__)
 
 LIBRARY_NAME = "sample-factory"
-MODEL_CARD = "README.md"
 
 
 class HubError(RuntimeError):
@@ -89,9 +90,7 @@ python -m {train_name} --algo={algo} --env={env} --train_dir=./train_dir --exper
 ```
 (the experiment folder was `{experiment}` when it was pushed).
 """
-    path = dir_path / MODEL_CARD
-    path.write_text(card)
-    return path
+    return atomic_write_text(ExperimentFolder(dir_path).model_card, card)
 
 
 def _std(values: list[float]) -> float:
@@ -103,8 +102,9 @@ def push_to_hf(dir_path: str | Path, repo_name: str) -> str:
     """Creates the repository if needed and uploads the experiment folder; returns the repo's URL."""
     hub = _hub()
     dir_path = Path(dir_path)
-    if not (dir_path / "config.json").is_file():
-        raise HubError(f"{dir_path} is not an experiment folder (no config.json)")
+    config_file = ExperimentFolder(dir_path).config_file
+    if not config_file.is_file():
+        raise HubError(f"{dir_path} is not an experiment folder (no {config_file.name})")
     try:
         api = hub.HfApi()
         url = api.create_repo(repo_id=repo_name, exist_ok=True)
@@ -128,7 +128,8 @@ def load_from_hf(dir_path: str | Path, repo_id: str, **snapshot_kwargs) -> Path:
         raise HubError(f"could not load {repo_id}: {type(e).__name__}: {e}") from None
     target = Path(dir_path) / repo_id.split("/")[-1]
     shutil.copytree(snapshot, target, dirs_exist_ok=True)
-    if not (target / "config.json").is_file():
-        raise HubError(f"{repo_id} holds no config.json: it is not a {LIBRARY_NAME} experiment")
-    log.info("Loaded %s into %s (env %s)", repo_id, target, json.loads((target / "config.json").read_text()).get("env"))
+    config_file = ExperimentFolder(target).config_file
+    if not config_file.is_file():
+        raise HubError(f"{repo_id} holds no {config_file.name}: it is not a {LIBRARY_NAME} experiment")
+    log.info("Loaded %s into %s (env %s)", repo_id, target, json.loads(config_file.read_text()).get("env"))
     return target

@@ -18,7 +18,7 @@ import logging
 import time
 from pathlib import Path
 
-from sample_factory.cfg.experiment import write_json_atomically
+from sample_factory.utils.experiment_folder import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def update_status(path: Path, **fields) -> dict:
     """Merges `fields` into the record and writes it atomically; returns the new record."""
     record = read_status(path)
     record.update(fields, updated_at=time.time())
-    write_json_atomically(Path(path), record)
+    atomic_write_json(path, record)
     return record
 
 

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from sample_factory.algo import protocol
-from sample_factory.cfg.experiment import write_json_atomically
 from sample_factory.cfg.policy_params import (
     TUNABLE_HYPERPARAMS,
     read_hyperparams,
@@ -44,7 +43,8 @@ from sample_factory.cfg.policy_params import (
     write_reward_shaping,
 )
 from sample_factory.runner.observer import AlgoObserver
-from sample_factory.signal_slot.signal_slot import EventLoopObject, signal
+from sample_factory.signal_slot.loop import EventLoopObject, signal
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class PolicyRecord:
 
 
 def history_path(experiment_dir: str | Path, policy_id: int) -> Path:
-    return Path(experiment_dir) / f"policy_{policy_id:02d}_pbt.json"
+    return ExperimentFolder(experiment_dir).pbt_history_file(policy_id)
 
 
 class PopulationBasedTraining(AlgoObserver, EventLoopObject):
@@ -144,6 +144,7 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
         self.cfg = cfg
         self.runner = runner
         self.experiment_dir = Path(runner.experiment_dir)
+        self.folder = ExperimentFolder(self.experiment_dir)
         self.tuned = [n for n in TUNABLE_HYPERPARAMS if n != "gamma" or cfg.pbt_optimize_gamma]
         self.rng = random.Random(None if cfg.seed is None else cfg.seed * 31 + 7)
         self.records: list[PolicyRecord] = []
@@ -202,7 +203,7 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
             writer.add_scalar("pbt/objective", objective, env_steps)
 
     def on_stop(self, runner):
-        for leftover in (self.experiment_dir / "pbt").glob("*.pth"):
+        for leftover in self.folder.pbt_dir.glob("*.pth"):
             leftover.unlink(missing_ok=True)  # a replacement the stop came in the middle of
 
     # --- one update -----------------------------------------------------------------------------
@@ -275,7 +276,7 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
             self._replacing.add(policy_id)
             # Its recent episodes were played by the weights it gives up: it is ranked anew.
             self.runner.stats.forget_episodes(policy_id)
-            path = self.experiment_dir / "pbt" / f"p{source:02d}_to_p{policy_id:02d}.pth"
+            path = self.folder.pbt_transfer_file(source, policy_id)
             self.named_signal(protocol.export_weights(source)).emit(source, policy_id, str(path))
         elif changes:
             self.named_signal(protocol.new_hyperparams(policy_id)).emit(policy_id, params)
@@ -296,7 +297,7 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
         write_hyperparams(self.experiment_dir, policy_id, record.hyperparams)
         if record.reward_shaping is not None:
             write_reward_shaping(self.experiment_dir, policy_id, record.reward_shaping)
-        write_json_atomically(
+        atomic_write_json(
             history_path(self.experiment_dir, policy_id),
             {"last_update_env_steps": record.last_update_env_steps, "history": record.history},
         )

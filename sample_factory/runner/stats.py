@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
-import os
 import time
 from collections import defaultdict, deque
 from pathlib import Path
 
 import numpy as np
 
+from sample_factory.utils.experiment_folder import (
+    PROGRESS_FILE,  # noqa: F401 (tests import it from here)
+    ExperimentFolder,
+    atomic_write_json,
+)
+
 log = logging.getLogger(__name__)
 
 FPS_WINDOWS_SEC = (10, 60, 300)
-PROGRESS_FILE = "progress.csv"
 PROGRESS_COLUMNS = ("policy_id", "env_steps", "train_seconds", "reward_mean", "len_mean", "fps_10s")
 # Written after them: the mean `true_objective` (frags in Doom) where the env reports one, else the return.
 # Files of older runs lack it; a resumed run keeps their header.
@@ -48,6 +51,7 @@ class RunStats:
     ):
         self.cfg = cfg
         self.experiment_dir = Path(experiment_dir)
+        self.folder = ExperimentFolder(self.experiment_dir)
         resumed = list(resumed_env_steps or [0] * cfg.num_policies)
         self.env_steps = list(resumed)
         self.env_steps_at_start = list(resumed)
@@ -70,7 +74,7 @@ class RunStats:
         self._last_train_summary = [
             float("-inf")
         ] * cfg.num_policies  # train scalars: every --experiment_summaries_interval
-        self.progress_path = self.experiment_dir / PROGRESS_FILE
+        self.progress_path = self.folder.progress_file
         self._progress_has_objective: bool | None = None  # known at the first row written
         # A resumed run continues the time axis of the runs before it (the checkpoint's clock when known).
         if resumed_train_seconds is None:
@@ -240,15 +244,10 @@ class RunStats:
             f"; {self.non_finite_steps} step(s) with NaN/inf dropped" if self.non_finite_steps else "",
         )
         self._append_progress(elapsed_sec, summary["fps"])  # the curve ends where the run ended
-        path = self.experiment_dir / "summary.json"
-        tmp = path.with_suffix(".json.tmp")
         try:
-            self.experiment_dir.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(summary, indent=2))
-            os.replace(tmp, path)
+            atomic_write_json(self.folder.summary_file, summary, sort_keys=False)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
-            self._write_failed(path, e)
+            self._write_failed(self.folder.summary_file, e)
         self.summary = summary
 
     # --- TensorBoard -------------------------------------------------------------------------
@@ -259,9 +258,7 @@ class RunStats:
             from tensorboardX import SummaryWriter
 
             self._writers = [
-                SummaryWriter(
-                    str(self.experiment_dir / ".summary" / str(p)), flush_secs=self.cfg.flush_summaries_interval
-                )
+                SummaryWriter(str(self.folder.policy_summaries_dir(p)), flush_secs=self.cfg.flush_summaries_interval)
                 for p in range(self.cfg.num_policies)
             ]
         return self._writers[policy_id]

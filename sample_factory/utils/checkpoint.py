@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import tempfile
 from pathlib import Path
 
 import torch
 
+from sample_factory.utils import experiment_folder as ef
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_write, checkpoint_name
 from sample_factory.utils.sf2_checkpoint import from_sf2, is_sf2_checkpoint
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
-_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)_(\d+)\.pth$")
-_BEST_RE = re.compile(r"^best_(\d+)_(\d+)_.*\.pth$")
-_MILESTONE_DIR = "milestones"
 
 
 class CheckpointError(RuntimeError):
@@ -29,11 +26,7 @@ class CheckpointWriteError(OSError):
 
 
 def checkpoint_dir(experiment_dir: str | Path, policy_id: int) -> Path:
-    return Path(experiment_dir) / f"checkpoint_p{policy_id}"
-
-
-def checkpoint_name(train_step: int, env_steps: int) -> str:
-    return f"checkpoint_{train_step:09d}_{env_steps}.pth"
+    return ExperimentFolder(experiment_dir).checkpoint_dir(policy_id)
 
 
 def list_checkpoints(directory: str | Path, kind: str = "latest") -> list[Path]:
@@ -41,7 +34,7 @@ def list_checkpoints(directory: str | Path, kind: str = "latest") -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    pattern = _BEST_RE if kind == "best" else _CHECKPOINT_RE
+    pattern = ef.BEST_CHECKPOINT_RE if kind == "best" else ef.CHECKPOINT_RE
     found = []
     for path in directory.iterdir():
         match = pattern.match(path.name)
@@ -51,24 +44,14 @@ def list_checkpoints(directory: str | Path, kind: str = "latest") -> list[Path]:
 
 
 def save_atomically(state: dict, path: str | Path):
-    """Writes to a temporary file in the same folder, then renames: a crash leaves no half file."""
+    """torch.save through the atomic write (synced to disk before the rename): a crash leaves no half file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as e:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        if isinstance(e, (OSError, RuntimeError)):  # torch reports a full disk as a RuntimeError
-            reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            errno = f" errno {e.errno}" if getattr(e, "errno", None) else ""
-            raise CheckpointWriteError(f"could not write {path} ({type(e).__name__}{errno}: {reason})") from e
-        raise
+        atomic_write(path, lambda f: torch.save(state, f), fsync=True)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        errno = f" errno {e.errno}" if getattr(e, "errno", None) else ""
+        raise CheckpointWriteError(f"could not write {path} ({type(e).__name__}{errno}: {reason})") from e
 
 
 def save_checkpoint(state: dict, directory: str | Path, train_step: int, env_steps: int, keep: int) -> Path:
@@ -85,7 +68,7 @@ def save_best_checkpoint(
 ) -> Path:
     """Keeps one best checkpoint per policy, replacing the previous one."""
     state = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
-    path = Path(directory) / f"best_{train_step:09d}_{env_steps}_{metric}_{value:.3f}.pth"
+    path = Path(directory) / ef.best_checkpoint_name(train_step, env_steps, metric, value)
     save_atomically(state, path)
     for old in list_checkpoints(directory, "best"):
         if old != path:
@@ -96,7 +79,7 @@ def save_best_checkpoint(
 def best_metric_value(directory: str | Path, metric: str) -> float | None:
     """The metric value a best checkpoint in `directory` was saved with (its name records it), so
     that a resumed run only replaces it with a better one; None if there is none for `metric`."""
-    pattern = re.compile(rf"^best_\d+_\d+_{re.escape(metric)}_(.+)\.pth$")
+    pattern = ef.best_metric_re(metric)
     values = []
     for path in list_checkpoints(directory, "best"):
         match = pattern.match(path.name)
@@ -110,21 +93,17 @@ def best_metric_value(directory: str | Path, metric: str) -> float | None:
 
 def save_milestone(checkpoint_path: Path):
     """A copy of a regular checkpoint that rotation never deletes."""
-    milestone = checkpoint_path.parent / _MILESTONE_DIR / checkpoint_path.name
-    milestone.parent.mkdir(parents=True, exist_ok=True)
+    milestone = checkpoint_path.parent / ef.MILESTONES_DIR / checkpoint_path.name
     save_atomically(torch.load(checkpoint_path, weights_only=True), milestone)
 
 
-_SNAPSHOT_RE = re.compile(r"^policy_(\d+)_(\d+)\.pth$")
-
-
 def league_dir(experiment_dir: str | Path) -> Path:
-    return Path(experiment_dir) / "league"
+    return ExperimentFolder(experiment_dir).league_dir
 
 
 def snapshot_env_steps(path: str | Path) -> int:
     """The env steps in a league snapshot's name (`policy_XX_<env steps>.pth`)."""
-    match = _SNAPSHOT_RE.match(Path(path).name)
+    match = ef.LEAGUE_SNAPSHOT_RE.match(Path(path).name)
     if not match:
         raise ValueError(f"{path}: not a league snapshot (policy_XX_<env steps>.pth)")
     return int(match.group(2))
@@ -137,7 +116,7 @@ def league_snapshots(experiment_dir: str | Path, policy_id: int) -> list[Path]:
         return []
     found = []
     for path in directory.iterdir():
-        match = _SNAPSHOT_RE.match(path.name)
+        match = ef.LEAGUE_SNAPSHOT_RE.match(path.name)
         if match and int(match.group(1)) == policy_id:
             found.append((int(match.group(2)), path))
     return [p for _, p in sorted(found)]
@@ -145,7 +124,7 @@ def league_snapshots(experiment_dir: str | Path, policy_id: int) -> list[Path]:
 
 def save_league_snapshot(state: dict, experiment_dir: str | Path, policy_id: int, env_steps: int, keep: int) -> Path:
     """A frozen copy of a policy; of the older ones the first (the policy at its start) is always kept."""
-    path = league_dir(experiment_dir) / f"policy_{policy_id:02d}_{env_steps:012d}.pth"
+    path = ExperimentFolder(experiment_dir).league_snapshot_file(policy_id, env_steps)
     save_atomically({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, path)
     snapshots = league_snapshots(experiment_dir, policy_id)
     for old in snapshots[1 : max(1, len(snapshots) - keep + 1)]:
@@ -156,12 +135,7 @@ def save_league_snapshot(state: dict, experiment_dir: str | Path, policy_id: int
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     """Deletes the temporary files of saves that a killed process never finished (none is in flight
     when a run starts); returns what was removed."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
+    stale = ef.remove_stale_temporaries(directory)
     if stale:
         log.info("Removed %d unfinished checkpoint file(s) from %s", len(stale), directory)
     return stale
@@ -175,7 +149,7 @@ def load_latest_checkpoint(
     None when there are no checkpoints; CheckpointError when there are some but none loads.
     """
     candidates = list_checkpoints(directory, kind)
-    if not candidates and kind == "latest" and any(Path(directory).glob("checkpoint_*.pth.corrupt")):
+    if not candidates and kind == "latest" and any(Path(directory).glob(f"checkpoint_*.pth{ef.CORRUPT_SUFFIX}")):
         raise CheckpointError(
             f"{directory} holds only unreadable checkpoints (kept as *.corrupt); "
             "move them away to start from scratch, or use --restart_behavior=restart"
@@ -188,7 +162,7 @@ def load_latest_checkpoint(
             state = torch.load(path, map_location=device, weights_only=True)
         except Exception as e:  # noqa: BLE001 (any failure to read means: try the previous one)
             # Renamed out of the way: it is no longer the newest, nor counted by rotation.
-            corrupt = path.with_name(path.name + ".corrupt")
+            corrupt = path.with_name(path.name + ef.CORRUPT_SUFFIX)
             try:
                 os.replace(path, corrupt)
             except OSError:

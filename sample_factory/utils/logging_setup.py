@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-LOG_FILE = "sf_log.txt"
+from sample_factory.utils.experiment_folder import LOG_FILE  # noqa: F401 (callers import it from here too)
+
 _LOGS_TO_STDERR = "SF_LOGS_TO_STDERR"
 _FORMAT = "[%(asctime)s][%(process)05d] %(message)s"
 

@@ -11,8 +11,7 @@ import tempfile
 from pathlib import Path
 
 from sample_factory.cfg.cfg import str2bool  # noqa: F401
-from sample_factory.cfg.experiment import CONFIG_FILE
-from sample_factory.cfg.experiment import experiment_dir as _experiment_path
+from sample_factory.utils.experiment_folder import ExperimentFolder
 from sample_factory.utils.logging_setup import setup_logging
 
 # 2.x's `log` prints from the first import on; so does this one.
@@ -41,16 +40,16 @@ def experiments_dir(cfg, mkdir: bool = True) -> str:
 
 def experiment_dir(cfg, mkdir: bool = True) -> str:
     """`--train_dir/--experiment`, as a string (2.x's return type), created unless mkdir=False."""
-    return maybe_ensure_dir_exists(_experiment_path(cfg), mkdir)
+    return maybe_ensure_dir_exists(ExperimentFolder.from_cfg(cfg).path, mkdir)
 
 
 def summaries_dir(experiment_dir_, mkdir: bool = True) -> str:
     """Where the TensorBoard files go: `<experiment>/.summary` (one folder per policy inside)."""
-    return maybe_ensure_dir_exists(Path(experiment_dir_) / ".summary", mkdir)
+    return maybe_ensure_dir_exists(ExperimentFolder(experiment_dir_).summaries_dir, mkdir)
 
 
 def cfg_file(cfg) -> str:
-    return str(_experiment_path(cfg) / CONFIG_FILE)
+    return str(ExperimentFolder.from_cfg(cfg).config_file)
 
 
 def project_tmp_dir(mkdir: bool = True) -> str:
