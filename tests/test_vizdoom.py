@@ -18,20 +18,15 @@ vizdoom = pytest.importorskip("vizdoom", reason="the Doom envs need ViZDoom: pip
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import is_registered
 from sf_examples.vizdoom.doom.doom_action_space import Discretized, DoomActionSpace
-from sf_examples.vizdoom.doom.doom_envs import (
-    DOOM_ENVS_BY_NAME,
-    DoomEnv,
-    DoomSettings,
-    doom_env_spec,
-    make_action_space,
-    make_doom_env,
-)
+from sf_examples.vizdoom.doom.doom_envs import DoomEnv, make_doom_env
+from sf_examples.vizdoom.doom.doom_player import DoomSettings, make_action_space
 from sf_examples.vizdoom.doom.doom_reward_shaping import (
     SHAPING_TERMS,
     TRACKED_VARIABLES,
     VAR_INDEX,
     RewardShaping,
 )
+from sf_examples.vizdoom.doom.doom_specs import DOOM_ENVS_BY_NAME, doom_env_spec
 from sf_examples.vizdoom.train_vizdoom import parse_vizdoom_cfg
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,6 +1,6 @@
 """Train on a ViZDoom scenario: `python -m sf_examples.vizdoom.train_vizdoom --env=doom_basic --experiment=basic`.
 
-Envs: see sf_examples/vizdoom/doom/doom_envs.py (`doom_basic`, ..., `doom_deathmatch_bots`, `doom_duel`).
+Envs: see sf_examples/vizdoom/doom/doom_specs.py (`doom_basic`, ..., `doom_deathmatch_bots`, `doom_duel`).
 """
 
 from __future__ import annotations

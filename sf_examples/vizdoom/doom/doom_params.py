@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sample_factory.cfg.cfg import str2bool
-from sf_examples.vizdoom.doom.doom_envs import DOOM_ENVS_BY_NAME
+from sf_examples.vizdoom.doom.doom_specs import DOOM_ENVS_BY_NAME
 
 
 def add_doom_env_args(parser):

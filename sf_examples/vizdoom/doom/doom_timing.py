@@ -16,13 +16,9 @@ import time
 import cv2
 import numpy as np
 
-from sf_examples.vizdoom.doom.doom_envs import (
-    INTERPOLATIONS,
-    DoomEnv,
-    DoomMultiAgentEnv,
-    DoomSettings,
-    doom_env_spec,
-)
+from sf_examples.vizdoom.doom.doom_envs import DoomEnv, DoomMultiAgentEnv
+from sf_examples.vizdoom.doom.doom_player import INTERPOLATIONS, DoomSettings
+from sf_examples.vizdoom.doom.doom_specs import doom_env_spec
 
 
 def time_env(

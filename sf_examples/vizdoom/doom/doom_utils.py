@@ -4,17 +4,13 @@ uses them:
     for env_spec in DOOM_ENVS:
         register_env(env_spec.name, functools.partial(make_doom_env_from_spec, env_spec))
 
-The envs themselves are in `doom_envs.py`.
+The specs themselves are in `doom_specs.py`, the envs in `doom_envs.py`.
 """
 
 from __future__ import annotations
 
-from sf_examples.vizdoom.doom.doom_envs import (
-    DOOM_ENV_SPECS,
-    DoomSpec,
-    doom_env_spec,
-    make_doom_env,
-)
+from sf_examples.vizdoom.doom.doom_envs import make_doom_env
+from sf_examples.vizdoom.doom.doom_specs import DOOM_ENV_SPECS, DoomSpec, doom_env_spec
 
 DOOM_ENVS: list[DoomSpec] = list(DOOM_ENV_SPECS)
 
