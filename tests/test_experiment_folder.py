@@ -142,6 +142,20 @@ def test_a_full_disk_propagates_as_enospc_and_keeps_the_old_file(tmp_path):
     assert json.loads(path.read_text()) == {"env_steps": 1}
 
 
+def test_concurrent_writers_each_get_a_temporary_of_their_own(tmp_path):
+    path = tmp_path / "map.wad"
+    seen = []
+    with atomic_target(path, unique=True) as first, atomic_target(path, unique=True) as second:
+        seen += [first.name, second.name]
+        first.write_bytes(b"one")
+        second.write_bytes(b"two")
+    assert first != second and all(n.startswith(".map.wad.") and n.endswith(".tmp") for n in seen)
+    assert path.read_bytes() == b"one", "the last to finish wins, whole"
+    with pytest.raises(OSError):
+        atomic_write(path, lambda f: (_ for _ in ()).throw(OSError(28, "No space left on device")), unique=True)
+    assert path.read_bytes() == b"one" and leftovers(tmp_path) == []
+
+
 def test_a_folder_that_cannot_be_made_propagates(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError):

@@ -23,7 +23,9 @@ The layout (sample-factory 2.x's names, where 2.x has the file):
 A write is atomic: the content goes to `<name>.tmp` in the same folder, which then replaces the
 file, so a reader or a crash sees the old file or the new one, never half of one. The temporary
 name is fixed (one writer per file at a time): a write killed midway leaves it behind, the next
-write of that file overwrites it, and `remove_stale_temporaries` clears a folder of them.
+write of that file overwrites it, and `remove_stale_temporaries` clears a folder of them. Where
+several processes may write the same file at once, `unique=True` gives each write a temporary
+name of its own (`.<name>.<random>.tmp`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import contextlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -222,13 +225,19 @@ def temporary_path(path: str | os.PathLike, keep_suffix: bool = False) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_target(path: str | os.PathLike, keep_suffix: bool = False, fsync: bool = False) -> Iterator[Path]:
+def atomic_target(
+    path: str | os.PathLike, keep_suffix: bool = False, fsync: bool = False, unique: bool = False
+) -> Iterator[Path]:
     """A temporary path for a writer that wants a file name (matplotlib, OpenCV, ONNX); when the
     block ends without an error it replaces `path`, else it is removed and the error propagates."""
     path = Path(path)
     tmp = temporary_path(path, keep_suffix)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if unique:
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+            os.close(fd)
+            tmp = Path(name)
         yield tmp
         if fsync:
             with open(tmp, "rb") as f:
@@ -240,12 +249,17 @@ def atomic_target(path: str | os.PathLike, keep_suffix: bool = False, fsync: boo
         raise
 
 
-def atomic_write(path: str | os.PathLike, content: bytes | Callable[[IO[bytes]], object], fsync: bool = False) -> Path:
+def atomic_write(
+    path: str | os.PathLike,
+    content: bytes | Callable[[IO[bytes]], object],
+    fsync: bool = False,
+    unique: bool = False,
+) -> Path:
     """Writes `content` (bytes, or a function that writes to the binary file it is given) to `path`
     atomically; `fsync` makes the data durable before the rename (checkpoints). Any failure (a full
     disk: OSError ENOSPC, or whatever the write function raises) propagates after the temporary
     file is removed; the previous file is untouched."""
-    with atomic_target(path) as tmp, open(tmp, "wb") as f:
+    with atomic_target(path, unique=unique) as tmp, open(tmp, "wb") as f:
         if callable(content):
             content(f)
         else:
