@@ -18,6 +18,7 @@ import torch
 from conftest import child_processes
 from training import train_until
 
+from sample_factory.algo import roles
 from sample_factory.envs.env_utils import register_env
 from sample_factory.model.encoder import Encoder
 from sf_examples.train_gym_env import parse_gym_args
@@ -221,7 +222,7 @@ def kill_inference_run(tmp_path, kill_after_steps: int, *flags):
 
     def kill_inference_once(r):
         if not killed and r.stats.total_env_steps > kill_after_steps:
-            process = r._process_named("inference_p0_0")
+            process = r.processes.get(roles.inference_worker(0, 0))
             killed.append(process.pid)
             os.kill(process.pid, signal.SIGKILL)
         return False

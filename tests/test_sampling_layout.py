@@ -20,7 +20,7 @@ from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args, user_cho
 from sample_factory.cfg.derived import env_seed, envs_per_split, global_env_id
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import register_env
-from sample_factory.runner.runner import slot_layout
+from sample_factory.runner.builder import slot_layout
 from sample_factory.train import run_rl
 from sample_factory.utils.attr_dict import AttrDict
 
