@@ -1,7 +1,10 @@
 """Imports point down the layers (DESIGN.md, "Layout"), function-local imports included:
 
 utils <- signal_slot <- algo/utils <- model, envs <- cfg <- algo (learning, sampling, protocol)
-<- runner, pbt <- train, enjoy, benchmark, export_onnx, plot, launcher
+<- runner, pbt <- train, enjoy, eval, league, benchmark, export_onnx, plot, launcher
+
+The league's pure parts sit low so the rollout worker can score games: league.games and league.elo
+beside algo/utils, league.opponents (a component on the runner's loop) beside runner.
 
 A module may import its own layer and the layers below it; nothing in sample_factory imports
 sf_examples (env families plug in through entry points).
@@ -29,8 +32,12 @@ LAYERS = [
     ("sample_factory.pbt", 6),
     ("sample_factory.train", 7),
     ("sample_factory.enjoy", 7),
-    ("sample_factory.match", 7),
-    ("sample_factory.league", 7),
+    ("sample_factory.eval", 7),
+    ("sample_factory.league", 7),  # the match and league commands
+    ("sample_factory.league.elo", 2),
+    ("sample_factory.league.games", 2),
+    ("sample_factory.league.snapshots", 2),
+    ("sample_factory.league.opponents", 6),
     ("sample_factory.benchmark", 7),
     ("sample_factory.export_onnx", 7),
     ("sample_factory.convert_checkpoint", 7),
@@ -47,6 +54,7 @@ REEXPORTS = [
     "sample_factory.algo.utils.env_info",
     "sample_factory.algo.runners",
     "sample_factory.utils.utils",
+    "sample_factory.match",  # `python -m sample_factory.match`; the command lives in league/match.py
 ]
 LAYERS += [(module, 8) for module in REEXPORTS]
 
