@@ -28,15 +28,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sample_factory.enjoy import (
-    ERROR_STATUS,
-    EvalError,
-    LoadedPolicy,
-    load_policy_for_eval,
-)
 from sample_factory.envs.env_utils import UnknownEnvError
+from sample_factory.eval import EvalError
+from sample_factory.eval.policy import LoadedPolicy, load_policy_for_eval
 from sample_factory.model.encoder import ACTION_MASK_KEY
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_target
 from sample_factory.utils.logging_setup import setup_logging
+from sample_factory.utils.status import ExitStatus
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +104,6 @@ def write_onnx(policy: LoadedPolicy, path: str | os.PathLike) -> Path:
     """Exports the loaded policy; the file is written next to `path` first, then renamed."""
     _import_onnx_deps()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = policy.model.to("cpu").eval()
     model.use_reference_ops()  # ONNX gets the plain float32 graph
     wrapper = OnnxPolicy(model, list(policy.obs_space.spaces.keys()), policy.rnn_state_size).eval()
@@ -117,8 +114,7 @@ def write_onnx(policy: LoadedPolicy, path: str | os.PathLike) -> Path:
     # forward(*inputs): the varargs parameter gets one spec per tensor
     dynamic_shapes = (tuple({0: batch} for _ in input_names),)
 
-    tmp_path = path.with_name(f".{path.stem}.partial.onnx")
-    try:
+    with atomic_target(path, keep_suffix=True) as tmp_path:
         with warnings.catch_warnings(), _quiet_loggers("torch.onnx", "onnxscript", "onnx_ir"), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter is chatty about its internals
             program = torch.onnx.export(
@@ -132,9 +128,6 @@ def write_onnx(policy: LoadedPolicy, path: str | os.PathLike) -> Path:
                 verbose=False,
             )
         program.save(str(tmp_path), external_data=False)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
     return path
 
 
@@ -146,10 +139,10 @@ def export_onnx(cfg, path: str | os.PathLike) -> int:
         written = write_onnx(policy, path)
     except (EvalError, UnknownEnvError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return ERROR_STATUS
+        return ExitStatus.FAILURE
     log.info("Exported %s to %s", policy.checkpoint_path, written)
     print(f"ONNX model saved to {written}", flush=True)
-    return 0
+    return ExitStatus.SUCCESS
 
 
 def add_export_args(parser):
@@ -162,11 +155,10 @@ def add_export_args(parser):
 
 
 def onnx_path_for(cfg) -> Path:
-    from sample_factory.cfg.experiment import experiment_dir
-
-    if cfg.get("onnx_path"):
+    """`--onnx_path`, else the experiment's default (a config parsed with `add_export_args`)."""
+    if cfg.onnx_path:
         return Path(cfg.onnx_path)
-    return experiment_dir(cfg) / f"policy_p{cfg.get('policy_index', 0) or 0}.onnx"
+    return ExperimentFolder.from_cfg(cfg).default_onnx(cfg.policy_index)
 
 
 def main() -> int:

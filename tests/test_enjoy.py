@@ -13,9 +13,11 @@ import torch
 from training import train_until
 
 from sample_factory.cfg.experiment import experiment_dir, save_cfg
-from sample_factory.enjoy import enjoy, eval_cfg, load_policy_for_eval
+from sample_factory.enjoy import enjoy
 from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import register_env
+from sample_factory.eval.config import eval_cfg
+from sample_factory.eval.policy import load_policy_for_eval
 from sample_factory.model.actor_critic import create_actor_critic
 from sample_factory.utils.checkpoint import checkpoint_dir, save_checkpoint
 from sf_examples.multi_agent_example import make_pointing_game
@@ -174,7 +176,7 @@ def test_save_video_trained_policy(cartpole_experiment, caplog):
     video = cartpole_experiment / "cartpole" / "trained.mp4"
     assert video.is_file()
     assert _video_frames(video) == (min(50, episodes[0][3]), 600, 400)
-    assert not list(video.parent.glob(".*partial*")), "the temporary video file is gone"
+    assert not list(video.parent.glob("*.tmp*")), "the temporary video file is gone"
 
 
 def test_save_video_short_episode_recurrent_policy(tmp_path, caplog):
@@ -216,8 +218,9 @@ def test_enjoy_plays_on_its_own_config_and_leaves_the_callers_unchanged(tmp_path
     argv = untrained_experiment(tmp_path, "pointing_game", "ma", ["--env_frameskip=4"])
     cfg = parse_gym_args(argv + ["--no_render", "--max_num_episodes=1", "--eval_env_frameskip=2"], evaluation=True)
     before = dict(cfg)
-    played = eval_cfg(cfg)
-    assert (played.env_frameskip, played.eval_action_repeat) == (2, 2)
+    played, settings = eval_cfg(cfg)
+    assert (played.env_frameskip, settings.env_frameskip, settings.action_repeat) == (2, 2, 2)
+    assert "eval_action_repeat" not in played, "the action repeat is a setting of the episodes, not a flag"
     assert enjoy(cfg)[0] == 0
     assert dict(cfg) == before
 

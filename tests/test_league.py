@@ -1,4 +1,4 @@
-"""The league table: who meets whom, win rates both ways, Elo by maximum likelihood."""
+"""The league: who meets whom, win rates both ways, Elo by maximum likelihood, and who won a game."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sample_factory.league import Player, format_table, league_elo, pair_key, pairs_to_play, win_rate
+from sample_factory.league.games import pair_games, score_league_games, seat_scores
+from sample_factory.league.ratings import Player, format_table, league_elo, pair_key, pairs_to_play, win_rate
 
 
 def players(*specs) -> list[Player]:
@@ -76,12 +77,10 @@ def test_players_never_linked_by_games_are_rated_each_against_their_own_first():
 
 
 def test_league_games_score_every_learner_against_every_frozen_seat_of_an_env_that_ended():
-    from sample_factory.algo.sampling.rollout_worker import score_league_games
-
     # Two 4-seat envs: seats 0-3 (learners 0 and 1, frozen 2 and 3), seats 4-7 (one learner, three frozen).
     policy_of_agent = np.array([0, 1, 2, 3, 0, 2, 2, 3])
     scores = {0: 5.0, 1: 1.0, 2: 3.0, 3: 1.0, 4: 2.0, 5: 2.0, 6: 9.0, 7: 0.0}
-    games = score_league_games(policy_of_agent, scores, agents_per_env=4, num_learning=2)
+    games = pair_games(policy_of_agent, scores, agents_per_env=4, num_learning=2)
     assert games == [
         (0, 2, 1.0),
         (0, 3, 1.0),
@@ -91,8 +90,23 @@ def test_league_games_score_every_learner_against_every_frozen_seat_of_an_env_th
         (0, 2, 0.0),
         (0, 3, 1.0),
     ]
-    duel = score_league_games(np.array([0, 1, 1, 0]), {0: 1.0, 1: 0.0, 2: 4.0, 3: 4.0}, 2, num_learning=1)
+    duel = pair_games(np.array([0, 1, 1, 0]), {0: 1.0, 1: 0.0, 2: 4.0, 3: 4.0}, 2, num_learning=1)
     assert duel == [(0, 1, 1.0), (0, 1, 0.5)], "a duel is one game per env"
-    assert score_league_games(np.array([0, 0]), {0: 1.0, 1: 2.0}, 2, num_learning=1) == [], (
-        "self-play is no league game"
-    )
+    assert pair_games(np.array([0, 0]), {0: 1.0, 1: 2.0}, 2, num_learning=1) == [], "self-play is no league game"
+
+
+def test_a_game_is_scored_by_true_objective_only_where_every_seat_reports_one():
+    assert seat_scores([{"true_objective": 3}, {"true_objective": 5}], [9.0, 1.0]) == [3.0, 5.0]
+    assert seat_scores([{"true_objective": 3}, {}], [9.0, 1.0]) == [9.0, 1.0], "one seat without: the returns"
+
+
+def test_league_games_are_scored_only_in_envs_where_every_seat_ended():
+    # Two duels: env 0 (agents 0, 1) ended for both seats, env 1 (agents 2, 3) only for agent 2.
+    policy_of_agent = np.array([0, 1, 0, 1])
+    infos = {0: {"true_objective": 2.0}, 1: {"true_objective": 1.0}, 2: {"true_objective": 0.0}}
+    returns = np.array([-5.0, 5.0, 0.0, 0.0])
+    games = score_league_games(policy_of_agent, np.array([0, 1, 2]), infos, returns, 2, num_learning=1)
+    assert games == [(0, 1, 1.0)], "the true objective decides, not the return; env 1 is still playing"
+    no_objective = score_league_games(policy_of_agent, np.array([0, 1]), {0: None}, returns, 2, num_learning=1)
+    assert no_objective == [(0, 1, 0.0)], "without a true objective the returns decide"
+    assert score_league_games(np.array([0]), np.array([0]), {}, np.zeros(1), 1, num_learning=1) == []

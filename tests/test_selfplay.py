@@ -17,7 +17,7 @@ from sample_factory.algo.utils.agent_policy_mapping import (
     agent_policy_mapping_class,
     set_agent_policy_mapping,
 )
-from sample_factory.pbt.league_opponents import snapshot_weights
+from sample_factory.league.snapshots import snapshot_weights
 from sample_factory.train import make_runner
 from sample_factory.utils.checkpoint import league_snapshots, save_league_snapshot
 from sf_examples.selfplay.coin_race import MAX_STEPS, CoinRaceEnv
@@ -201,13 +201,18 @@ def test_a_custom_mapping_decides_which_policy_plays_which_seat(tmp_path):
 def test_the_default_mapping_redraws_after_steps_per_draw_and_keeps_an_env_to_one_policy_unless_mixed():
     from types import SimpleNamespace
 
+    def flags(mix: bool):
+        return SimpleNamespace(
+            num_policies=4, pbt_mix_policies_in_one_env=mix, league_opponents=0, league_opponent_prob=0.0
+        )
+
     env_info = SimpleNamespace(num_agents=2)
-    whole_env = AgentPolicyMapping(SimpleNamespace(num_policies=4, pbt_mix_policies_in_one_env=False), env_info, 0)
+    whole_env = AgentPolicyMapping(flags(False), env_info, 0)
     draws = [tuple(whole_env.policies_for_env(env_id, 0, 0)) for env_id in range(200)]
     assert all(a == b for a, b in draws), "without mixing both agents of an env play one policy"
     assert {a for a, _ in draws} == {0, 1, 2, 3}
 
-    mixed = AgentPolicyMapping(SimpleNamespace(num_policies=4, pbt_mix_policies_in_one_env=True), env_info, 0)
+    mixed = AgentPolicyMapping(flags(True), env_info, 0)
     assert any(a != b for a, b in (mixed.policies_for_env(e, 0, 0) for e in range(200)))
     first = list(mixed.policies_for_env(999, 0, 0))
     held = [list(mixed.policies_for_env(999, episode, steps)) for episode, steps in enumerate(range(100, 1000, 100))]

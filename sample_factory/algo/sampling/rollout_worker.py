@@ -36,28 +36,12 @@ from sample_factory.algo.utils.agent_policy_mapping import AgentPolicyMapping
 from sample_factory.cfg.derived import acting_policies, envs_per_split, global_env_id, worker_rng_seed
 from sample_factory.cfg.policy_params import read_reward_shaping
 from sample_factory.envs.env_utils import restore_env_registry
+from sample_factory.league.games import score_league_games
 from sample_factory.signal_slot.loop import EventLoopObject, signal
 from sample_factory.utils.device import limit_env_threads, pin_rollout_worker, set_niceness
 from sample_factory.utils.gpu_utils import set_gpus_for_process
 
 log = logging.getLogger(__name__)
-
-
-def score_league_games(
-    policy_of_agent: np.ndarray, scores: dict[int, float], agents_per_env: int, num_learning: int
-) -> list[tuple[int, int, float]]:
-    """(learning policy, frozen opponent, points) for each pair of a learning seat and a frozen seat in an env
-    whose game just ended (every seat of the env in `scores`): 1 when the learning seat scored more, 0.5 for
-    the same, 0 for less. A duel is one game; a free-for-all of N seats one per such pair."""
-    games = []
-    for env_first in sorted({a - a % agents_per_env for a in scores}):
-        seats = range(env_first, env_first + agents_per_env)
-        policies = {a: int(policy_of_agent[a]) for a in seats}
-        for mine in (a for a in seats if policies[a] < num_learning):
-            for theirs in (a for a in seats if policies[a] >= num_learning):
-                points = 1.0 if scores[mine] > scores[theirs] else 0.5 if scores[mine] == scores[theirs] else 0.0
-                games.append((policies[mine], policies[theirs], points))
-    return games
 
 
 class SplitState:
@@ -396,23 +380,16 @@ class RolloutWorker(EventLoopObject):
         return finished, games
 
     def _league_games(self, split: SplitState, result, ended: np.ndarray) -> list:
-        """Games against frozen opponents that ended, scored pairwise (see `score_league_games`) by
-        `true_objective` where every seat of the env reports it, else by the return."""
-        n = self.env_info.num_agents
-        if n < 2 or not len(ended):
-            return []
-        ended_set = set(int(a) for a in ended)
-        scores = {}
-        for env_first in sorted({a - a % n for a in ended_set}):
-            seats = range(env_first, env_first + n)
-            if not all(a in ended_set for a in seats):
-                continue
-            infos = [result.episode_infos.get(a) or {} for a in seats]
-            if all("true_objective" in info for info in infos):
-                scores.update({a: float(info["true_objective"]) for a, info in zip(seats, infos)})
-            else:
-                scores.update({a: float(split.episode_return[a]) for a in seats})
-        games = score_league_games(split.policy_of_agent, scores, n, self.cfg.num_policies)
+        """Games against frozen opponents that ended (scored by `league/games.py`), each with the
+        weights version the opponent played with."""
+        games = score_league_games(
+            split.policy_of_agent,
+            ended,
+            result.episode_infos,
+            split.episode_return,
+            self.env_info.num_agents,
+            self.cfg.num_policies,
+        )
         return [
             (mine, opponent, self.shared.policy_states[opponent].version, points) for mine, opponent, points in games
         ]

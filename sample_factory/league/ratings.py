@@ -6,12 +6,12 @@ The players are the experiment's league snapshots (`league/policy_XX_<env steps>
 `--league_snapshot_every_env_steps`), of every policy. With `--pairs=all` every player meets every
 other, with `--pairs=first` each meets only the first snapshot of its policy (the policy at the
 start of training: cheap for long games such as Doom). A meeting is `--games_per_pair` games,
-seats swapped every game, won as in `sample_factory.match`.
+seats swapped every game, won as in `sample_factory.match` (`league/games.py`).
 
 Results are kept per pair in `league/results.json`, so a later call plays only the pairs it has
 not played (the snapshots taken since). From all results, Elo ratings by maximum likelihood
 (Bradley-Terry; a draw is half a win; the first snapshot of policy 0 is rated 1000), written with
-the matrix to `league/ratings.json` and to TensorBoard (`.summary/league`: `elo/pN` and
+the matrix to `league/ratings.json` (`league/elo.py`) and to TensorBoard (`.summary/league`: `elo/pN` and
 `win_rate_vs_first/pN` at each snapshot's env steps); `--plot=league.png` draws both against env
 steps. Prints the table.
 """
@@ -25,21 +25,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from sample_factory.cfg.experiment import SavedConfigError, experiment_dir, write_json_atomically
-from sample_factory.enjoy import EvalError, LoadedPolicy, eval_cfg, policy_from_checkpoint
+from sample_factory.cfg.experiment import SavedConfigError
 from sample_factory.envs.create_env import EnvCreationError
 from sample_factory.envs.env_utils import UnknownEnvError
-from sample_factory.match import open_two_player_env, parse_eval_cli, play_games
-from sample_factory.pbt.elo import elo_ratings
-from sample_factory.utils.checkpoint import league_dir, league_snapshots, snapshot_env_steps
+from sample_factory.eval import EvalError
+from sample_factory.eval.config import eval_cfg, parse_eval_cli
+from sample_factory.eval.policy import LoadedPolicy, load_policy_file, policy_from_checkpoint
+from sample_factory.league.elo import elo_ratings
+from sample_factory.league.match import open_two_player_env, play_games
+from sample_factory.utils.checkpoint import league_snapshots, snapshot_env_steps
 from sample_factory.utils.device import policy_device
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_target, atomic_write_json
+from sample_factory.utils.status import ExitStatus
 
 log = logging.getLogger(__name__)
-
-RESULTS_FILE = "results.json"
-RATINGS_FILE = "ratings.json"
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,7 @@ def win_rate(results: dict[str, list[int]], a: Player, b: Player) -> float | Non
     return (wins + 0.5 * draws) / games if games else None
 
 
-def load_results(directory: Path) -> dict[str, list[int]]:
-    path = directory / RESULTS_FILE
+def load_results(path: Path) -> dict[str, list[int]]:
     if not path.is_file():
         return {}
     try:
@@ -109,27 +107,24 @@ class League:
     """Plays the pairs not played yet, one env and every player's model loaded once."""
 
     def __init__(self, cfg):
-        self.cfg = eval_cfg(cfg)
-        self.exp_dir = experiment_dir(self.cfg)
-        self.directory = league_dir(self.exp_dir)
+        self.cfg, self.settings = eval_cfg(cfg)
+        self.folder = ExperimentFolder.from_cfg(self.cfg)
+        self.exp_dir = self.folder.path
         self.players = league_players(self.exp_dir, self.cfg.num_policies)
         if len(self.players) < 2:
             raise EvalError(
                 f"{self.exp_dir} has {len(self.players)} league snapshot(s); a league needs two:"
                 " train with --league_snapshot_every_env_steps=N"
             )
-        self.results = load_results(self.directory)
+        self.results = load_results(self.folder.league_results_file)
         self.device = policy_device(self.cfg)
         self._loaded: dict[Path, LoadedPolicy] = {}
 
     def _policy(self, player: Player, env) -> LoadedPolicy:
         if player.path not in self._loaded:
-            try:
-                state = torch.load(player.path, map_location=self.device, weights_only=True)
-            except Exception as e:
-                raise EvalError(f"could not load {player.path}: {type(e).__name__}: {e}") from None
+            state = load_policy_file(player.path, self.device)
             self._loaded[player.path] = policy_from_checkpoint(
-                self.cfg, state, player.path, env.observation_space, env.action_space, self.device
+                self.cfg, state, player.path, env.observation_space, env.action_space, self.device, player.policy_id
             )
         return self._loaded[player.path]
 
@@ -141,10 +136,10 @@ class League:
         try:
             for i, (a, b) in enumerate(todo):
                 wins, draws, losses = play_games(
-                    self.cfg, view, self._policy(a, env), self._policy(b, env), games_per_pair, quiet=True
+                    self.settings, view, self._policy(a, env), self._policy(b, env), games_per_pair, quiet=True
                 )
                 self.results[pair_key(a, b)] = [wins, draws, losses]
-                write_json_atomically(self.directory / RESULTS_FILE, self.results)  # a stopped call keeps its games
+                atomic_write_json(self.folder.league_results_file, self.results)  # a stopped call keeps its games
                 log.info(
                     "%d/%d %s vs %s: %d wins, %d draws, %d losses",
                     i + 1,
@@ -198,11 +193,11 @@ def _num(value, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def write_summaries(exp_dir: Path, ratings: dict):
+def write_summaries(folder: ExperimentFolder, ratings: dict):
     """TensorBoard scalars under .summary/league, rewritten whole (older snapshots may be gone)."""
     from tensorboardX import SummaryWriter
 
-    directory = exp_dir / ".summary" / "league"
+    directory = folder.league_summaries_dir
     shutil.rmtree(directory, ignore_errors=True)
     writer = SummaryWriter(str(directory))
     for p in sorted(ratings["players"], key=lambda p: p["env_steps"]):
@@ -236,10 +231,8 @@ def plot_league(ratings: dict, out_path: Path, title: str) -> Path:
     ax_elo.legend(loc="best", fontsize="small")
     fig.suptitle(title)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    tmp.replace(out_path)
+    with atomic_target(out_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return out_path
 
 
@@ -260,25 +253,25 @@ def main(argv=None) -> int:
     cfg = parse_eval_cli(argv, add_league_args)
     if cfg.games_per_pair < 1:
         print(f"error: --games_per_pair={cfg.games_per_pair}: at least 1", file=sys.stderr)
-        return 2
+        return ExitStatus.BAD_INPUT
     try:
         league = League(cfg)
         played = league.play(cfg.pairs, cfg.games_per_pair)
         ratings = league.ratings()
-        write_json_atomically(league.directory / RATINGS_FILE, ratings)
-        write_summaries(league.exp_dir, ratings)
+        atomic_write_json(league.folder.ratings_file, ratings)
+        write_summaries(league.folder, ratings)
         plot = plot_league(ratings, cfg.plot, cfg.experiment) if cfg.plot else None
     except (EvalError, UnknownEnvError, EnvCreationError, SavedConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return ExitStatus.FAILURE
     except ImportError as e:
         print(f"error: {e.name or e} is needed for --plot: pip install matplotlib", file=sys.stderr)
-        return 2
+        return ExitStatus.BAD_INPUT
     print(f"{len(league.players)} snapshots, {played} pair(s) played now, {len(league.results)} in all")
     print(format_table(ratings))
     if plot:
         print(plot)
-    return 0
+    return ExitStatus.SUCCESS
 
 
 if __name__ == "__main__":

@@ -6,16 +6,14 @@ and trajectory slots like a learning policy, but its trajectories go back to its
 shared policy state. The agent -> policy mapping seats them (`--league_opponent_prob`).
 
 Whenever the set of snapshots changes (a learner saved one), every frozen opponent draws the
-snapshot it plays next: uniformly, or (`--league_opponent_sampling=win_rate`) with weight
-(1 - score)^2 + 0.05 where score is the learning policies' share of points against it so far
-(a snapshot never played counts as 1: each is tried), so the opponents the population still
-loses to come back most (prioritized fictitious self-play, as in AlphaStar's league).
+snapshot it plays next (`league/snapshots.py`, `--league_opponent_sampling`).
 
-The games between a learning policy and a frozen opponent are the run's league record, kept in
-`league/training_games.json` (per snapshot, per learning policy: wins, draws, losses), written
-atomically every few seconds, with the Elo ratings it implies (`pbt/elo.py`; each learning policy
-as it is now, against the snapshots it met); TensorBoard: `league/score_vs_snapshots` (points per
-game since the last write) and `league/elo` of each learning policy.
+The games between a learning policy and a frozen opponent (scored by the rollout workers,
+`league/games.py`) are the run's league record, kept in `league/training_games.json` (per
+snapshot, per learning policy: wins, draws, losses), written atomically every few seconds, with
+the Elo ratings it implies (`league/elo.py`; each learning policy as it is now, against the
+snapshots it met); TensorBoard: `league/score_vs_snapshots` (points per game since the last
+write) and `league/elo` of each learning policy.
 """
 
 from __future__ import annotations
@@ -27,30 +25,17 @@ from pathlib import Path
 
 import torch
 
-from sample_factory.cfg.experiment import write_json_atomically
+from sample_factory.league.elo import elo_ratings
+from sample_factory.league.games import outcome
+from sample_factory.league.snapshots import experiment_snapshots, snapshot_weights
 from sample_factory.model.actor_critic import create_actor_critic
-from sample_factory.pbt.elo import elo_ratings
-from sample_factory.signal_slot.signal_slot import EventLoopObject, Timer
-from sample_factory.utils.checkpoint import league_dir, league_snapshots
+from sample_factory.signal_slot.loop import EventLoopObject, Timer
+from sample_factory.utils.experiment_folder import ExperimentFolder, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-GAMES_FILE = "training_games.json"
 REFRESH_SEC = 2.0
 WRITE_SEC = 10.0
-UNPLAYED_WEIGHT = 1.0
-FLOOR_WEIGHT = 0.05
-
-
-def snapshot_weights(snapshots: list[str], scores: dict[str, float | None], mode: str) -> list[float]:
-    """Sampling weights of the snapshots; `scores[name]`: the learners' points per game against it."""
-    if mode == "uniform":
-        return [1.0] * len(snapshots)
-    weights = []
-    for name in snapshots:
-        score = scores.get(name)
-        weights.append(UNPLAYED_WEIGHT if score is None else (1.0 - score) ** 2 + FLOOR_WEIGHT)
-    return weights
 
 
 class LeagueOpponents(EventLoopObject):
@@ -59,7 +44,7 @@ class LeagueOpponents(EventLoopObject):
         self.cfg = cfg
         self.shared = shared
         self.stats = stats
-        self.experiment_dir = Path(experiment_dir)
+        self.folder = ExperimentFolder(experiment_dir)
         self.first_id = cfg.num_policies
         self.num_opponents = cfg.league_opponents
         self.rng = random.Random(seed)
@@ -76,7 +61,7 @@ class LeagueOpponents(EventLoopObject):
 
     @property
     def games_path(self) -> Path:
-        return league_dir(self.experiment_dir) / GAMES_FILE
+        return self.folder.training_games_file
 
     def _read_games(self) -> dict:
         try:
@@ -85,7 +70,7 @@ class LeagueOpponents(EventLoopObject):
             return {}
 
     def snapshots(self) -> list[Path]:
-        return [path for p in range(self.cfg.num_policies) for path in league_snapshots(self.experiment_dir, p)]
+        return experiment_snapshots(self.folder.path, self.cfg.num_policies)
 
     def score_against(self, name: str) -> float | None:
         records = self.games.get(name, {}).values()
@@ -122,7 +107,7 @@ class LeagueOpponents(EventLoopObject):
             if name is None:
                 continue
             record = self.games.setdefault(name, {}).setdefault(str(policy_id), [0, 0, 0])
-            record[0 if points == 1.0 else 1 if points == 0.5 else 2] += 1
+            record[outcome(points)] += 1
             self._recent[policy_id][0] += points
             self._recent[policy_id][1] += 1
             self._dirty = True
@@ -143,7 +128,7 @@ class LeagueOpponents(EventLoopObject):
             return
         self._dirty = False
         elo = self.ratings()
-        write_json_atomically(self.games_path, {"games": self.games, "elo": elo, "playing": dict(self.playing)})
+        atomic_write_json(self.games_path, {"games": self.games, "elo": elo, "playing": dict(self.playing)})
         for policy_id, (points, games) in enumerate(self._recent):
             writer = self.stats.summary_writer(policy_id)
             step = self.stats.env_steps[policy_id]
