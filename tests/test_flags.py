@@ -263,6 +263,41 @@ def test_no_function_of_the_config_is_over_80_lines():
     assert long == [], f"split these by topic: {long}"
 
 
+def test_a_config_saved_without_some_flags_loads_with_their_defaults(tmp_path):
+    """An earlier version's config.json (or sample-factory 2.x's) lacks the flags added since: they
+    are filled in once, when it is loaded, with the parser's default or the value typed now."""
+    from sample_factory.cfg.arguments import load_from_checkpoint, maybe_load_from_checkpoint
+
+    argv = [f"--train_dir={tmp_path}", "--experiment=old"]
+    old = default_cfg("CartPole-v1", argv + ["--num_workers=3"])
+    missing = ["league_opponents", "league_opponent_prob", "model_bf16", "max_env_failures", "script_defaults"]
+    for name in missing:
+        del old[name]
+    old.update(git_hash="0123abc", cli_args={"num_workers": 3})  # 2.x saves these too
+    save_cfg(old, tmp_path / "old")
+    assert not set(missing) & set(json.loads((tmp_path / "old" / "config.json").read_text()))
+
+    now = default_cfg("CartPole-v1", argv + ["--max_env_failures=7"])
+    flags = [a.dest for a in make_parser()._actions if a.dest != "help"]
+    for load in (load_from_checkpoint, maybe_load_from_checkpoint, merge_with_saved_cfg):
+        cfg = load(now)
+        assert [name for name in flags if name not in cfg] == []
+        assert cfg.num_workers == 3, "the saved value stays"
+        assert (cfg.league_opponents, cfg.league_opponent_prob, cfg.model_bf16) == (0, 0.5, False)
+        assert cfg.max_env_failures == 7, "typed now"
+        assert cfg.cli_args == now.cli_args and "num_workers" not in cfg.cli_args, "this invocation's"
+        assert cfg.script_defaults == [] and cfg.command_line == now.command_line
+        assert config_errors(cfg) == []
+
+
+def test_only_flags_and_the_invocation_keys_ride_in_the_config():
+    from sample_factory.cfg.experiment import INVOCATION_KEYS
+
+    cfg = default_cfg("CartPole-v1", evaluation=True)
+    flags = {a.dest for a in make_parser(evaluation=True)._actions if a.dest != "help"}
+    assert sorted(set(cfg) - flags) == sorted(INVOCATION_KEYS)
+
+
 if __name__ == "__main__":
     SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
     SNAPSHOT.write_text(json.dumps(_flags_snapshot(), indent=1) + "\n")

@@ -13,8 +13,9 @@ from sample_factory.cfg.cfg import (
     add_pbt_args,
     add_rl_args,
 )
-from sample_factory.cfg.experiment import CONFIG_FILE, experiment_dir, merge_with_saved_cfg
+from sample_factory.cfg.experiment import experiment_dir, merge_with_saved_cfg
 from sample_factory.utils.attr_dict import AttrDict
+from sample_factory.utils.experiment_folder import ExperimentFolder
 
 
 class SfArgumentParser(argparse.ArgumentParser):
@@ -85,6 +86,8 @@ def parse_full_cfg(parser: argparse.ArgumentParser, argv: list[str] | None = Non
         argv = sys.argv[1:]
     args = parser.parse_args(argv)
     cfg = AttrDict(vars(args))
+    # The only keys that are not flags (cfg/experiment.py's INVOCATION_KEYS): cli_args and
+    # command_line are sample-factory 2.x's, which users' scripts read.
     cfg.cli_args = _typed_flags(parser, argv)
     cfg.script_defaults = sorted(getattr(parser, "script_defaults", set()) & set(vars(args)))
     cfg.command_line = " ".join(argv)
@@ -96,8 +99,9 @@ def user_chosen_flags(cfg) -> set[str]:
     (`parser.set_defaults`), or holding a value other than the library's default (a cfg edited
     in code). The rest are the library's defaults, which --auto_tune may replace."""
     library = make_parser(evaluation=False)
-    changed = {action.dest for action in library._actions if action.dest in cfg and cfg[action.dest] != action.default}
-    return set(cfg.get("cli_args", {})) | set(cfg.get("script_defaults", ())) | changed
+    flags = [action for action in library._actions if action.dest != "help"]
+    changed = {action.dest for action in flags if cfg[action.dest] != action.default}
+    return set(cfg.cli_args) | set(cfg.script_defaults) | changed
 
 
 def _typed_flags(parser: argparse.ArgumentParser, argv: list[str]) -> dict:
@@ -131,12 +135,13 @@ def load_from_checkpoint(cfg) -> AttrDict:
 
     Raises FileNotFoundError naming the file when the experiment has no saved config.
     """
-    path = experiment_dir(cfg) / CONFIG_FILE
+    path = ExperimentFolder(experiment_dir(cfg)).config_file
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: no saved config for --experiment={cfg.experiment}")
     return merge_with_saved_cfg(cfg)
 
 
 def maybe_load_from_checkpoint(cfg) -> AttrDict:
-    """The saved config merged as in `load_from_checkpoint` when there is one; else `cfg` unchanged."""
+    """The saved config merged as in `load_from_checkpoint` (and filled in with the flags it
+    lacks) when there is one; else `cfg` unchanged."""
     return merge_with_saved_cfg(cfg)

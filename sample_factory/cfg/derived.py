@@ -63,4 +63,4 @@ def worker_rng_seed(cfg, worker_idx: int) -> int | None:
 def acting_policies(cfg) -> int:
     """Policies that act: the `num_policies` that learn, then `league_opponents` frozen ones
     (ids num_policies and up), which play league snapshots and train nothing."""
-    return cfg.num_policies + max(0, int(getattr(cfg, "league_opponents", 0) or 0))
+    return cfg.num_policies + cfg.league_opponents

@@ -5,30 +5,34 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from sample_factory.utils.attr_dict import AttrDict
+from sample_factory.utils.experiment_folder import CONFIG_FILE, ExperimentFolder, atomic_write_json  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
+# The keys of a cfg that are not flags. `parse_full_cfg` sets them; they describe this invocation,
+# so a resumed run takes them from its own command line, never from the saved config.
+# - cli_args: the flags typed on the command line, {name: value}. sample-factory 2.x's
+#   parse_full_cfg sets it and users' scripts read it; typed flags override a saved config.
+# - command_line: the arguments as typed, joined by spaces (2.x's too).
+# - script_defaults: the flags whose default the script changed with parser.set_defaults;
+#   --auto_tune leaves them as the script chose.
+INVOCATION_KEYS = ("cli_args", "command_line", "script_defaults")
 
 
 def experiment_dir(cfg) -> Path:
-    return Path(cfg.train_dir) / cfg.experiment
+    return ExperimentFolder.from_cfg(cfg).path
 
 
 def write_json_atomically(path: Path, obj):
-    """A temporary file in the same folder, then a rename: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    """Kept for callers not yet moved to `utils.experiment_folder.atomic_write_json`."""
+    atomic_write_json(path, obj)
 
 
 def save_cfg(cfg, exp_dir: Path):
-    write_json_atomically(exp_dir / CONFIG_FILE, dict(cfg))
+    atomic_write_json(ExperimentFolder(exp_dir).config_file, dict(cfg))
 
 
 class SavedConfigError(ValueError):
@@ -36,7 +40,9 @@ class SavedConfigError(ValueError):
 
 
 def load_saved_cfg(exp_dir: Path) -> AttrDict | None:
-    path = exp_dir / CONFIG_FILE
+    """The config.json as saved, which may lack flags (an earlier version's, or 2.x's): only
+    `merge_with_saved_cfg` makes a cfg of it."""
+    path = ExperimentFolder(exp_dir).config_file
     if not path.is_file():
         return None
     try:
@@ -59,19 +65,22 @@ _RETIRED_DEFAULTS = {"decorrelate_envs_on_one_worker": True, "env_gpu_observatio
 def merge_with_saved_cfg(cfg) -> AttrDict:
     """A resumed (or evaluated) experiment keeps its saved config; only flags typed now override it.
 
-    Flags the saved config does not know (evaluation flags, flags added since) come from `cfg`.
+    `cfg` is the full config parsed now. This is where a config saved by an earlier version or by
+    sample-factory 2.x is filled in, once: every flag it lacks (added since, evaluation flags, an
+    env family's) takes its value in `cfg`, the parser's default unless typed, so past this point
+    every flag is there and the code reads it directly.
     """
     saved = load_saved_cfg(experiment_dir(cfg))
     if saved is None:
         return cfg
-    typed = cfg.get("cli_args", {})
+    typed = cfg.cli_args
     overrides = {k: v for k, v in typed.items() if saved.get(k) != v}
     merged = AttrDict({**cfg, **saved, **overrides})
     for key, old_default in _RETIRED_DEFAULTS.items():
-        if key in cfg and key not in typed and saved.get(key) == old_default:
+        if key not in typed and saved.get(key) == old_default:
             merged[key] = cfg[key]
-    merged.cli_args = typed
-    merged.command_line = cfg.get("command_line", saved.get("command_line"))
+    for key in INVOCATION_KEYS:
+        merged[key] = cfg[key]
     for key, value in overrides.items():
         if key in saved:
             log.info("Overriding saved %s=%r with %r", key, saved[key], value)

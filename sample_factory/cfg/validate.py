@@ -44,7 +44,7 @@ def unsupported_flag_errors(cfg) -> list[str]:
     return [
         f"--{name}={cfg[name]} is not supported: {reason}"
         for name, (supported, reason) in NOT_SUPPORTED.items()
-        if name in cfg and cfg[name] != supported
+        if cfg[name] != supported
     ]
 
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = json.loads(cfg_file.read_text())
     generate_model_card(
-        exp_dir, "APPO", cfg.get("env", "env"), args.hf_repository,
+        exp_dir, "APPO", cfg["env"], args.hf_repository,
         enjoy_name=args.enjoy_script, train_name=args.train_script,
     )  # fmt: skip
     try:

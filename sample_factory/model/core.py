@@ -78,7 +78,7 @@ class ModelCoreRNN(ModelCore):
         self.core_output_size = cfg.rnn_size
         # On CPU a single-layer GRU runs through gru_sequence (faster backward, optional bf16 matmuls).
         self.fused_gru = not self.is_lstm and self.num_layers == 1
-        self.matmul_dtype = torch.bfloat16 if getattr(cfg, "model_bf16", False) else None
+        self.matmul_dtype = torch.bfloat16 if cfg.model_bf16 else None
 
     def use_reference_ops(self):
         """Plain torch.nn.GRU/LSTM in float32 from here on (for ONNX export)."""

@@ -62,7 +62,7 @@ class MlpEncoder(Encoder):
         input_size = int(np.prod(_shape_of(obs_shape)))
         self.mlp = create_mlp(cfg.encoder_mlp_layers, input_size, nonlinearity(cfg))
         self.encoder_out_size = mlp_out_size(cfg.encoder_mlp_layers, input_size)
-        self.mlp_bf16 = bool(getattr(cfg, "model_bf16", False))
+        self.mlp_bf16 = bool(cfg.model_bf16)
 
     def forward(self, obs: Tensor) -> Tensor:
         with _bf16_autocast(obs.device, self.mlp_bf16):
@@ -168,8 +168,8 @@ class ConvEncoder(Encoder):
 
         make_activation = functools.partial(nonlinearity, cfg)
         self.conv_head = CONV_ARCHITECTURES[arch](obs_shape[0], make_activation)
-        self.mlp_bf16 = bool(getattr(cfg, "model_bf16", False))
-        self.conv_bf16 = self.mlp_bf16 or bool(getattr(cfg, "encoder_conv_bf16", False))
+        self.mlp_bf16 = bool(cfg.model_bf16)
+        self.conv_bf16 = self.mlp_bf16 or bool(cfg.encoder_conv_bf16)
         try:
             conv_out_size = calc_num_elements(self.conv_head, tuple(obs_shape))
         except RuntimeError as exc:

@@ -167,7 +167,7 @@ def choose_layout(
 def auto_tune(cfg, env_info, keep: set[str] | frozenset = frozenset()) -> tuple[AttrDict, dict]:
     """A copy of cfg with the layout flags not named in `keep` (the user's choices) chosen for this
     machine, and what changed; cfg itself is left as it is."""
-    typed = set(keep) | set(cfg.get("cli_args", {}))
+    typed = set(keep) | set(cfg.cli_args)
     step_sec = measure_env_step_sec(cfg)
     cores = available_cores()
     image_obs = any(is_image_space(space) for space in env_info.obs_space.spaces.values())

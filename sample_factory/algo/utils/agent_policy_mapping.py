@@ -36,8 +36,8 @@ class AgentPolicyMapping:
 
     def __init__(self, cfg, env_info, seed: int | None = None):
         self.num_policies = cfg.num_policies
-        self.num_opponents = max(0, int(getattr(cfg, "league_opponents", 0) or 0))
-        self.opponent_prob = float(getattr(cfg, "league_opponent_prob", 0.0) or 0.0)
+        self.num_opponents = cfg.league_opponents
+        self.opponent_prob = cfg.league_opponent_prob
         self.num_agents = env_info.num_agents
         self.mix_policies_in_one_env = bool(cfg.pbt_mix_policies_in_one_env)
         self.rng = random.Random(seed)
