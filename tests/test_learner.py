@@ -84,6 +84,19 @@ def test_policy_lag_is_counted_and_samples_past_max_policy_lag_are_dropped():
     assert stats["samples"] == TRAJECTORIES // 2 * ROLLOUT
 
 
+def test_adv_mean_is_the_mean_advantage_of_the_trained_samples_before_normalization():
+    learner = make_learner("--gamma=0", "--max_policy_lag=2")  # gamma 0: the advantage is r_t - V(s_t)
+    batch = behaviour_batch(learner, policy_version=learner.state.policy_version)
+    batch["policy_version"][: TRAJECTORIES // 2] = learner.state.policy_version - 4  # dropped for lag
+    batch["rewards"][: TRAJECTORIES // 2] = 100.0  # would show in an unmasked mean
+    kept = slice(TRAJECTORIES // 2, None)
+    expected = float((batch["rewards"][kept, :ROLLOUT] - batch["values"][kept, :ROLLOUT]).mean())
+    stats = learner.train(batch)
+    assert stats["samples"] == TRAJECTORIES // 2 * ROLLOUT
+    assert abs(expected) > 0.1, "the test needs a mean advantage far from the 0 that normalization gives"
+    assert stats["adv_mean"] == pytest.approx(expected, abs=1e-5)
+
+
 def test_linear_decay_takes_the_learning_rate_to_zero_over_the_budget():
     learner = make_learner("--lr_schedule=linear_decay", "--train_for_env_steps=1000")
     learner.state.env_steps = 250

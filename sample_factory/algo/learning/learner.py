@@ -20,6 +20,7 @@ from sample_factory.algo.utils.rl_utils import (
     calculate_gae,
     calculate_vtrace,
     explained_variance,
+    masked_mean,
     normalize_advantages,
 )
 from sample_factory.cfg.derived import effective_recurrence
@@ -179,6 +180,8 @@ class Learner:
             else:
                 targets_n = targets
             old_values_n = self.model.normalize_values(behaviour_values)
+            # Reported before normalization, which makes the mean 0 by construction.
+            adv_mean = float(masked_mean(advantages, valids))
             advantages = normalize_advantages(advantages, valids)
 
             epoch_stats = self._sgd_epoch(
@@ -213,7 +216,7 @@ class Learner:
             lag_min=float(lag.min()),
             lag_avg=float(lag.float().mean()),
             lag_max=float(lag.max()),
-            adv_mean=float(advantages.mean()),
+            adv_mean=adv_mean,
             returns_mean=float(targets.mean()),
         )
         return stats
@@ -382,7 +385,7 @@ class Learner:
         self.state = TrainingState(**{k: v for k, v in state["training_state"].items() if k in known})
         # Only the KL-adaptive schedules carry their learning rate over, unless one is typed now.
         adaptive = self.cfg.lr_schedule.startswith("kl_adaptive")
-        if not adaptive or "learning_rate" in self.cfg.get("cli_args", {}):
+        if not adaptive or "learning_rate" in self.cfg.cli_args:
             self.state.learning_rate = self.cfg.learning_rate
         self._set_lr(self._scheduled_lr())
         if "torch_rng_state" in state:
