@@ -208,9 +208,11 @@ def _process_tree(root_pid: int) -> list[psutil.Process]:
     return [root] + root.children(recursive=True)
 
 
-def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: float) -> dict:
-    """Runs the pipeline for warm-up + duration; FPS windows, peak PSS, CPU per process, start-up."""
+def measure_pipeline(cfg, duration_sec: float, warmup_sec: float, window_sec: float, null_policy: bool = False) -> dict:
+    """Runs the pipeline for warm-up + duration; FPS windows, peak PSS, CPU per process, start-up.
+    `null_policy`: inference answers with zeros instead of running the model (the overhead phase)."""
     _, runner = make_runner(cfg)
+    runner.null_policy = null_policy
     launched = time.monotonic()
     samples: list[tuple[float, int, int]] = []  # (time, frames, messages)
     first_step_sec = {}
@@ -320,14 +322,8 @@ def run_benchmark(cfg) -> dict:
             results["raw"] = measure_raw_fps(cfg, *timing)
         if "overhead" in cfg.benchmark_phases:
             log.info("Phase overhead: the pipeline without learning, with a policy that costs nothing")
-            overhead_cfg = {
-                **cfg,
-                **common,
-                "experiment": "overhead",
-                "sampler_only": True,
-                "benchmark_null_policy": True,
-            }
-            results["overhead"] = measure_pipeline(AttrDict(overhead_cfg), *timing)
+            overhead_cfg = AttrDict({**cfg, **common, "experiment": "overhead", "sampler_only": True})
+            results["overhead"] = measure_pipeline(overhead_cfg, *timing, null_policy=True)
         if "sampler" in cfg.benchmark_phases:
             log.info("Phase sampler: the pipeline without learning")
             results["sampler"] = measure_pipeline(
