@@ -39,8 +39,8 @@ from sample_factory.cfg.derived import envs_per_split
 from sample_factory.envs.create_env import MultiAgentView, env_config_for, make_env, obtain_env_info
 from sample_factory.envs.env_families import setup_env_family
 from sample_factory.envs.env_utils import env_registry_snapshot, restore_env_registry
-from sample_factory.runner.runner import process_context
-from sample_factory.signal_slot.signal_slot import Timer
+from sample_factory.runner.processes import process_context
+from sample_factory.signal_slot.loop import Timer
 from sample_factory.train import make_runner
 from sample_factory.utils.attr_dict import AttrDict
 from sample_factory.utils.device import pin_rollout_worker

@@ -208,6 +208,28 @@ def test_a_dead_rollout_worker_is_started_anew_and_the_run_trains_to_its_budget(
     assert '"worker_restarts": 1' in (tmp_path / "crash" / "summary.json").read_text()
 
 
+def test_without_the_queue_repair_a_dead_worker_stops_the_run_cleanly(tmp_path, caplog, monkeypatch):
+    """Another faster-fifo or glibc whose queue layout the repair does not recognise: the run says so in
+    one line at its start, and a worker that dies is not started anew on queues nobody can repair."""
+    from sample_factory.signal_slot import transport
+
+    reason = "faster-fifo 9.9 (glibc 9.9, x86_64): queue layout not recognised (planted by the test)"
+    monkeypatch.setattr(transport, "check_repair_layout", lambda: reason)
+    register_env("once_killing_cartpole", make_once_killing_env)
+    cfg = crash_cfg(
+        tmp_path, "once_killing_cartpole", "--serial_mode=False", "--num_workers=2", "--num_envs_per_worker=4",
+        "--train_for_env_steps=40000", "--seed=1",
+    )  # fmt: skip
+    result = train_until(cfg)
+    assert result["status"] == 1
+    assert result["worker_restarts"] == 0
+    warned = [r.getMessage() for r in caplog.records if reason in r.getMessage()]
+    assert warned[0] == f"{reason}: a worker that dies or stalls stops the run instead of restarting"
+    assert any(m.startswith("rollout_worker_1 (pid ") and "not started anew" in m for m in warned), warned
+    assert "rollout_worker_1 (pid" in caplog.text and "stopping the run" in caplog.text
+    assert not child_processes(), "no process of the run is left"
+
+
 def kill_inference_run(tmp_path, kill_after_steps: int, *flags):
     """A CartPole run whose inference worker gets kill -9 once past `kill_after_steps`; returns (status,
     runner, killed pids, seconds)."""

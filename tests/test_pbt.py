@@ -15,6 +15,7 @@ from sample_factory.cfg.policy_params import TUNABLE_HYPERPARAMS, read_hyperpara
 from sample_factory.envs.env_utils import RewardShapingInterface, register_env
 from sample_factory.pbt.population_based_training import (
     MUTATION_BOUNDS,
+    PopulationBasedTraining,
     fraction_size,
     gap_allows_replacement,
     history_path,
@@ -167,7 +168,8 @@ def test_a_resumed_population_keeps_its_hyperparameters_and_history(tmp_path):
     )
     _, runner = make_runner(resumed)
     runner.init()
-    assert [r.history for r in runner.observers[0].records] == history_before
+    (pbt,) = [o for o in runner.observers if isinstance(o, PopulationBasedTraining)]
+    assert [r.history for r in pbt.records] == history_before
     runner.report_callbacks.append(learning_rates_at_start)
     assert runner.run() == 0
     for p in range(4):

@@ -16,8 +16,9 @@ from sample_factory.envs.create_env import obtain_env_info
 from sample_factory.envs.env_utils import env_registry_snapshot, register_env
 from sample_factory.model.actor_critic import create_actor_critic, rnn_state_size_for
 from sample_factory.model.model_factory import global_model_factory
-from sample_factory.runner.runner import SharedResources, process_context
-from sample_factory.signal_slot.signal_slot import EventLoop, EventLoopObject, signal
+from sample_factory.runner.builder import SharedResources
+from sample_factory.runner.processes import process_context
+from sample_factory.signal_slot.loop import EventLoop, EventLoopObject, signal
 from sf_examples.train_gym_env import parse_gym_args
 
 pytestmark = pytest.mark.timeout(60)
@@ -54,7 +55,7 @@ def make_counting_env(full_env_name, cfg=None, env_config=None, render_mode=None
 class Learnerless(EventLoopObject):
     """Stands where the learner does: copies each finished trajectory out and frees its slots (or not)."""
 
-    slots_released = signal()
+    slots_released = signal(protocol.SlotsReleased)
 
     def __init__(self, loop, shared, wanted: int, release: bool = True):
         super().__init__(loop, "learnerless")
@@ -65,7 +66,8 @@ class Learnerless(EventLoopObject):
         self.held: list[int] = []
         self.episodes: list[dict] = []
 
-    def on_trajectory_ready(self, policy_id: int, slots: list[int]):
+    def on_trajectory_ready(self, ready: protocol.TrajectoryReady):
+        policy_id, slots = ready
         batch = self.shared.buffers.gather(torch.tensor(slots))
         for i in range(len(slots)):
             self.trajectories.append(
@@ -73,14 +75,14 @@ class Learnerless(EventLoopObject):
             )
         if self.release:
             self.shared.slot_pools[policy_id].release(slots)
-            self.slots_released.emit(policy_id)
+            self.slots_released.emit(protocol.SlotsReleased(policy_id))
         else:
             self.held.extend(slots)
         if len(self.trajectories) >= self.wanted:
             self.event_loop.stop()
 
-    def on_episodes_finished(self, episodes: list[dict]):
-        self.episodes.extend(episodes)
+    def on_episodes_finished(self, finished: protocol.EpisodesFinished):
+        self.episodes.extend(finished.episodes)
 
 
 def sampling_on_one_loop(tmp_path, slots_per_policy: int, wanted: int, release: bool = True):
@@ -173,7 +175,7 @@ def test_a_worker_without_free_slots_waits_until_the_learner_frees_some(tmp_path
         assert worker.splits[0].waiting_for_slots
 
         pool.release(learnerless.held)
-        learnerless.slots_released.emit(0)
+        learnerless.slots_released.emit(protocol.SlotsReleased(0))
         for _ in range(200):
             loop.run_once(max_wait_sec=0.01)
         assert len(learnerless.trajectories) == 2 * NUM_ENVS, "released slots are filled once more"

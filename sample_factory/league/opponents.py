@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from sample_factory.algo import protocol
 from sample_factory.league.elo import elo_ratings
 from sample_factory.league.games import outcome
 from sample_factory.league.snapshots import experiment_snapshots, snapshot_weights
@@ -101,8 +102,8 @@ class LeagueOpponents(EventLoopObject):
             self.version_names[(frozen_id, version)] = path.name
             log.info("Frozen opponent %d plays %s", frozen_id, path.name)
 
-    def on_league_games(self, games: list):
-        for policy_id, frozen_id, version, points in games:
+    def on_league_games(self, finished: protocol.LeagueGamesFinished):
+        for policy_id, frozen_id, version, points in finished.games:
             name = self.version_names.get((frozen_id, version))
             if name is None:
                 continue

@@ -137,7 +137,7 @@ def history_path(experiment_dir: str | Path, policy_id: int) -> Path:
 class PopulationBasedTraining(AlgoObserver, EventLoopObject):
     """Registered by `make_runner` when `--with_pbt=True` (as in sample-factory 2.x)."""
 
-    reward_shaping_changed = signal()
+    reward_shaping_changed = signal(protocol.RewardShapingChanged)
 
     def __init__(self, cfg, runner):
         EventLoopObject.__init__(self, runner.event_loop, "pbt")
@@ -277,16 +277,21 @@ class PopulationBasedTraining(AlgoObserver, EventLoopObject):
             # Its recent episodes were played by the weights it gives up: it is ranked anew.
             self.runner.stats.forget_episodes(policy_id)
             path = self.folder.pbt_transfer_file(source, policy_id)
-            self.named_signal(protocol.export_weights(source)).emit(source, policy_id, str(path))
+            self.named_signal(protocol.export_weights(source)).emit(
+                protocol.ExportWeights(source, policy_id, str(path))
+            )
         elif changes:
-            self.named_signal(protocol.new_hyperparams(policy_id)).emit(policy_id, params)
+            self.named_signal(protocol.new_hyperparams(policy_id)).emit(protocol.NewHyperparams(policy_id, params))
         if shaping is not None and shaping != old_shaping:
-            self.reward_shaping_changed.emit(policy_id, shaping)
+            self.reward_shaping_changed.emit(protocol.RewardShapingChanged(policy_id, shaping))
 
-    def on_weights_exported(self, source: int, target: int, path: str):
+    def on_weights_exported(self, exported: protocol.WeightsExported):
+        source, target = exported.policy_id, exported.target_policy
         self._replacing.discard(target)
         params = self.records[target].hyperparams
-        self.named_signal(protocol.import_weights(target)).emit(target, source, path, params)
+        self.named_signal(protocol.import_weights(target)).emit(
+            protocol.ImportWeights(target, source, exported.path, params)
+        )
 
     def _mutated(self, values: dict[str, float]) -> dict[str, float]:
         cfg = self.cfg

@@ -68,7 +68,9 @@ class BestCheckpoints(AlgoObserver):
             value = self.metric_value(runner, policy_id)
             if value is not None and value > self._best[policy_id]:
                 self._best[policy_id] = value
-                runner.named_signal(protocol.save_best(policy_id)).emit(policy_id, cfg.save_best_metric, value)
+                runner.named_signal(protocol.save_best(policy_id)).emit(
+                    protocol.SaveBest(policy_id, cfg.save_best_metric, value)
+                )
 
 
 class Telemetry(AlgoObserver):

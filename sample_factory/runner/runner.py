@@ -144,7 +144,7 @@ class Runner(EventLoopObject):
             )  # fmt: skip
             self.supervisor = Supervisor(
                 self.event_loop, self.cfg, self.processes, self.components, self.shared, self.layout, self.stats,
-                request_stop=self.request_stop, stopping=lambda: self._stopping, learner_lost=self.on_learner_stopped,
+                request_stop=self.request_stop, stopping=lambda: self._stopping, learner_lost=lambda p: self.on_learner_stopped(protocol.LearnerStopped(p)),
             )  # fmt: skip
             self._notify("on_init")
             self._connect()
@@ -258,25 +258,25 @@ class Runner(EventLoopObject):
 
     # --- slots and timers ----------------------------------------------------------------------
 
-    def on_learner_report(self, policy_id: int, stats: dict):
-        self.stats.on_learner_report(policy_id, stats)
+    def on_learner_report(self, report: protocol.LearnerReport):
+        self.stats.on_learner_report(report.policy_id, report.stats)
         self.training_iteration_since_resume += 1
         if self.observers:
             self._notify("on_training_step", self.training_iteration_since_resume)
         self._check_stop_conditions()
 
-    def on_episodes_finished(self, episodes: list[dict]):
-        self.stats.on_episodes(episodes)
+    def on_episodes_finished(self, finished: protocol.EpisodesFinished):
+        self.stats.on_episodes(finished.episodes)
         for handler in self._episodic_stats_handlers:
-            for episode in episodes:
+            for episode in finished.episodes:
                 handler(self, episode, episode["policy_id"])
 
-    def on_learner_failed(self, policy_id: int, message: str):
-        log.error("Policy %d cannot go on (%s): stopping the run", policy_id, message)
+    def on_learner_failed(self, failure: protocol.LearnerFailed):
+        log.error("Policy %d cannot go on (%s): stopping the run", failure.policy_id, failure.message)
         self.request_stop(ExitStatus.FAILURE)  # also when it failed while stopping (its last save)
 
-    def on_learner_stopped(self, policy_id: int):
-        self._learners_stopped.add(policy_id)
+    def on_learner_stopped(self, stopped: protocol.LearnerStopped):
+        self._learners_stopped.add(stopped.policy_id)
         if len(self._learners_stopped) == self.cfg.num_policies:
             self.event_loop.stop()
 

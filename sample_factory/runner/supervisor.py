@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sample_factory.algo import protocol
 from sample_factory.algo.roles import Kind, Role
 from sample_factory.algo.shared_buffers import reclaim_slots
 from sample_factory.signal_slot import transport
@@ -156,8 +157,7 @@ class Supervisor(EventLoopObject):
     """Lives on the runner's loop. `request_stop(status)` and `stopping()` are the runner's;
     `learner_lost(policy_id)` counts a dead learner as stopped (it will never confirm)."""
 
-    # (policy_id, inference_idx): that inference worker died and was started anew -> rollout workers
-    inference_restarted = signal()
+    inference_restarted = signal(protocol.InferenceRestarted)  # -> rollout workers
 
     def __init__(
         self,
@@ -211,7 +211,8 @@ class Supervisor(EventLoopObject):
 
     # --- slots: faults reported by the components ------------------------------------------------
 
-    def on_env_failed(self, worker_idx: int, env_idx: int, error: str):
+    def on_env_failed(self, failure: protocol.EnvFailed):
+        worker_idx, env_idx, error = failure
         self.stats.env_failures += 1
         count, budget = self.stats.env_failures, self.cfg.max_env_failures
         self.stats.write_scalars(0, "stats", {"env_failures": count})
@@ -224,7 +225,8 @@ class Supervisor(EventLoopObject):
                 "%s; made it anew, its unfinished episode dropped (%d of --max_env_failures=%d)", what, count, budget
             )
 
-    def on_non_finite_dropped(self, worker_idx: int, env_idx: int, what: str, steps: int):
+    def on_non_finite_dropped(self, dropped: protocol.NonFiniteDropped):
+        worker_idx, env_idx, what, steps = dropped
         first = self.stats.non_finite_steps == 0
         self.stats.non_finite_steps += steps
         self.stats.write_scalars(0, "stats", {"non_finite_steps": self.stats.non_finite_steps})
@@ -241,8 +243,8 @@ class Supervisor(EventLoopObject):
                 self.stats.non_finite_steps,
             )
 
-    def on_rollout_worker_failed(self, worker_idx: int, message: str):
-        log.error("rollout_worker_%d cannot go on: %s; stopping the run", worker_idx, message)
+    def on_rollout_worker_failed(self, failure: protocol.WorkerFailed):
+        log.error("rollout_worker_%d cannot go on: %s; stopping the run", failure.worker_idx, failure.message)
         self._request_stop(ExitStatus.FAILURE)
 
     # --- the health check ------------------------------------------------------------------------
@@ -397,7 +399,7 @@ class Supervisor(EventLoopObject):
         else:
             self.silences.forget(role)
             # The new process answers each request once (see InferenceWorker.on_inference_requested).
-            self.inference_restarted.emit(role.policy_id, role.index)
+            self.inference_restarted.emit(protocol.InferenceRestarted(role.policy_id, role.index))
 
     # --- queue locks of the dead ---------------------------------------------------------------
 

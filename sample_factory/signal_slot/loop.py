@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sample_factory.signal_slot.transport import DEFAULT_QUEUE_BYTES, Queue, SpareQueues, make_queue
 
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 _thread_state = threading.local()
 
-# SF_STRICT_SIGNALS=1 (the tests set it): an emit that reaches no slot raises, so that a misspelled
-# or unwired signal name fails loudly instead of reaching nobody.
+# SF_STRICT_SIGNALS=1 (the tests set it): an emit that reaches no slot, or whose payload is not its signal's
+# declared type, raises naming the signal, so that a misspelled, unwired or mistyped signal fails loudly.
 STRICT_SIGNALS = os.environ.get("SF_STRICT_SIGNALS") == "1"
 
 
@@ -250,8 +250,21 @@ class EventLoop:
             _thread_state.loop = previous
 
 
+class SignalSpec(NamedTuple):
+    """A signal whose name is made at run time (one per policy or per worker) and the type it carries."""
+
+    name: str
+    payload: type | None = None
+
+
 class signal:  # noqa: N801 (reads like a keyword in class bodies, as Qt's `Signal`)
-    """Declares a signal on an EventLoopObject subclass: `trajectory_ready = signal()`."""
+    """Declares a signal on an EventLoopObject subclass: `trajectory_ready = signal(TrajectoryReady)`.
+
+    A signal with a payload type is emitted with one payload of that type, which the slot receives;
+    one without carries whatever it is given (in strict mode nothing else is checked)."""
+
+    def __init__(self, payload: type | None = None):
+        self.payload = payload
 
     def __set_name__(self, owner, name):
         self.name = name
@@ -259,15 +272,16 @@ class signal:  # noqa: N801 (reads like a keyword in class bodies, as Qt's `Sign
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self
-        return BoundSignal(obj, self.name)
+        return BoundSignal(obj, self.name, self.payload)
 
 
 class BoundSignal:
-    __slots__ = ("_obj", "_name")
+    __slots__ = ("_obj", "_name", "_payload")
 
-    def __init__(self, obj: EventLoopObject, name: str):
+    def __init__(self, obj: EventLoopObject, name: str, payload: type | None = None):
         self._obj = obj
         self._name = name
+        self._payload = payload
 
     def connect(self, slot: Callable):
         receiver = getattr(slot, "__self__", None)
@@ -283,12 +297,20 @@ class BoundSignal:
 
     def emit(self, *args):
         connections = self._obj._connections.get(self._name)
+        if STRICT_SIGNALS:
+            self._check(args, connections)
         if not connections:
-            if STRICT_SIGNALS:
-                raise UnconnectedSignalError(f"{self._obj.object_id}.{self._name} emitted with no slot connected")
             return
         for loop, object_id, slot_name in connections:
             loop.post(object_id, slot_name, args)
+
+    def _check(self, args: tuple, connections):
+        where = f"{self._obj.object_id}.{self._name}"
+        if not connections:
+            raise UnconnectedSignalError(f"{where} emitted with no slot connected")
+        if self._payload is not None and (len(args) != 1 or type(args[0]) is not self._payload):
+            got = ", ".join(type(a).__name__ for a in args) or "nothing"
+            raise TypeError(f"{where} emitted ({got}); its payload is one {self._payload.__name__}")
 
     @property
     def num_connections(self) -> int:
@@ -304,9 +326,11 @@ class EventLoopObject:
         self._connections: dict[str, list] = {}
         event_loop.register(self)
 
-    def named_signal(self, name: str) -> BoundSignal:
+    def named_signal(self, spec: SignalSpec | str) -> BoundSignal:
         """A signal whose name is made at run time (one per policy or per worker)."""
-        return BoundSignal(self, name)
+        if isinstance(spec, str):
+            return BoundSignal(self, spec)
+        return BoundSignal(self, spec.name, spec.payload)
 
     def on_loop_started(self):
         """Called in the loop's own thread/process before the first message."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sample_factory.algo import roles
+from sample_factory.algo import protocol, roles
 from sample_factory.algo.learning.learner import Learner, NonFiniteTrainingError
 from sample_factory.algo.utils.host_staging import HostStaging
 from sample_factory.cfg.derived import trajectories_per_iteration
@@ -47,11 +47,11 @@ log = logging.getLogger(__name__)
 
 
 class LearnerWorker(EventLoopObject):
-    report = signal()
-    failed = signal()
-    stopped = signal()
-    slots_released = signal()
-    weights_exported = signal()
+    report = signal(protocol.LearnerReport)
+    failed = signal(protocol.LearnerFailed)
+    stopped = signal(protocol.LearnerStopped)
+    slots_released = signal(protocol.SlotsReleased)
+    weights_exported = signal(protocol.WeightsExported)
 
     def __init__(self, event_loop, policy_id: int, cfg, env_info, shared, model_factory, experiment_dir: str):
         super().__init__(event_loop, roles.learner(policy_id).name)
@@ -98,9 +98,10 @@ class LearnerWorker(EventLoopObject):
             Timer(self.event_loop, float(self.cfg.save_milestones_sec), self._save_milestone)
         self.event_loop.add_idle_callback(self._train_when_ready)
 
-    def on_trajectory_ready(self, policy_id: int, slots: list[int]):
+    def on_trajectory_ready(self, ready: protocol.TrajectoryReady):
         if self.learner is None:  # stopped: workers in other processes may still be finishing
             return
+        slots = ready.slots
         self._pending.append(slots)
         self._num_pending += len(slots)
         self.learner.state.env_steps += len(slots) * self._env_steps_per_trajectory
@@ -122,7 +123,7 @@ class LearnerWorker(EventLoopObject):
             "lag_avg": 0.0,
             "lag_max": 0.0,
         }
-        self.report.emit(self.policy_id, stats)
+        self.report.emit(protocol.LearnerReport(self.policy_id, stats))
 
     def _train_when_ready(self):
         if self.cfg.sampler_only:
@@ -157,18 +158,18 @@ class LearnerWorker(EventLoopObject):
             self._save_league_snapshot_if_due()
             stats["env_steps"] = self.learner.state.env_steps
             stats["policy_version"] = self.learner.state.policy_version
-            self.report.emit(self.policy_id, stats)
+            self.report.emit(protocol.LearnerReport(self.policy_id, stats))
 
     def _fail(self, message: str):
         if not self._failed:
             self._failed = True
-            self.failed.emit(self.policy_id, message)
+            self.failed.emit(protocol.LearnerFailed(self.policy_id, message))
 
     def _release(self, groups: list[list[int]]):
         pool = self.shared.slot_pools[self.policy_id]
         for group in groups:
             pool.release(group)
-        self.slots_released.emit(self.policy_id)
+        self.slots_released.emit(protocol.SlotsReleased(self.policy_id))
 
     def _checkpoint_state(self) -> dict:
         self.learner.state.train_seconds = self._seconds_before + time.time() - self.shared.run_started_at
@@ -254,7 +255,8 @@ class LearnerWorker(EventLoopObject):
         if path is not None:
             save_milestone(path)
 
-    def on_save_best(self, policy_id: int, metric: str, value: float):
+    def on_save_best(self, best: protocol.SaveBest):
+        metric, value = best.metric, best.value
         if self.learner is None or not self._model_is_finite():
             return
         st = self.learner.state
@@ -274,12 +276,13 @@ class LearnerWorker(EventLoopObject):
 
     # --- population-based training (algo/protocol.py) ------------------------------------------
 
-    def on_new_hyperparams(self, policy_id: int, params: dict):
+    def on_new_hyperparams(self, new: protocol.NewHyperparams):
         if self.learner is not None:
-            self.learner.set_hyperparams(params)
+            self.learner.set_hyperparams(new.params)
 
-    def on_export_weights(self, policy_id: int, target_policy: int, path: str):
+    def on_export_weights(self, export: protocol.ExportWeights):
         """Writes weights, optimizer state and normalizer statistics for another policy to take over."""
+        target_policy, path = export.target_policy, export.path
         if self.learner is None:
             return
         try:
@@ -287,10 +290,11 @@ class LearnerWorker(EventLoopObject):
         except CheckpointWriteError as e:
             log.error("Policy %d: %s; policy %d is not replaced", self.policy_id, e, target_policy)
             return
-        self.weights_exported.emit(self.policy_id, target_policy, path)
+        self.weights_exported.emit(protocol.WeightsExported(self.policy_id, target_policy, path))
 
-    def on_import_weights(self, policy_id: int, source_policy: int, path: str, params: dict):
-        """Continues from another policy's weights under this policy's id, with `params`."""
+    def on_import_weights(self, imported: protocol.ImportWeights):
+        """Continues from another policy's weights under this policy's id, with its `params`."""
+        source_policy, path, params = imported.source_policy, imported.path, imported.params
         if self.learner is None:
             return
         try:
@@ -316,5 +320,5 @@ class LearnerWorker(EventLoopObject):
     def on_stop(self):
         self._save_checkpoint(final=True)
         self.learner = None
-        self.stopped.emit(self.policy_id)
+        self.stopped.emit(protocol.LearnerStopped(self.policy_id))
         self.stop_own_loop()

@@ -2,7 +2,7 @@
 
 Requests name slots and a step; observations and RNN states are read from the trajectory
 buffers, and actions, log-probs, values, logits, the behaviour policy version and the next
-RNN state are written back into the same slots. Only `(split_idx,)` goes back to the worker.
+RNN state are written back into the same slots. An `ActionsReady` (split, epoch, policy) goes back to the worker.
 
 `null_policy=True` (the benchmark's overhead phase) replaces the model's forward pass with
 zeros, so that what remains is the framework's own cost.
@@ -54,7 +54,8 @@ class InferenceWorker(EventLoopObject):
         self.version = 0
         self._weights_seq = 0
         self._retry_timer = None
-        self._requests: list[tuple[int, int, int, list[int], int]] = []
+        self._requests: list[protocol.InferenceRequest] = []
+        self._answer_signals: dict = {}  # worker_idx -> its actions_ready signal, made once
         self._last_request: dict[tuple[int, int], tuple[int, int]] = {}  # (worker, split) -> (epoch, seq)
         self.num_batches = 0
         self.num_samples = 0
@@ -80,16 +81,15 @@ class InferenceWorker(EventLoopObject):
         self._retry_timer.cancel()
         self._infer_pending()
 
-    def on_inference_requested(
-        self, worker_idx: int, split_idx: int, t: int, slots: list[int], epoch: int, request_seq: int
-    ):
+    def on_inference_requested(self, request: protocol.InferenceRequest):
         # After this process was started anew, a rollout worker asks again what it may have lost in
         # the dead process's queue; a request that did reach this one is answered once.
-        request_id = (epoch, request_seq)
-        if self._last_request.get((worker_idx, split_idx), (-1, -1)) >= request_id:
+        split = (request.worker_idx, request.split_idx)
+        request_id = (request.epoch, request.request_seq)
+        if self._last_request.get(split, (-1, -1)) >= request_id:
             return
-        self._last_request[(worker_idx, split_idx)] = request_id
-        self._requests.append((worker_idx, split_idx, t, slots, epoch))
+        self._last_request[split] = request_id
+        self._requests.append(request)
 
     def _infer_pending(self):
         if not self._requests or self.model is None:
@@ -107,12 +107,18 @@ class InferenceWorker(EventLoopObject):
 
         steps_per_slot = self.shared.buffers.rollout + 1
         rows = []  # of the buffers' step_rows views
-        for _, _, t, slots, _ in requests:
-            rows.extend([slot * steps_per_slot + t for slot in slots])
+        for request in requests:
+            t = request.t
+            rows.extend([slot * steps_per_slot + t for slot in request.slots])
         self._forward_and_write(torch.tensor(rows, dtype=torch.int64))
 
-        for worker_idx, split_idx, _, _, epoch in requests:
-            self.named_signal(protocol.actions_ready(worker_idx)).emit(split_idx, epoch, self.policy_id)
+        for request in requests:
+            answer = self._answer_signals.get(request.worker_idx)
+            if answer is None:
+                answer = self._answer_signals[request.worker_idx] = self.named_signal(
+                    protocol.actions_ready(request.worker_idx)
+                )
+            answer.emit(protocol.ActionsReady(request.split_idx, request.epoch, self.policy_id))
         self.num_batches += 1
         self.num_samples += len(rows)
 

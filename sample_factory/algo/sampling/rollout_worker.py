@@ -72,11 +72,11 @@ class SplitState:
 
 
 class RolloutWorker(EventLoopObject):
-    episodes_finished = signal()
-    league_games_finished = signal()  # [(learning policy, frozen opponent id, its weights version, points)]
-    env_failed = signal()
-    non_finite_dropped = signal()
-    failed = signal()
+    episodes_finished = signal(protocol.EpisodesFinished)
+    league_games_finished = signal(protocol.LeagueGamesFinished)
+    env_failed = signal(protocol.EnvFailed)
+    non_finite_dropped = signal(protocol.NonFiniteDropped)
+    failed = signal(protocol.WorkerFailed)
 
     def __init__(
         self,
@@ -107,6 +107,9 @@ class RolloutWorker(EventLoopObject):
         # How many times this worker was started anew: answers to an earlier process's requests are stale.
         self.epoch = 0
         self._non_finite_unreported: list | None = None  # [first env index, what it returned, steps dropped]
+        # Made once: the signals of the hot path, one per policy.
+        self._request_signals = [self.named_signal(protocol.inference_requested(p)) for p in range(self.num_acting)]
+        self._trajectory_signals = [self.named_signal(protocol.trajectory_ready(p)) for p in range(cfg.num_policies)]
 
     def on_loop_started(self):
         try:
@@ -117,7 +120,7 @@ class RolloutWorker(EventLoopObject):
     def _fail(self, error: Exception):
         """The worker cannot go on: the runner stops the run with this one line."""
         self.close_envs()
-        self.failed.emit(self.worker_idx, str(error))
+        self.failed.emit(protocol.WorkerFailed(self.worker_idx, str(error)))
 
     def _start(self):
         restore_env_registry(self.env_registry)
@@ -192,7 +195,8 @@ class RolloutWorker(EventLoopObject):
                 if len(mine):
                     split.env_runner.set_reward_shaping(mine, shaping)
 
-    def on_reward_shaping_changed(self, policy_id: int, shaping: dict):
+    def on_reward_shaping_changed(self, change: protocol.RewardShapingChanged):
+        policy_id, shaping = change
         self.reward_shaping[policy_id] = dict(shaping)
         for split in self.splits:
             agents = np.flatnonzero(split.policy_of_agent == policy_id)
@@ -228,7 +232,7 @@ class RolloutWorker(EventLoopObject):
         split.t = 0
         self._request_actions(split_idx, split)
 
-    def on_slots_released(self, policy_id: int):
+    def on_slots_released(self, _released: protocol.SlotsReleased):
         for split_idx, split in enumerate(self.splits):
             if split.waiting_for_slots:
                 self._start_trajectories(split_idx, split)
@@ -242,20 +246,21 @@ class RolloutWorker(EventLoopObject):
             self._ask_policy(split_idx, split, policy_id, slots)
 
     def _ask_policy(self, split_idx: int, split: SplitState, policy_id: int, slots: list[int]):
-        self.named_signal(protocol.inference_requested(policy_id)).emit(
-            self.worker_idx, split_idx, split.t, slots, self.epoch, split.request_seq
-        )
+        request = protocol.InferenceRequest(self.worker_idx, split_idx, split.t, slots, self.epoch, split.request_seq)
+        self._request_signals[policy_id].emit(request)
 
-    def on_inference_restarted(self, policy_id: int, inference_idx: int):
+    def on_inference_restarted(self, restarted: protocol.InferenceRestarted):
         """An inference worker died and was started anew: what was asked of it may be lost, ask again."""
-        if inference_idx != self.worker_idx % self.cfg.policy_workers_per_policy:
+        policy_id = restarted.policy_id
+        if restarted.inference_idx != self.worker_idx % self.cfg.policy_workers_per_policy:
             return  # not the one this worker talks to
         for split_idx, split in enumerate(self.splits):
             if policy_id in split.awaiting:
                 slots = next(slots for policy, _, slots in split.policy_groups if policy == policy_id)
                 self._ask_policy(split_idx, split, policy_id, slots)
 
-    def on_actions_ready(self, split_idx: int, epoch: int, policy_id: int):
+    def on_actions_ready(self, ready: protocol.ActionsReady):
+        split_idx, epoch, policy_id = ready
         if not self.splits or epoch != self.epoch:
             return  # stopped while a response was in flight, or an answer to the process this one replaced
         split = self.splits[split_idx]
@@ -294,9 +299,9 @@ class RolloutWorker(EventLoopObject):
         split.steps += 1
         finished, games = self._track_episodes(split, result, dones)
         if finished:
-            self.episodes_finished.emit(finished)
+            self.episodes_finished.emit(protocol.EpisodesFinished(finished))
         if games:
-            self.league_games_finished.emit(games)
+            self.league_games_finished.emit(protocol.LeagueGamesFinished(games))
         split.t = t + 1
         if split.t == self.rollout:
             self._complete_trajectories(split)
@@ -331,7 +336,7 @@ class RolloutWorker(EventLoopObject):
     def _report_non_finite(self):
         """Once per trajectory at most: an env returning NaN at every step costs one message, not one a step."""
         if self._non_finite_unreported is not None:
-            self.non_finite_dropped.emit(self.worker_idx, *self._non_finite_unreported)
+            self.non_finite_dropped.emit(protocol.NonFiniteDropped(self.worker_idx, *self._non_finite_unreported))
             self._non_finite_unreported = None
 
     def _on_envs_remade(self, split: SplitState, result):
@@ -342,7 +347,7 @@ class RolloutWorker(EventLoopObject):
         self._apply_reward_shaping(split, restarted)  # a new env starts from the env's own coefficients
         self._assign_policies(split, restarted)
         for failure in result.failures:
-            self.env_failed.emit(self.worker_idx, failure.env_idx, failure.error)
+            self.env_failed.emit(protocol.EnvFailed(self.worker_idx, failure.env_idx, failure.error))
 
     def _track_episodes(self, split: SplitState, result, dones: np.ndarray) -> tuple[list, list]:
         """The stats of the learning policies' finished episodes, and the games against frozen opponents."""
@@ -409,7 +414,7 @@ class RolloutWorker(EventLoopObject):
             pool = self.shared.slot_pools[policy_id]
             pool.hand_over(slots)
             if policy_id < self.cfg.num_policies:
-                self.named_signal(protocol.trajectory_ready(policy_id)).emit(policy_id, slots)
+                self._trajectory_signals[policy_id].emit(protocol.TrajectoryReady(policy_id, slots))
             else:  # a frozen opponent trains nothing: its slots are free again at once
                 pool.release(slots)
         split.policy_groups = []
