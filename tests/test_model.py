@@ -35,6 +35,8 @@ def make_cfg(**overrides) -> AttrDict:
         encoder_mlp_layers=[16, 16],
         encoder_conv_architecture="convnet_simple",
         encoder_conv_mlp_layers=[16],
+        encoder_conv_bf16=False,
+        model_bf16=False,
         use_rnn=True,
         rnn_size=8,
         rnn_type="gru",

@@ -292,6 +292,7 @@ def test_trajectory_slots_bound_how_far_sampling_runs_ahead_of_the_learner():
         num_envs_per_worker=16,
         worker_num_splits=2,
         num_policies=1,
+        league_opponents=0,
         rollout=32,
         batch_size=256,
         num_batches_per_epoch=1,

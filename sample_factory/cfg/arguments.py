@@ -64,7 +64,7 @@ def _program_name() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
-        return f"python -m {spec.name}"
+        return f"python -m {spec.name.removesuffix('.__main__')}"
     return None
 
 
