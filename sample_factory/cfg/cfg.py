@@ -1,19 +1,16 @@
-"""Every standard flag, grouped by topic. Names and meanings follow sample-factory 2.x."""
+"""Every standard flag, grouped by topic. Names and meanings follow sample-factory 2.x.
+
+The model's flags and the populations' (PBT, the league) have modules of their own; they are
+imported here too, where 2.x's scripts find every `add_*_args`.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-
-def str2bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    lowered = str(value).lower()
-    if lowered in ("true", "t", "yes", "y", "1"):
-        return True
-    if lowered in ("false", "f", "no", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
+from sample_factory.cfg.bool_flags import str2bool
+from sample_factory.cfg.model_args import add_model_args  # noqa: F401 (2.x's import path)
+from sample_factory.cfg.population_args import add_league_args, add_pbt_args, add_population_args  # noqa: F401 (2.x's import path)
 
 
 def add_basic_args(p: argparse.ArgumentParser):
@@ -403,60 +400,6 @@ def add_reliability_args(p):
     )
 
 
-def add_model_args(p: argparse.ArgumentParser):
-    g = p.add_argument_group("model")
-    g.add_argument("--encoder_mlp_layers", type=int, nargs="*", default=[512, 512], help="MLP encoder layer sizes")
-    g.add_argument(
-        "--encoder_conv_architecture",
-        type=str,
-        default="convnet_simple",
-        choices=["convnet_simple", "convnet_impala", "convnet_atari", "resnet_impala"],
-        help="Conv encoder for image observations",
-    )
-    g.add_argument("--encoder_conv_mlp_layers", type=int, nargs="*", default=[512], help="MLP after the conv encoder")
-    g.add_argument(
-        "--encoder_conv_bf16",
-        type=str2bool,
-        default=False,
-        help="Run the conv layers in bfloat16 (autocast; features return as float32): ~2x faster convs on CPUs with AVX512-BF16 or AMX, slower on CPUs without",
-    )
-    g.add_argument(
-        "--model_bf16",
-        type=str2bool,
-        default=False,
-        help="Run the encoder (convs and MLP) and the GRU core's matmuls in bfloat16; observation normalization, "
-        "RNN states, heads, losses and the optimizer stay float32. Includes --encoder_conv_bf16. "
-        "~1.3x faster training on CPUs with AVX512-BF16 or AMX, slower on CPUs without",
-    )
-    g.add_argument("--use_rnn", type=str2bool, default=True, help="Recurrent core (else identity)")
-    g.add_argument("--rnn_size", type=int, default=512, help="RNN hidden size")
-    g.add_argument("--rnn_type", type=str, default="gru", choices=["gru", "lstm"], help="RNN kind")
-    g.add_argument("--rnn_num_layers", type=int, default=1, help="RNN layers")
-    g.add_argument("--decoder_mlp_layers", type=int, nargs="*", default=[], help="MLP layers after the core")
-    g.add_argument("--nonlinearity", type=str, default="elu", choices=["elu", "relu", "tanh"], help="Activation")
-    g.add_argument(
-        "--policy_initialization",
-        type=str,
-        default="orthogonal",
-        choices=["orthogonal", "xavier_uniform", "torch_default"],
-        help="Weight initialization",
-    )
-    g.add_argument("--policy_init_gain", type=float, default=1.0, help="Gain of the weight initialization")
-    g.add_argument(
-        "--actor_critic_share_weights", type=str2bool, default=True, help="Actor and critic share encoder and core"
-    )
-    g.add_argument(
-        "--adaptive_stddev",
-        type=str2bool,
-        default=True,
-        help="Gaussian std depends on the state (else a learned constant)",
-    )
-    g.add_argument(
-        "--continuous_tanh_scale", type=float, default=0.0, help="Squash Gaussian means with tanh(x/s)*s (0: off)"
-    )
-    g.add_argument("--initial_stddev", type=float, default=1.0, help="Initial Gaussian std")
-
-
 def add_env_args(p: argparse.ArgumentParser):
     g = p.add_argument_group("environment")
     g.add_argument("--env_frameskip", type=int, default=1, help="Frames per env step (frames are what FPS counts)")
@@ -488,96 +431,6 @@ def add_env_args(p: argparse.ArgumentParser):
         type=str2bool,
         default=False,
         help="Not supported (True is refused): observations are numpy arrays copied into shared host memory",
-    )
-
-
-def add_pbt_args(p: argparse.ArgumentParser):
-    """Populations: population-based training and the league (2.x's one call)."""
-    add_population_args(p)
-    add_league_args(p)
-
-
-def add_population_args(p):
-    g = p.add_argument_group("population-based training")
-    g.add_argument(
-        "--with_pbt",
-        type=str2bool,
-        default=False,
-        help="Population-based training of the --num_policies policies: every --pbt_period_env_steps the worst"
-        " take the weights of the best, and hyper-parameters mutate (README, 'Populations')",
-    )
-    g.add_argument(
-        "--policy_hyperparams",
-        type=str,
-        default=None,
-        help='Per-policy hyper-parameters, JSON or a JSON file: \'{"1": {"learning_rate": 1e-5}}\' (with or'
-        " without PBT); policy_XX_cfg.json files of an earlier run of the experiment take precedence",
-    )
-    g.add_argument(
-        "--pbt_mix_policies_in_one_env",
-        type=str2bool,
-        default=True,
-        help="Agents of one env may belong to different policies",
-    )
-    g.add_argument("--pbt_period_env_steps", type=int, default=int(5e6), help="Env steps between PBT updates")
-    g.add_argument("--pbt_start_mutation", type=int, default=int(2e7), help="Env steps before the first mutation")
-    g.add_argument("--pbt_replace_fraction", type=float, default=0.3, help="Fraction of the population replaced")
-    g.add_argument("--pbt_mutation_rate", type=float, default=0.15, help="Probability of mutating each hyper-parameter")
-    g.add_argument("--pbt_replace_reward_gap", type=float, default=0.1, help="Relative gap needed to replace a policy")
-    g.add_argument(
-        "--pbt_replace_reward_gap_absolute", type=float, default=1e-6, help="Absolute gap needed to replace a policy"
-    )
-    g.add_argument(
-        "--pbt_perturb_min",
-        type=float,
-        default=1.1,
-        help="A mutation multiplies or divides by a factor from [min, max]",
-    )
-    g.add_argument(
-        "--pbt_perturb_max",
-        type=float,
-        default=1.5,
-        help="A mutation multiplies or divides by a factor from [min, max]",
-    )
-    g.add_argument("--pbt_optimize_gamma", type=str2bool, default=False, help="Let PBT mutate gamma")
-    g.add_argument("--pbt_target_objective", type=str, default="true_objective", help="info key PBT maximizes")
-
-
-def add_league_args(p):
-    g = p.add_argument_group("league")
-    g.add_argument(
-        "--league_snapshot_every_env_steps",
-        type=int,
-        default=0,
-        help="Keep a frozen snapshot of each policy at its start and every this many of its env steps, in"
-        " <experiment>/league/ (0: none); `python -m sample_factory.match` plays a policy against them",
-    )
-    g.add_argument(
-        "--league_size",
-        type=int,
-        default=10,
-        help="Snapshots kept per policy: the first (the policy at its start) and the newest",
-    )
-    g.add_argument(
-        "--league_opponents",
-        type=int,
-        default=0,
-        help="Frozen opponents in training: this many extra inference-only policies, each playing a league"
-        " snapshot (needs --league_snapshot_every_env_steps and a multi-agent env; 0: none)",
-    )
-    g.add_argument(
-        "--league_opponent_prob",
-        type=float,
-        default=0.5,
-        help="Chance that a draw of an env's policies puts a frozen opponent in one of its seats",
-    )
-    g.add_argument(
-        "--league_opponent_sampling",
-        type=str,
-        default="win_rate",
-        choices=["uniform", "win_rate"],
-        help="Which snapshots the frozen opponents play: uniformly, or more often those the learning"
-        " policies score worst against (their games in training)",
     )
 
 
