@@ -26,11 +26,6 @@ def experiment_dir(cfg) -> Path:
     return ExperimentFolder.from_cfg(cfg).path
 
 
-def write_json_atomically(path: Path, obj):
-    """Kept for callers not yet moved to `utils.experiment_folder.atomic_write_json`."""
-    atomic_write_json(path, obj)
-
-
 def save_cfg(cfg, exp_dir: Path):
     atomic_write_json(ExperimentFolder(exp_dir).config_file, dict(cfg))
 

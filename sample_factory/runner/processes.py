@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from sample_factory.algo.roles import Kind, Role
+from sample_factory.algo.roles import Role
 from sample_factory.signal_slot import forkserver_guard
 from sample_factory.signal_slot.loop import EventLoop
 from sample_factory.signal_slot.process import EventLoopProcess, kill_process_tree
@@ -58,7 +58,6 @@ class RunProcesses:
         self._max_restarts = max_restarts
         self._log_file = log_file
         self._by_role: dict[Role, EventLoopProcess] = {}
-        self._roles: dict[int, Role] = {}  # id(process) -> role
         self._stack_dir: str | None = None  # made with the first process
         self.spare_queues: SpareQueues | None = None  # made with the first restartable process
 
@@ -77,7 +76,6 @@ class RunProcesses:
             init_fn=partial(setup_logging, log_file=self._log_file),
         )
         self._by_role[role] = process
-        self._roles[id(process)] = role
         return process.event_loop
 
     def __iter__(self) -> Iterator[EventLoopProcess]:
@@ -89,11 +87,8 @@ class RunProcesses:
     def get(self, role: Role) -> EventLoopProcess | None:
         return self._by_role.get(role)
 
-    def role_of(self, process: EventLoopProcess) -> Role:
-        return self._roles[id(process)]
-
-    def of_kind(self, kind: Kind) -> list[tuple[Role, EventLoopProcess]]:
-        return [(role, process) for role, process in self._by_role.items() if role.kind is kind]
+    def items(self) -> list[tuple[Role, EventLoopProcess]]:
+        return list(self._by_role.items())
 
     def start_all(self):
         for process in self:

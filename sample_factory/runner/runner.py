@@ -33,7 +33,7 @@ from sample_factory.runner.stop_signals import StopSignals
 from sample_factory.runner.supervisor import Supervisor
 from sample_factory.signal_slot.loop import EventLoop, EventLoopObject, Timer, signal
 from sample_factory.utils.attr_dict import AttrDict
-from sample_factory.utils.logging_setup import LOG_FILE
+from sample_factory.utils.experiment_folder import ExperimentFolder
 from sample_factory.utils.status import ExitStatus
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Runner(EventLoopObject):
         self.layout = slot_layout(cfg, env_info)
         message_bytes = builder.queue_bytes(cfg, self.layout)
         super().__init__(EventLoop("runner", queue_max_bytes=message_bytes), "runner")
-        log_file = experiment_dir / LOG_FILE if cfg.log_to_file else None
+        log_file = ExperimentFolder(experiment_dir).log_file if cfg.log_to_file else None
         self.processes = RunProcesses(message_bytes, cfg.max_worker_restarts, log_file)
         model = builder.template_model(cfg, env_info)
         self.shared = builder.make_shared_resources(cfg, env_info, self.layout, model, self.processes.mp_ctx)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sample_factory.algo import protocol
+from sample_factory.algo import protocol, roles
 from sample_factory.algo.roles import Kind, Role
 from sample_factory.algo.shared_buffers import reclaim_slots
 from sample_factory.signal_slot import transport
@@ -256,16 +256,16 @@ class Supervisor(EventLoopObject):
             self._apply_stalls(now)
             self._apply_silences(now)
             self._apply_stuck(now)
-        for process in self.processes:
+        for role, process in self.processes.items():
             if process.is_alive() or process.process is None:
                 continue
             if (self._stopping() and process.exitcode == 0) or process.event_loop.receiver_gone:
                 continue  # a clean exit at the end, or a death already reported
-            self._on_death(self.processes.role_of(process), process)
+            self._on_death(role, process)
 
     def _apply_stalls(self, now: float):
         for stall in self.stalls.update(self.shared.frames_sampled.tolist(), now):
-            role = Role(Kind.ROLLOUT, index=stall.worker_idx)
+            role = roles.rollout_worker(stall.worker_idx)
             first, last = (
                 stall.worker_idx * self.cfg.num_envs_per_worker,
                 (stall.worker_idx + 1) * self.cfg.num_envs_per_worker - 1,
@@ -286,9 +286,9 @@ class Supervisor(EventLoopObject):
     def _apply_silences(self, now: float):
         # Rollout workers are judged by the frames they step (StallWatch), the others by their loop's turns.
         turns = {
-            self.processes.role_of(p): p.event_loop.turns
-            for p in self.processes
-            if self.processes.role_of(p).kind is not Kind.ROLLOUT and p.is_alive()
+            role: p.event_loop.turns
+            for role, p in self.processes.items()
+            if role.kind is not Kind.ROLLOUT and p.is_alive()
         }
         for silence in self.silences.update(turns, now):
             process = self.processes.get(silence.role)
@@ -347,7 +347,7 @@ class Supervisor(EventLoopObject):
         return process.stack() if process is not None and process.is_alive() else ""
 
     def _where_worker_0_is(self) -> str:
-        stack = self._stack_of(Role(Kind.ROLLOUT, index=0))
+        stack = self._stack_of(roles.rollout_worker(0))
         return f"; where rollout_worker_0 is:\n{stack}" if stack else ""
 
     # --- restarts ------------------------------------------------------------------------------
